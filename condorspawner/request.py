@@ -1,0 +1,238 @@
+"""JobRequest: what a user asked for, checked against the site's limits.
+
+The notebook form, the REST API's ``user_options`` and ``condorsub``'s flags
+all end here, so a notebook and a batch job asking for the same things get
+the same resources, container and environment, and the same error messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from condorspawner.quoting import QuotingError, check_env_name, check_text, submit_classad_expr
+from condorspawner.site import Limit, Site
+from condorspawner.units import UnitError, parse_duration_s, parse_size_mb
+from containers.catalogue import CatalogueError, ContainerOS
+
+FIELDS = (
+    "cpus",
+    "memory",
+    "disk",
+    "gpus",
+    "runtime",
+    "container",
+    "environment",
+    "requirements",
+    "label",
+)
+RESERVED_ENV_PREFIXES = ("_CONDOR_", "JUPYTERHUB_")
+MAX_LABEL = 200
+MAX_ENV_VALUE = 65536
+
+
+class RequestError(ValueError):
+    """One field of a request is not acceptable; the message names field, value and rule."""
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        shown = (
+            value
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            else repr(
+                value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
+            )
+        )
+        super().__init__(f"{field}: {shown} {reason}")
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+def _whole_number(field: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise RequestError(field, value, "is not a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        return int(value.strip())
+    raise RequestError(field, value, "is not a whole number")
+
+
+def _within(limit: Limit, value: int, raw: Any) -> int:
+    allowed = f"(allowed {limit.describe(limit.min)} to {limit.describe(limit.max)})"
+    if value > limit.max:
+        raise RequestError(
+            limit.name, raw, f"is above the site limit of {limit.describe(limit.max)} {allowed}"
+        )
+    if value < limit.min:
+        raise RequestError(
+            limit.name, raw, f"is below the site minimum of {limit.describe(limit.min)} {allowed}"
+        )
+    return value
+
+
+def _resource(site: Site, name: str, raw: Any) -> int:
+    limit = site.limits[name]
+    if raw is None or raw == "":
+        return limit.default
+    parser = {"memory": parse_size_mb, "disk": parse_size_mb, "runtime": parse_duration_s}.get(name)
+    if parser is None:
+        value = _whole_number(name, raw)
+    else:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise RequestError(name, raw, "is not a size or duration")
+        try:
+            value = parser(raw)
+        except UnitError as err:
+            raise RequestError(name, raw, str(err)) from None
+    return _within(limit, value, raw)
+
+
+def _environment(raw: Any) -> tuple[tuple[str, str], ...]:
+    if raw is None or raw == "":
+        return ()
+    if isinstance(raw, Mapping):
+        pairs: Iterable[tuple[Any, Any]] = raw.items()
+    elif isinstance(raw, list | tuple | str):
+        lines = raw.splitlines() if isinstance(raw, str) else raw
+        pairs = []
+        for entry in lines:
+            if not isinstance(entry, str):
+                raise RequestError("environment", entry, "is not NAME=VALUE text")
+            if not entry.strip():
+                continue
+            name, sep, value = entry.partition("=")
+            if not sep:
+                raise RequestError("environment", entry, "is not NAME=VALUE")
+            pairs.append((name.strip(), value))
+    else:
+        raise RequestError("environment", raw, "is not a table or a list of NAME=VALUE")
+    env: dict[str, str] = {}
+    for name, value in pairs:
+        try:
+            check_env_name(name)
+        except QuotingError as err:
+            raise RequestError("environment", name, str(err)) from None
+        if name.upper().startswith(RESERVED_ENV_PREFIXES):
+            prefixes = " or ".join(RESERVED_ENV_PREFIXES)
+            raise RequestError("environment", name, f"is reserved (names starting {prefixes})")
+        if not isinstance(value, str):
+            raise RequestError(f"environment.{name}", value, "is not text")
+        if len(value) > MAX_ENV_VALUE:
+            raise RequestError(f"environment.{name}", value, f"is longer than {MAX_ENV_VALUE}")
+        try:
+            check_text(value)
+        except QuotingError as err:
+            raise RequestError(f"environment.{name}", value, str(err)) from None
+        env[name] = value
+    return tuple(env.items())
+
+
+def _requirements(raw: Any) -> str:
+    if raw is None or raw == "":
+        return ""
+    if not isinstance(raw, str):
+        raise RequestError("requirements", raw, "is not a ClassAd expression")
+    try:
+        submit_classad_expr(raw)
+    except QuotingError as err:
+        raise RequestError("requirements", raw, str(err)) from None
+    return raw
+
+
+def _label(raw: Any) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise RequestError("label", raw, "is not text")
+    if len(raw) > MAX_LABEL:
+        raise RequestError("label", raw, f"is longer than {MAX_LABEL} characters")
+    try:
+        check_text(raw)
+    except QuotingError as err:
+        raise RequestError("label", raw, str(err)) from None
+    return raw
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated request: resources in base units, a catalogue entry, checked texts."""
+
+    cpus: int
+    memory_mb: int
+    disk_mb: int
+    gpus: int
+    runtime_s: int
+    container: ContainerOS
+    environment: tuple[tuple[str, str], ...] = ()
+    requirements: str = ""
+    label: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        site: Site,
+        *,
+        cpus: Any = None,
+        memory: Any = None,
+        disk: Any = None,
+        gpus: Any = None,
+        runtime: Any = None,
+        container: Any = None,
+        environment: Any = None,
+        requirements: Any = None,
+        label: Any = None,
+    ) -> JobRequest:
+        """Check each value (strings as users type them, or numbers); None means the default."""
+        try:
+            chosen = site.catalogue.choose(container)
+        except CatalogueError as err:
+            raise RequestError("container", container, str(err)) from None
+        return cls(
+            cpus=_resource(site, "cpus", cpus),
+            memory_mb=_resource(site, "memory", memory),
+            disk_mb=_resource(site, "disk", disk),
+            gpus=_resource(site, "gpus", gpus),
+            runtime_s=_resource(site, "runtime", runtime),
+            container=chosen,
+            environment=_environment(environment),
+            requirements=_requirements(requirements),
+            label=_label(label),
+        )
+
+    @classmethod
+    def from_options(cls, site: Site, options: Mapping[str, Any]) -> JobRequest:
+        """From ``user_options`` (REST API or parsed form): unknown keys are refused."""
+        if not isinstance(options, Mapping):
+            raise RequestError("options", options, "is not a table of options")
+        unknown = sorted(set(options) - set(FIELDS))
+        if unknown:
+            raise RequestError(
+                unknown[0], options[unknown[0]], f"is not an option (known: {', '.join(FIELDS)})"
+            )
+        return cls.build(site, **options)
+
+    @classmethod
+    def from_form(cls, site: Site, formdata: Mapping[str, Any]) -> JobRequest:
+        """From a web form's fields (lists of strings, as JupyterHub passes them)."""
+        options = {}
+        for name, value in formdata.items():
+            if isinstance(value, list):
+                value = value[0] if value else ""
+            options[name] = value
+        return cls.from_options(site, options)
+
+    def as_options(self) -> dict[str, Any]:
+        """The request as ``user_options`` again (for state and display)."""
+        return {
+            "cpus": self.cpus,
+            "memory": self.memory_mb,
+            "disk": self.disk_mb,
+            "gpus": self.gpus,
+            "runtime": self.runtime_s,
+            "container": self.container.name,
+            "environment": dict(self.environment),
+            "requirements": self.requirements,
+            "label": self.label,
+        }
