@@ -22,9 +22,9 @@ from typing import Any
 
 from condorspawner.site import Pool
 
-_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
-_JOB_ID_RE = re.compile(r"^\d+(\.\d+)?$")
-_TERSE_RE = re.compile(r"^(\d+)\.(\d+) - (\d+)\.(\d+)$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*\Z")
+_JOB_ID_RE = re.compile(r"^\d+(\.\d+)?\Z")
+_TERSE_RE = re.compile(r"^(\d+)\.(\d+) - (\d+)\.(\d+)\Z")
 _NOT_FOUND_RE = re.compile(r"^Job (\d+(?:\.\d+)?) not found", re.MULTILINE)
 _UNAVAILABLE_MARKERS = (
     "Failed to fetch ads",

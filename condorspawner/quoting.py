@@ -8,9 +8,12 @@ start jobs the way a starter would.
 
 Rules (condor_submit manual, "arguments" and "environment"):
 
-* macro expansion: every ``$`` is written ``$(DOLLAR)``; ``$$`` is refused,
-  because HTCondor substitutes ``$$(...)`` from the machine ad at match time;
-* ClassAd strings: :func:`classad2.quote`;
+* macro expansion: every ``$`` is written ``$(DOLLAR)``. HTCondor re-reads
+  the text after that substitution, so a literal ``$(DOLLAR)`` cannot be
+  carried this way and is refused; ``$$`` is refused everywhere, because
+  HTCondor substitutes ``$$(...)`` from the machine ad at match time;
+* ClassAd strings: :func:`classad2.quote`, with ``$`` as the octal escape
+  ``\044`` so that macro expansion never sees it;
 * arguments and environment ("new syntax"): the whole value in double
   quotes, ``""`` for a literal double quote, words split on white space, a
   word's white space and single quotes inside a single-quoted section, where
@@ -25,7 +28,7 @@ from collections.abc import Iterable, Mapping
 import classad2
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _V2_SPACE = " \t\n\r\v\f"
 
 
@@ -42,27 +45,38 @@ class Quoted(str):
     __slots__ = ()
 
 
+_DOLLAR_MACRO_RE = re.compile(r"\$\(dollar\)", re.IGNORECASE)
+
+
 def _escape_macros(text: str) -> str:
+    """``$`` as ``$(DOLLAR)``; callers have refused a literal ``$(DOLLAR)`` with check_text."""
     return text.replace("$", "$(DOLLAR)")
 
 
-def check_text(value: str, *, allow_control: bool = False) -> str:
-    """Refuse what no quoting rule can carry: NUL, ``$$``, control characters (unless allowed)."""
+def check_text(value: str, *, classad_string: bool = False) -> str:
+    """Refuse what the quoting rules cannot carry.
+
+    Everywhere: NUL and ``$$``. Outside ClassAd strings also control
+    characters (newline, tab, ...) and a literal ``$(DOLLAR)``.
+    """
     if not isinstance(value, str):
         raise QuotingError(f"expected text, got {type(value).__name__}")
     if "\x00" in value:
         raise QuotingError("contains a NUL character")
     if "$$" in value:
         raise QuotingError("contains '$$', which HTCondor substitutes at match time")
-    if not allow_control and _CONTROL_RE.search(value):
-        raise QuotingError("contains a control character (newline, tab, ...)")
+    if not classad_string:
+        if _CONTROL_RE.search(value):
+            raise QuotingError("contains a control character (newline, tab, ...)")
+        if _DOLLAR_MACRO_RE.search(value):
+            raise QuotingError("contains '$(DOLLAR)', which HTCondor would expand to '$'")
     return value
 
 
 def submit_classad_string(value: str) -> Quoted:
     """A ClassAd string literal for ``MY.Attr = ...`` (any text but NUL and ``$$``)."""
-    check_text(value, allow_control=True)
-    return Quoted(_escape_macros(classad2.quote(value)))
+    check_text(value, classad_string=True)
+    return Quoted(classad2.quote(value).replace("$", "\\044"))
 
 
 def submit_classad_expr(value: str) -> Quoted:
@@ -70,10 +84,15 @@ def submit_classad_expr(value: str) -> Quoted:
     check_text(value)
     if not value.strip():
         raise QuotingError("is empty")
+    # The ClassAd parser stops at the end of the first complete ad and ignores
+    # the rest, so parse inside a sentinel ad and insist on exactly its two
+    # attributes: text closing the parenthesis or the ad is refused.
     try:
-        classad2.ExprTree(value)
-    except Exception as err:
-        raise QuotingError(f"is not a ClassAd expression ({err})") from None
+        ad = classad2.ClassAd(f"[expression = ({value}); condorspawner_end = 1]")
+    except Exception:
+        ad = None
+    if ad is None or set(ad.keys()) != {"expression", "condorspawner_end"}:
+        raise QuotingError("is not a single ClassAd expression")
     return Quoted("(" + _escape_macros(value) + ")")
 
 

@@ -52,7 +52,7 @@ INTERACTIVE_HOLD = (
     "-c",
     "sleep 180 && while test -d ${_CONDOR_SCRATCH_DIR}/.condor_ssh_to_job_1; do /bin/sleep 3; done",
 )
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*\Z")
 
 
 class RenderError(RuntimeError):
@@ -221,8 +221,9 @@ class Renderer:
             self._envs[mode] = env
 
     def _requirements(self, request: JobRequest) -> str:
+        """Site and user requirements, both to hold (the ``expr`` filter adds outer parens)."""
         parts = [p for p in (self.site.jobs.requirements, request.requirements) if p]
-        return " && ".join(f"({p})" for p in parts)
+        return parts[0] if len(parts) == 1 else " && ".join(f"({p})" for p in parts)
 
     def _render(self, mode: str, template: str, context: Mapping[str, Any]) -> str:
         try:
@@ -240,6 +241,8 @@ class Renderer:
 
     def render(self, request: JobRequest, payload: Payload) -> RenderedJob:
         """Render and check the description for this request and payload."""
+        # A request built around JobRequest.build still meets this site's limits.
+        JobRequest.from_options(self.site, request.as_options())
         kind = _PAYLOAD_KIND[type(payload)]
         context = {
             "kind": Quoted(kind),

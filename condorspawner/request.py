@@ -54,8 +54,9 @@ def _whole_number(field: str, value: Any) -> int:
         raise RequestError(field, value, "is not a whole number")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
-        return int(value.strip())
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isdigit() and text.isascii() and len(text) <= 18:
+        return int(text)
     raise RequestError(field, value, "is not a whole number")
 
 

@@ -11,11 +11,14 @@ import math
 import re
 
 _SIZE_FACTORS_MB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*\Z", re.IGNORECASE)
 
 _DURATION_FACTORS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
-_DURATION_FULL_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[smhd]\s*)+$", re.IGNORECASE)
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd])", re.IGNORECASE)
+_DURATION_FULL_RE = re.compile(r"^\s*(?:[0-9]+(?:\.[0-9]+)?\s*[smhd]\s*)+\Z", re.IGNORECASE)
+
+
+MAX_TEXT = 64  # longer "numbers" are mistakes, and int() of thousands of digits is slow
 
 
 class UnitError(ValueError):
@@ -34,7 +37,7 @@ def parse_size_mb(value: str | int) -> int:
         if value < 0:
             raise UnitError("is negative")
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise UnitError("is not a size")
     match = _SIZE_RE.match(value)
     if not match:
@@ -54,10 +57,10 @@ def parse_duration_s(value: str | int) -> int:
         if value < 0:
             raise UnitError("is negative")
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise UnitError("is not a duration")
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     if not _DURATION_FULL_RE.match(text):
         raise UnitError("is not a duration (write it like 90m, 2h, 1d, 1h30m or 3600 for seconds)")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
 MODES = ("site", "image")
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-DATED_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T_.-][A-Za-z0-9:._-]*)?$")
+DATED_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T_.-][A-Za-z0-9:._-]*)?\Z")
 MARKER = ".complete"
 
 

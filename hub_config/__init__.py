@@ -1,0 +1,1 @@
+"""Turning the site file into JupyterHub configuration, and the admin snippets."""

@@ -1,0 +1,99 @@
+"""Shared fixtures: the site, the renderer, real HTCondor recordings and tool replays."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from condorspawner.render import Renderer
+from condorspawner.site import Site, parse_site
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "htcondor-reference"
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    """What a real HTCondor 25.0 pool printed (../shared/htcondor-reference)."""
+    if not REFERENCE.is_dir():
+        pytest.fail(f"the HTCondor reference recordings are missing: {REFERENCE}")
+    return REFERENCE
+
+
+def case(name: str) -> dict[str, str | int]:
+    """One recorded command: cmd, stdout, stderr, rc."""
+    folder = REFERENCE / "cases" / name
+    return {
+        "cmd": (folder / "cmd").read_text().strip(),
+        "stdout": (folder / "stdout").read_text(),
+        "stderr": (folder / "stderr").read_text(),
+        "rc": int((folder / "rc").read_text().strip()),
+    }
+
+
+@pytest.fixture
+def site() -> Site:
+    """The built-in site: Rocky9 (default) and Debian12, cpus 1..8, memory up to 16GB."""
+    return parse_site({})
+
+
+@pytest.fixture
+def make_site(tmp_path):
+    """Build a Site from a TOML snippet written to a file (as admins do)."""
+    from condorspawner.site import load_site
+
+    def make(toml_text: str) -> Site:
+        path = tmp_path / "site.toml"
+        path.write_text(textwrap.dedent(toml_text))
+        return load_site(path)
+
+    return make
+
+
+@pytest.fixture
+def renderer(site: Site) -> Renderer:
+    return Renderer(site)
+
+
+@pytest.fixture
+def replay(tmp_path, monkeypatch):
+    """Put stand-in ``condor_*`` tools first on PATH that print a recorded case.
+
+    ``replay("condor_rm", "rm_unknown")`` makes ``condor_rm`` print exactly what
+    real HTCondor printed in that case and exit with its code; every call's
+    argv and selected environment are appended to ``calls.jsonl``.
+    """
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+
+    def install(tool: str, case_name: str | None = None, *, sleep: float = 0.0) -> Path:
+        recorded = case(case_name) if case_name else {"stdout": "", "stderr": "", "rc": 0}
+        script = bindir / tool
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import json, os, sys, time\n"
+            f"with open({str(calls)!r}, 'a') as f:\n"
+            "    f.write(json.dumps({'argv': sys.argv, 'cwd': os.getcwd(),\n"
+            "        'CONDOR_CONFIG': os.environ.get('CONDOR_CONFIG')}) + '\\n')\n"
+            f"time.sleep({sleep})\n"
+            f"sys.stdout.write({recorded['stdout']!r})\n"
+            f"sys.stderr.write({recorded['stderr']!r})\n"
+            f"sys.exit({recorded['rc']})\n"
+        )
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        return script
+
+    def read_calls() -> list[dict]:
+        if not calls.exists():
+            return []
+        return [json.loads(line) for line in calls.read_text().splitlines()]
+
+    install.calls = read_calls
+    return install
