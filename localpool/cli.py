@@ -1,0 +1,208 @@
+"""``localpool start|stop|status|env``: run the one-machine pool.
+
+``start`` writes the pool's configuration and its ``condor_*`` commands into
+the pool directory (``$LOCALPOOL_DIR``) and starts the pool process in the
+background; ``env`` prints the lines that put those commands first on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from condorspawner.units import UnitError, parse_size_mb
+from localpool.daemon import namespaces_available, pool_pid
+from localpool.store import DEFAULT_DIR_ENV, PoolConfig, Store
+
+TOOLS = (
+    "condor_submit",
+    "condor_q",
+    "condor_history",
+    "condor_rm",
+    "condor_hold",
+    "condor_release",
+    "condor_vacate_job",
+    "condor_ssh_to_job",
+    "condor_status",
+    "condor_chirp",
+)
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+
+
+def write_tools(store: Store) -> None:
+    """The ``condor_*`` commands: small Python scripts bound to this pool directory."""
+    store.bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool in TOOLS:
+        script = store.bin_dir / tool
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import os, sys\n"
+            f"os.environ.setdefault({DEFAULT_DIR_ENV!r}, {str(store.root)!r})\n"
+            "from localpool.tools import main\n"
+            "sys.exit(main())\n"
+        )
+        script.chmod(0o755)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size_mb(text)
+    except UnitError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} {err}") from None
+
+
+def start(args: argparse.Namespace, store: Store) -> int:
+    config = store.config() if store.exists() else PoolConfig()
+    for name in (
+        "cpus",
+        "memory_mb",
+        "disk_mb",
+        "gpus",
+        "network_namespaces",
+        "ssh_ready_delay",
+        "cycle_seconds",
+        "periodic_seconds",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(config, name, value)
+    if args.container_os is not None:
+        config.container_os = [c for c in args.container_os.split(",") if c]
+    store.write_config(config)
+    write_tools(store)
+    if pool_pid(store):
+        print(f"localpool: already running in {store.root}")
+        return 0
+    if args.foreground:
+        from localpool.daemon import main as daemon_main
+
+        return daemon_main([str(store.root)])
+    log = open(store.root / "pool.log", "ab")  # noqa: SIM115 (handed to the child)
+    subprocess.Popen(
+        [sys.executable, "-m", "localpool.daemon", str(store.root)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if pool_pid(store):
+            return status(args, store)
+        time.sleep(0.05)
+    print(
+        f"localpool: the pool process did not start within {START_TIMEOUT:g} s; "
+        f"see {store.root / 'pool.log'}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def stop(args: argparse.Namespace, store: Store) -> int:
+    if args.remove_jobs and store.exists():
+        _kill_all_jobs(store)
+    pid = pool_pid(store)
+    if pid is None:
+        print("localpool: not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        if pool_pid(store) is None:
+            print("localpool: stopped")
+            return 0
+        time.sleep(0.05)
+    print(f"localpool: pool process {pid} did not stop within {STOP_TIMEOUT:g} s", file=sys.stderr)
+    return 1
+
+
+def _kill_all_jobs(store: Store) -> None:
+    """Stop every job's starter and empty the queue (demo shutdown, test teardown)."""
+    with store.update() as queue:
+        for ad in queue.jobs.values():
+            pid = ad.get("LocalpoolStarterPid")
+            if pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        queue.jobs.clear()
+
+
+def status(args: argparse.Namespace, store: Store) -> int:
+    if not store.exists():
+        print(f"localpool: no pool in {store.root}")
+        return 1
+    config = store.config()
+    pid = pool_pid(store)
+    jobs = list(store.read().jobs.values())
+    counts = {
+        name: sum(1 for ad in jobs if ad["JobStatus"] == code)
+        for name, code in (("idle", 1), ("running", 2), ("held", 5), ("removing", 3))
+    }
+    if config.network_namespaces == "off":
+        netns = "off (network_namespaces = off)"
+    elif namespaces_available():
+        netns = "on: each job has a network namespace with loopback only"
+    else:
+        netns = "off: jobs share the host's network (namespaces need root and unshare)"
+    print(f"pool directory: {store.root}")
+    print(f"pool process:   {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
+    print(
+        f"execute point:  slot1@{config.host}: {config.cpus} cpus, {config.memory_mb} MB, "
+        f"{config.disk_mb} MB disk, {config.gpus} gpus"
+    )
+    print(f"container OS:   {', '.join(config.container_os) or 'none'}")
+    print(f"job isolation:  {netns}")
+    print("jobs:           " + ", ".join(f"{n} {c}" for c, n in counts.items()))
+    return 0 if pid else 3
+
+
+def env(args: argparse.Namespace, store: Store) -> int:
+    print(f"export {DEFAULT_DIR_ENV}={shlex.quote(str(store.root))}")
+    print(f'export PATH={shlex.quote(str(store.bin_dir))}:"$PATH"')
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="localpool", description=__doc__.splitlines()[0])
+    p.add_argument("--dir", type=Path, help=f"pool directory (default ${DEFAULT_DIR_ENV})")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("start", help="start the pool process (configure it on first start)")
+    s.add_argument("--cpus", type=int)
+    s.add_argument("--memory", dest="memory_mb", type=_size, help="e.g. 16GB")
+    s.add_argument("--disk", dest="disk_mb", type=_size, help="e.g. 64GB")
+    s.add_argument("--gpus", type=int)
+    s.add_argument("--container-os", help="comma-separated ContainerOS values offered")
+    s.add_argument("--network-namespaces", choices=("auto", "on", "off"))
+    s.add_argument(
+        "--ssh-ready-delay",
+        type=float,
+        help="seconds after a job starts during which condor_ssh_to_job says retry",
+    )
+    s.add_argument("--cycle-seconds", type=float)
+    s.add_argument("--periodic-seconds", type=float)
+    s.add_argument("--foreground", action="store_true")
+    t = sub.add_parser("stop", help="stop the pool process (jobs keep running)")
+    t.add_argument("--remove-jobs", action="store_true", help="also kill and forget every job")
+    sub.add_parser("status", help="what the pool is and holds")
+    sub.add_parser("env", help="shell lines that put the pool's condor_* commands on PATH")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    store = Store(args.dir)
+    command = {"start": start, "stop": stop, "status": status, "env": env}[args.command]
+    return command(args, store)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""One job's starter: scratch directory, file transfer, environment, chirp, the job.
+
+Run by the pool process as ``python -m localpool.starter POOLDIR JOBID``,
+inside the job's own network namespace when the pool has them (then only
+loopback exists: the job reaches nothing outside, and nothing reaches it but
+``condor_ssh_to_job``). It runs the job as its owner, and on SIGTERM stops it
+the way a vacate, hold or removal asks (the word is in the job dir's
+``stop`` file), transferring output where HTCondor would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from condorspawner.quoting import parse_v2_environment, split_v2
+from localpool import eventlog
+from localpool.ads import Ad, format_long
+from localpool.chirp import ChirpServer
+from localpool.daemon import RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
+from localpool.matchmaker import machine_ad
+from localpool.store import Store
+
+# What HTCondor sets in every job from the CPUs it got (recorded on a 25.0 pool).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "JULIA_NUM_THREADS",
+    "CUBACORES",
+    "GOMAXPROCS",
+    "OMP_THREAD_LIMIT",
+    "PYTHON_CPU_COUNT",
+    "ROOT_MAX_THREADS",
+    "TF_LOOP_PARALLEL_ITERATIONS",
+    "TF_NUM_THREADS",
+)
+INTERNAL_FILES = {".job.ad", ".machine.ad", ".chirp.config", "_condor_stdout", "_condor_stderr"}
+
+
+class Starter:
+    """Everything about running one job, start to finish."""
+
+    def __init__(self, store: Store, job_id: str, namespace: bool = False) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.job_id = job_id
+        self.job_dir = store.job_dir(job_id)
+        self.config = store.config()
+        self.ad: Ad = store.read().jobs[job_id]
+        self.sandbox = self.ad.get("ShouldTransferFiles", "IF_NEEDED").upper() == "YES"
+        self.iwd = Path(self.ad["Iwd"])
+        self.scratch = store.execute_dir / f"dir_{os.getpid()}"
+        self.owner = _account(self.ad["Owner"])
+        self.stop_requested = False
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # --- set-up -------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.namespace:
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        self.store.execute_dir.mkdir(parents=True, exist_ok=True)
+        self.store.execute_dir.chmod(0o1777)
+        self.scratch.mkdir(mode=0o700)
+        self._chown(self.scratch)
+        if self.sandbox:
+            eventlog.transfer(self.ad, "Started transferring input files")
+            self._transfer_in()
+            eventlog.transfer(self.ad, "Finished transferring input files")
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0 and self.owner.pw_uid != 0:
+            os.chown(path, self.owner.pw_uid, self.owner.pw_gid, follow_symlinks=False)
+
+    def _copy_in(self, source: Path, dest: Path) -> None:
+        if source.is_dir():
+            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+            for path in [dest, *dest.rglob("*")]:
+                self._chown(path)
+        else:
+            shutil.copy2(source, dest)
+            self._chown(dest)
+
+    def _transfer_in(self) -> None:
+        if self.ad.get("TransferExecutable", True):
+            exe = Path(self.ad["Cmd"])
+            self._copy_in(exe, self.scratch / exe.name)
+        for entry in _file_list(self.ad.get("TransferInput", "")):
+            source = Path(entry) if os.path.isabs(entry) else self.iwd / entry
+            name = Path(entry.rstrip("/")).name
+            if entry.endswith("/") and source.is_dir():  # "dir/" transfers the contents
+                for child in source.iterdir():
+                    self._copy_in(child, self.scratch / child.name)
+            else:
+                self._copy_in(source, self.scratch / name)
+
+    def environment(self, chirp_config: Path | None) -> dict[str, str]:
+        """The job's environment: its own plus what HTCondor's starter sets."""
+        env: dict[str, str] = {}
+        if self.ad.get("Environment"):
+            env.update(parse_v2_environment(self.ad["Environment"]))
+        elif self.ad.get("Env"):
+            env.update(e.split("=", 1) for e in self.ad["Env"].split(";") if "=" in e)
+        cpus = str(self.ad.get("LocalpoolSlotCpus", 1))
+        slot = f"slot1_{self.ad.get('LocalpoolSlotSlotId', 1)}"
+        workdir = str(self.scratch if self.sandbox else self.iwd)
+        htcondor = {
+            "BATCH_SYSTEM": "HTCondor",
+            "HOME": self.owner.pw_dir,
+            "_CONDOR_SCRATCH_DIR": str(self.scratch),
+            "_CONDOR_SLOT": slot,
+            "_CONDOR_JOB_AD": str(self.scratch / ".job.ad"),
+            "_CONDOR_MACHINE_AD": str(self.scratch / ".machine.ad"),
+            "_CONDOR_JOB_IWD": workdir,
+            "_CONDOR_JOB_PIDS": "",
+            "_CONDOR_BIN": str(self.store.bin_dir),
+            "CONDOR_STARTER_PID": str(os.getpid()),
+            "TMPDIR": str(self.scratch),
+            "TMP": str(self.scratch),
+            "TEMP": str(self.scratch),
+            "APPTAINER_CACHEDIR": str(self.scratch),
+            "SINGULARITY_CACHEDIR": str(self.scratch),
+            "_CONDOR_AssignedGPUs": "10000",
+            "CUDA_VISIBLE_DEVICES": "10000",
+            "GPU_DEVICE_ORDINAL": "10000",
+            "NVIDIA_VISIBLE_DEVICES": "none",
+            **dict.fromkeys(THREAD_VARIABLES, cpus),
+        }
+        if chirp_config is not None:
+            htcondor["_CONDOR_CHIRP_CONFIG"] = str(chirp_config)
+            htcondor["_CHIRP_DELAYED_UPDATE_PREFIX"] = "Chirp*"
+        env.update(htcondor)
+        return env
+
+    # --- the job ------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.prepare()
+        chirp = None
+        chirp_config = None
+        if self.ad.get("WantIOProxy"):
+            chirp = ChirpServer(self.store, self.job_id)
+            chirp_config = self.scratch / ".chirp.config"
+            chirp_config.write_text(f"127.0.0.1 {chirp.port} {chirp.cookie}\n")
+            chirp_config.chmod(0o700)
+            self._chown(chirp_config)
+        env = self.environment(chirp_config)
+        self._write_ads(env)
+        workdir = self.scratch if self.sandbox else self.iwd
+        self._write_session_info(env, workdir)
+        if "Arguments" in self.ad:
+            args = split_v2(self.ad["Arguments"])
+        else:
+            args = self.ad.get("Args", "").split()
+        exe = self.ad["Cmd"]
+        if self.sandbox and self.ad.get("TransferExecutable", True):
+            exe = str(self.scratch / Path(exe).name)
+        stdout, stderr, stdin = self._streams()
+        eventlog.executing(
+            self.ad,
+            self.ad.get("StartdIpAddr", schedd_address(self.config)),
+            self.ad.get("RemoteHost", ""),
+            str(self.scratch),
+            {
+                "Cpus": self.ad.get("LocalpoolSlotCpus", 1),
+                "Disk": self.ad.get("LocalpoolSlotDisk", 0),
+                "GPUs": self.ad.get("LocalpoolSlotGPUs", 0),
+                "Memory": self.ad.get("LocalpoolSlotMemory", 0),
+            },
+        )
+        switch = os.geteuid() == 0 and self.owner.pw_uid != 0
+        try:
+            self.process = subprocess.Popen(
+                [exe, *args],
+                cwd=workdir,
+                env=env,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                close_fds=True,
+                user=self.owner.pw_uid if switch else None,
+                group=self.owner.pw_gid if switch else None,
+                extra_groups=os.getgrouplist(self.owner.pw_name, self.owner.pw_gid)
+                if switch
+                else None,
+            )
+        except OSError as err:
+            print(f"starter: cannot run {exe}: {err}", file=sys.stderr)
+            return {"exit_code": 127}
+        finally:
+            for stream in (stdout, stderr, stdin):
+                stream.close()
+        status = self._wait()
+        if chirp is not None:
+            chirp.close()
+        stop = self._stop_kind()
+        if stop is not None:
+            if stop in ("vacate", "hold") and (
+                self.ad.get("WhenToTransferOutput", "ON_EXIT").upper() == "ON_EXIT_OR_EVICT"
+            ):
+                spool = self.ad.get("SpoolOnEvict", True) is not False
+                target = self.store.root / "spool" / self.job_id if spool else self.iwd
+                self._transfer_out(target)
+            return {"evicted": True, "stop": stop}
+        self._transfer_out(self.iwd)
+        if status < 0:
+            return {"signal": -status}
+        return {"exit_code": status}
+
+    def _streams(self) -> tuple[Any, Any, Any]:
+        def path(attr: str, sandbox_name: str) -> str:
+            if self.sandbox and attr != "In":
+                return str(self.scratch / sandbox_name)
+            value = self.ad.get(attr, "/dev/null")
+            return value if os.path.isabs(value) else str(self.iwd / value)
+
+        stdin = open(path("In", ""), "rb")  # noqa: SIM115
+        stdout = open(path("Out", "_condor_stdout"), "ab")  # noqa: SIM115
+        stderr = open(path("Err", "_condor_stderr"), "ab")  # noqa: SIM115
+        for stream in (stdout, stderr):
+            with contextlib.suppress(OSError):
+                self._chown(Path(stream.name))
+        return stdout, stderr, stdin
+
+    def _write_ads(self, env: dict[str, str]) -> None:
+        job = dict(self.ad)
+        for key in list(job):
+            if key.startswith("Localpool"):
+                del job[key]
+        machine = machine_ad(self.config)
+        machine.update(
+            Name=self.ad.get("RemoteHost", ""),
+            Cpus=self.ad.get("LocalpoolSlotCpus"),
+            Memory=self.ad.get("LocalpoolSlotMemory"),
+            SlotType="Dynamic",
+        )
+        for name, ad in ((".job.ad", job), (".machine.ad", machine)):
+            (self.scratch / name).write_text(format_long([ad]))
+            self._chown(self.scratch / name)
+
+    def _write_session_info(self, env: dict[str, str], workdir: Path) -> None:
+        """What condor_ssh_to_job needs to start sshd as the job sees the world."""
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        env_file = self.job_dir / "job_env.sh"
+        env_file.write_text(exports)
+        env_file.chmod(0o600)
+        self._chown(env_file)
+        self._chown(self.job_dir)
+        info = {
+            "pid": os.getpid(),
+            "scratch": str(self.scratch),
+            "workdir": str(workdir),
+            "uid": self.owner.pw_uid,
+            "gid": self.owner.pw_gid,
+            "user": self.owner.pw_name,
+            "home": self.owner.pw_dir,
+            "started": time.time(),
+            "namespace": self.namespace,
+        }
+        tmp = self.job_dir / f".{STARTER_FILE}.tmp"
+        tmp.write_text(json.dumps(info))
+        tmp.replace(self.job_dir / STARTER_FILE)
+
+    def _wait(self) -> int:
+        assert self.process is not None
+        signal.signal(signal.SIGTERM, self._on_stop)
+        while True:
+            try:
+                return self.process.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                if self.stop_requested:
+                    return self._kill_job()
+
+    def _on_stop(self, *_: Any) -> None:
+        self.stop_requested = True
+
+    def _stop_kind(self) -> str | None:
+        if not self.stop_requested:
+            return None
+        try:
+            return (self.job_dir / STOP_FILE).read_text().strip() or "vacate"
+        except OSError:
+            return "vacate"
+
+    def _kill_job(self) -> int:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+    # --- output -------------------------------------------------------------
+
+    def _transfer_out(self, target: Path) -> None:
+        if not self.sandbox:
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        eventlog.transfer(self.ad, "Started transferring output files")
+        for attr, name in (("Out", "_condor_stdout"), ("Err", "_condor_stderr")):
+            dest = self.ad.get(attr, "/dev/null")
+            if dest != "/dev/null":
+                dest_path = Path(dest) if os.path.isabs(dest) else target / dest
+                dest_path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.scratch / name, dest_path)
+                self._chown(dest_path)
+        wanted = self.ad.get("TransferOutput")
+        if wanted is not None:
+            names = _file_list(wanted)
+        else:
+            exe_name = Path(self.ad["Cmd"]).name
+            inputs = {
+                Path(e.rstrip("/")).name for e in _file_list(self.ad.get("TransferInput", ""))
+            }
+            names = [
+                p.name
+                for p in self.scratch.iterdir()
+                if p.is_file() and p.name not in INTERNAL_FILES | inputs | {exe_name}
+            ]
+        for name in names:
+            source = self.scratch / name
+            if not source.exists():
+                continue
+            dest = target / Path(name).name
+            if source.is_dir():
+                shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+                for path in [dest, *dest.rglob("*")]:
+                    self._chown(path)
+            else:
+                shutil.copy2(source, dest)
+                self._chown(dest)
+        eventlog.transfer(self.ad, "Finished transferring output files")
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _file_list(value: str) -> list[str]:
+    return [e.strip() for e in value.split(",") if e.strip()]
+
+
+def _account(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return pwd.getpwuid(os.getuid())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    store, job_id = Store(args[0]), args[1]
+    starter = Starter(store, job_id, namespace=args[2:3] == ["netns"])
+    signal.signal(signal.SIGTERM, starter._on_stop)
+    result: dict[str, Any]
+    try:
+        result = starter.run()
+    except Exception as err:
+        print(f"starter: {err!r}", file=sys.stderr)
+        result = {"exit_code": 1, "starter_error": repr(err)}
+    finally:
+        starter.cleanup()
+    tmp = starter.job_dir / f".{RESULT_FILE}.tmp"
+    tmp.write_text(json.dumps(result))
+    tmp.replace(starter.job_dir / RESULT_FILE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

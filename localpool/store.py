@@ -1,0 +1,199 @@
+"""The pool's state on disk: configuration, the job queue, the history.
+
+Every command and the pool process share it through one lock file, so the
+pool process can be stopped and started again without losing a job: the
+queue is a JSON file rewritten atomically under the lock, the history an
+append-only file of finished job ads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localpool.ads import Ad, Expr
+
+DEFAULT_DIR_ENV = "LOCALPOOL_DIR"
+
+
+def default_dir() -> Path:
+    """``$LOCALPOOL_DIR``, else a per-user directory under /tmp."""
+    env = os.environ.get(DEFAULT_DIR_ENV)
+    return Path(env) if env else Path(tempfile.gettempdir()) / f"localpool-{os.getuid()}"
+
+
+@dataclass
+class PoolConfig:
+    """The execute point's slot and the pool's timing, kept in ``pool.json``."""
+
+    cpus: int = 8
+    memory_mb: int = 16384
+    disk_mb: int = 65536
+    gpus: int = 0
+    container_os: list[str] = field(default_factory=lambda: ["Rocky9", "Debian12"])
+    host: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "localhost")
+    network_namespaces: str = "auto"  # auto | on | off
+    cycle_seconds: float = 0.2  # how often the pool process matches and reaps
+    periodic_seconds: float = 2.0  # PERIODIC_EXPR_INTERVAL
+    ssh_ready_delay: float = 0.0  # "retry" answers from condor_ssh_to_job just after start
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "$expr" in obj:
+        return Expr(obj["$expr"])
+    return obj
+
+
+def _default(value: Any) -> Any:
+    raise TypeError(f"cannot store {value!r}")
+
+
+def dumps_ad(ad: Ad) -> str:
+    """One ad as JSON, expressions kept apart from strings."""
+    return json.dumps(
+        {k: {"$expr": str(v)} if isinstance(v, Expr) else v for k, v in ad.items()},
+        default=_default,
+        ensure_ascii=False,
+    )
+
+
+def loads_ad(text: str) -> Ad:
+    return json.loads(text, object_hook=_hook)
+
+
+@dataclass
+class Queue:
+    """The job queue: ads by ``C.P`` id, and the next cluster number."""
+
+    next_cluster: int = 1
+    jobs: dict[str, Ad] = field(default_factory=dict)
+
+
+class Store:
+    """The pool directory and everything in it."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_dir()
+
+    # layout
+    @property
+    def queue_file(self) -> Path:
+        return self.root / "queue.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.root / "history.jsonl"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "pool.json"
+
+    @property
+    def execute_dir(self) -> Path:
+        return self.root / "execute"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "pool.pid"
+
+    def job_dir(self, job_id: str) -> Path:
+        """Where the starter of one job keeps its pid, result and ssh session state."""
+        return self.root / "jobs" / job_id
+
+    def exists(self) -> bool:
+        return self.config_file.exists()
+
+    # configuration
+    def config(self) -> PoolConfig:
+        try:
+            data = json.loads(self.config_file.read_text())
+        except FileNotFoundError:
+            raise PoolNotFound(self.root) from None
+        return PoolConfig(**data)
+
+    def write_config(self, config: PoolConfig) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.config_file, json.dumps(asdict(config), indent=2) + "\n")
+
+    # queue
+    @contextlib.contextmanager
+    def _lock(self, kind: int) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "queue.lock", "a") as lock:
+            fcntl.flock(lock, kind)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load(self) -> Queue:
+        try:
+            text = self.queue_file.read_text()
+        except FileNotFoundError:
+            return Queue()
+        data = json.loads(text, object_hook=_hook)
+        return Queue(next_cluster=data["next_cluster"], jobs=data["jobs"])
+
+    def read(self) -> Queue:
+        """A consistent snapshot of the queue (shared lock)."""
+        with self._lock(fcntl.LOCK_SH):
+            return self._load()
+
+    @contextlib.contextmanager
+    def update(self) -> Iterator[Queue]:
+        """The queue for changing; written back atomically unless the block raises."""
+        with self._lock(fcntl.LOCK_EX):
+            queue = self._load()
+            yield queue
+            jobs = ",\n".join(f"{json.dumps(k)}: {dumps_ad(ad)}" for k, ad in queue.jobs.items())
+            _atomic_write(
+                self.queue_file,
+                f'{{"next_cluster": {queue.next_cluster},\n"jobs": {{\n{jobs}\n}}}}\n',
+            )
+
+    # history
+    def add_history(self, ads: list[Ad]) -> None:
+        """Append finished jobs (call with the queue lock held, from ``update``)."""
+        with open(self.history_file, "a", encoding="utf-8") as f:
+            for ad in ads:
+                f.write(dumps_ad(ad) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def history(self) -> list[Ad]:
+        """Finished jobs, newest first."""
+        with self._lock(fcntl.LOCK_SH):
+            try:
+                lines = self.history_file.read_text(encoding="utf-8").splitlines()
+            except FileNotFoundError:
+                return []
+        return [loads_ad(line) for line in reversed(lines) if line.strip()]
+
+
+class PoolNotFound(RuntimeError):
+    """No pool in this directory: ``localpool start`` makes one."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(f"no localpool in {root} (run 'localpool start', or set LOCALPOOL_DIR)")
+        self.root = root
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
