@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring as _json_string  # C speed-up
 from typing import Any
 
 import classad2
@@ -62,7 +63,9 @@ def parse_value(text: str) -> Any:
         raise ValueError(f"not a ClassAd expression: {text!r}") from None
     if set(ad.keys()) != {"v", "localpool_end"}:
         raise ValueError(f"not a single ClassAd expression: {text!r}")
-    return from_classad_value(ad["v"])
+    value = from_classad_value(ad["v"])
+    # an expression keeps the text as written (classad2 would respell =!= as isnt)
+    return Expr(text.strip()) if isinstance(value, Expr) else value
 
 
 def to_classad(ad: Mapping[str, Any]) -> classad2.ClassAd:
@@ -90,9 +93,17 @@ def sorted_items(ad: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _json_value(value: Any) -> str:
-    if isinstance(value, Expr):
-        inner = json.dumps(str(value), ensure_ascii=False)[1:-1]
-        return f'"\\/Expr({inner})\\/"'
+    kind = type(value)
+    if kind is str:
+        return _json_string(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value)
+    if kind is Expr:
+        return f'"\\/Expr({_json_string(value)[1:-1]})\\/"'
     if value is None:
         return "null"
     if isinstance(value, list):

@@ -79,6 +79,9 @@ def requested(job: Mapping[str, Any]) -> dict[str, int]:
             if isinstance(value, int | float) and not isinstance(value, bool)
             else default
         )
+    # The startd quantizes dynamic slots (MODIFY_REQUEST_EXPR_*): 128 MB, 1 MB of disk.
+    out["Memory"] = max(128, -(-out["Memory"] // 128) * 128)
+    out["Disk"] = max(1024, -(-out["Disk"] // 1024) * 1024)
     return out
 
 

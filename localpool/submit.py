@@ -288,7 +288,7 @@ def _expression(value: str, key: str) -> Any:
         parsed = parse_value(value)
     except ValueError:
         raise SubmitError(f"\nERROR: Parse error in expression: \n\t{key} = {value}\n") from None
-    return parsed if not isinstance(parsed, str) or isinstance(parsed, Expr) else Expr(value)
+    return parsed
 
 
 def parse(

@@ -219,7 +219,7 @@ def condor_q(argv: Sequence[str], store: Store) -> int:
             f"{counts[HELD]} held, {counts[7]} suspended{trailing}\n"
         )
 
-    sys.stdout.write("\n" + totals("query", " ") + totals(me, " ") + totals("all users", ""))
+    sys.stdout.write("\n" + totals("query", " ") + totals(me, " ") + totals("all users", "") + "\n")
     return 0
 
 

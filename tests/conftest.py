@@ -97,3 +97,91 @@ def replay(tmp_path, monkeypatch):
 
     install.calls = read_calls
     return install
+
+
+class Pool:
+    """A running localpool and a submit directory, with helpers to drive it."""
+
+    def __init__(self, root: Path, submit_dir: Path) -> None:
+        self.root = root
+        self.submit_dir = submit_dir
+        self.bin = root / "bin"
+        self.env = {
+            **os.environ,
+            "LOCALPOOL_DIR": str(root),
+            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+        }
+
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 60, cwd: Path | None = None
+    ):
+        """Run a command (a condor_* tool of this pool) in the submit directory."""
+        import subprocess
+
+        return subprocess.run(
+            list(args),
+            cwd=cwd or self.submit_dir,
+            env=self.env,
+            text=True,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def localpool(self, *args: str):
+        return self.run(sys.executable, "-m", "localpool.cli", "--dir", str(self.root), *args)
+
+    def submit(self, text: str, name: str = "job.sub", *extra: str) -> str:
+        """Submit a description; returns the first job id."""
+        (self.submit_dir / name).write_text(textwrap.dedent(text))
+        result = self.run("condor_submit", "-terse", *extra, name)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()[0]
+
+    def ad(self, job_id: str) -> dict | None:
+        """The job's ad from the queue, else from the history, else None."""
+        for tool in ("condor_q", "condor_history"):
+            result = self.run(tool, "-json", job_id)
+            assert result.returncode == 0, result.stderr
+            if result.stdout.strip():
+                return json.loads(result.stdout)[0]
+        return None
+
+    def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
+        """Poll the job's ad until ``predicate(ad)`` holds (bounded in time)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        ad = None
+        while time.monotonic() < deadline:
+            ad = self.ad(job_id)
+            if ad is not None and predicate(ad):
+                return ad
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} never reached the state; last ad: {ad}")
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """A fresh localpool (4 cpus, 8GB, Rocky9 + Debian12) with fast cycles; stopped after."""
+    root = tmp_path / "pool"
+    submit_dir = tmp_path / "submit"
+    submit_dir.mkdir()
+    p = Pool(root, submit_dir)
+    started = p.localpool(
+        "start",
+        "--cpus",
+        "4",
+        "--memory",
+        "8GB",
+        "--container-os",
+        "Rocky9,Debian12",
+        "--cycle-seconds",
+        "0.05",
+        "--periodic-seconds",
+        "0.5",
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield p
+    p.localpool("stop", "--remove-jobs")
