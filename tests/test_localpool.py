@@ -497,3 +497,115 @@ def test_ssh_command_runs_in_the_jobs_environment(pool):
     lines = result.stdout.splitlines()
     assert lines[0] == "in-job" and lines[1] == lines[2] and "/execute/dir_" in lines[1]
     assert lines[3] == "2"
+
+
+def test_bad_commands_leave_the_queue_untouched(pool):
+    pool.submit(sleep_job())
+    last = pool.submit(sleep_job(extra="request_cpus = 64"))
+    attrs = "ClusterId,ProcId,JobStatus,Cmd,Args,RequestCpus,Owner,QDate"
+
+    def jobs():
+        return pool.run("condor_q", "-json", "-allusers", "-attributes", attrs).stdout
+
+    before = jobs()
+    (pool.submit_dir / "bad.sub").write_text('executable = /bin/echo\narguments = "x\nqueue\n')
+    (pool.submit_dir / "junk.sub").write_text(
+        "executable = /bin/echo\nthis is not a command\nqueue\n"
+    )
+    (pool.submit_dir / "badexpr.sub").write_text("executable = /bin/echo\nMY.X = (((\nqueue\n")
+    for args in (
+        ["condor_submit", "bad.sub"],
+        ["condor_submit", "junk.sub"],
+        ["condor_submit", "badexpr.sub"],
+        ["condor_submit", "-bogus"],
+        ["condor_submit", "-terse", "/no/such.sub"],
+        ["condor_q", "-constraint", "((("],
+        ["condor_q", "-bogus"],
+        ["condor_rm", "424242.0"],
+        ["condor_hold", "424242"],
+        ["condor_rm"],
+        ["condor_release", "-bogus"],
+        ["condor_history", "-limit", "x"],
+        ["condor_ssh_to_job", "424242.0"],
+    ):
+        result = pool.run(*args)
+        assert result.returncode != 0, args
+        assert result.stderr.strip(), args
+        assert "Traceback" not in result.stderr, result.stderr
+    assert jobs() == before
+    # no failed submission used up a cluster id
+    assert pool.submit(sleep_job()) == f"{int(last.split('.')[0]) + 1}.0"
+    (pool.submit_dir / "noexe.sub").write_text("executable = /no/such/program\nqueue\n")
+    missing = pool.run("condor_submit", "noexe.sub")
+    assert missing.returncode == 1
+    assert "ERROR: Executable file /no/such/program does not exist" in missing.stderr
+
+
+def test_ssh_answers_retry_just_after_start_and_auto_retry_waits(tmp_path):
+    from tests.conftest import Pool
+
+    p = Pool(tmp_path / "pool", tmp_path)
+    assert (
+        p.localpool("start", "--cycle-seconds", "0.05", "--ssh-ready-delay", "1.5").returncode == 0
+    )
+    try:
+        job = p.submit(sleep_job())
+        p.wait_for(job, lambda a: a["JobStatus"] == 2)
+        early = p.run("condor_ssh_to_job", job, "true")
+        assert (early.returncode, early.stderr) == (1, case("ssh_idle")["stderr"])
+        started = time.monotonic()
+        waited = p.run("condor_ssh_to_job", "-auto-retry", job, "echo ok")
+        assert (waited.returncode, waited.stdout) == (0, "ok\n"), waited.stderr
+        assert time.monotonic() - started < 15
+    finally:
+        p.localpool("stop", "--remove-jobs")
+
+
+def test_interactive_submit_gives_a_shell_in_the_job(pool):
+    import pty
+    import select
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        ["condor_submit", "-interactive", "-append", "request_cpus = 3"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=pool.env,
+        cwd=pool.submit_dir,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+    sent = False
+    quiet_since = time.monotonic()
+    deadline = time.monotonic() + 40
+    try:
+        while time.monotonic() < deadline and b"DONE-3" not in seen:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+                quiet_since = time.monotonic()
+            # once the shell has started and gone quiet (its prompt is up), type into it
+            started = b"Waiting for job to start" in seen and seen.rstrip().endswith((b"$", b"#"))
+            if started and not sent and time.monotonic() - quiet_since > 0.5:
+                os.write(master, b"echo DONE-$OMP_NUM_THREADS; exit\n")
+                sent = True
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "Submitting job(s)." in text and "1 job(s) submitted to cluster" in text
+    assert "Waiting for job to start..." in text
+    assert "DONE-3" in text, text
+    # the job leaves the queue when the shell ends
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and pool.run("condor_q", "-json").stdout:
+        time.sleep(0.2)
+    assert pool.run("condor_q", "-json").stdout == ""
