@@ -84,7 +84,8 @@ class Starter:
         if os.geteuid() == 0 and self.owner.pw_uid != 0:
             os.chown(path, self.owner.pw_uid, self.owner.pw_gid, follow_symlinks=False)
 
-    def _copy_in(self, source: Path, dest: Path) -> None:
+    def _copy(self, source: Path, dest: Path) -> None:
+        """Copy a file or a directory tree; the copy belongs to the job's owner."""
         if source.is_dir():
             shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
             for path in [dest, *dest.rglob("*")]:
@@ -96,15 +97,15 @@ class Starter:
     def _transfer_in(self) -> None:
         if self.ad.get("TransferExecutable", True):
             exe = Path(self.ad["Cmd"])
-            self._copy_in(exe, self.scratch / exe.name)
+            self._copy(exe, self.scratch / exe.name)
         for entry in _file_list(self.ad.get("TransferInput", "")):
             source = Path(entry) if os.path.isabs(entry) else self.iwd / entry
             name = Path(entry.rstrip("/")).name
             if entry.endswith("/") and source.is_dir():  # "dir/" transfers the contents
                 for child in source.iterdir():
-                    self._copy_in(child, self.scratch / child.name)
+                    self._copy(child, self.scratch / child.name)
             else:
-                self._copy_in(source, self.scratch / name)
+                self._copy(source, self.scratch / name)
 
     def environment(self, chirp_config: Path | None) -> dict[str, str]:
         """The job's environment: its own plus what HTCondor's starter sets."""
@@ -337,14 +338,7 @@ class Starter:
             source = self.scratch / name
             if not source.exists():
                 continue
-            dest = target / Path(name).name
-            if source.is_dir():
-                shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
-                for path in [dest, *dest.rglob("*")]:
-                    self._chown(path)
-            else:
-                shutil.copy2(source, dest)
-                self._chown(dest)
+            self._copy(source, target / Path(name).name)
         eventlog.transfer(self.ad, "Finished transferring output files")
 
     def cleanup(self) -> None:
