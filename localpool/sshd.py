@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,8 @@ def _run_ssh(
         except OSError as err:
             sys.stderr.write(f"condor_ssh_to_job: cannot run {argv[0]}: {err}\n")
             return 1
+        # ended by a signal (a tunnel's owner going away): take ssh along
+        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
         try:
             return proc.wait()
         except KeyboardInterrupt:

@@ -7,6 +7,8 @@ import os
 import stat
 import sys
 import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,23 @@ def pool(tmp_path):
     assert started.returncode == 0, started.stdout + started.stderr
     yield p
     p.localpool("stop", "--remove-jobs")
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"hello from the host")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def host_server():
+    """An HTTP server on the host's loopback ("the hub side"); yields its port."""
+    server = HTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()

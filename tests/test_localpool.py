@@ -7,9 +7,7 @@ import json
 import os
 import re
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import htcondor2
 import pytest
@@ -391,25 +389,6 @@ def test_ssh_to_job_errors_match_the_recordings(pool):
         recorded["stdout"],
         recorded["stderr"],
     )
-
-
-class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"hello from the host")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def host_server():
-    server = HTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
 
 
 def free_port() -> int:

@@ -1,0 +1,223 @@
+"""A supervised port forward into an HTCondor job through ``condor_ssh_to_job``.
+
+``condor_ssh_to_job -ssh "ssh -N -L 127.0.0.1:L:127.0.0.1:P [-R 127.0.0.1:Q:HOST:PORT] ..." JOB``
+reaches the job over CCB / shared port, so neither side needs an inbound
+path to the other. The tunnel counts as up only when a request through L is
+answered by the server inside the job; when the forward drops it is started
+again with backoff, and closing it ends its whole process group (HTCondor's
+``-proxy`` helpers can otherwise outlive their job). With ``setpriv`` on the
+machine the forward also dies with the process that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger("proxy_tunnel")
+
+RETRY_MARK = "Use -auto-retry"
+
+
+class TunnelError(RuntimeError):
+    """The tunnel could not be made, or gave up; the message says why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the kernel's choice)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+async def answers_http(port: int, timeout: float = 2.0) -> bool:
+    """Does something answer HTTP on 127.0.0.1:port (i.e. the forward reaches a server)?"""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(b"HEAD / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.read(5), timeout)
+        return first.startswith(b"HTTP/")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+@dataclass
+class Tunnel:
+    """Forward 127.0.0.1:``local_port`` here to 127.0.0.1:``remote_port`` in ``job_id``.
+
+    ``reverse`` = (Q, host, port) also forwards 127.0.0.1:Q in the job back to
+    host:port here (the notebook's way to the hub API). ``prefix`` runs the
+    command as another user (``["sudo", "-n", "-u", "alice"]``).
+    """
+
+    job_id: str
+    remote_port: int
+    local_port: int = 0
+    reverse: tuple[int, str, int] | None = None
+    prefix: Sequence[str] = ()
+    condor_options: Sequence[str] = ()
+    env: dict[str, str] | None = None
+    server_alive_interval: int = 15
+    server_alive_count: int = 3
+    ready_timeout: float = 60.0
+    max_restarts: int = 5
+    ssh_options: Sequence[str] = ()
+    _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
+    _closing: bool = field(default=False, repr=False)
+    restarts: int = 0
+    failure: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.local_port:
+            self.local_port = free_port()
+
+    # --- the command --------------------------------------------------------
+
+    def ssh_command(self) -> str:
+        parts = ["ssh", "-N", "-L", f"127.0.0.1:{self.local_port}:127.0.0.1:{self.remote_port}"]
+        if self.reverse is not None:
+            q, host, port = self.reverse
+            parts += ["-R", f"127.0.0.1:{q}:{host}:{port}"]
+        parts += [
+            "-oExitOnForwardFailure=yes",
+            f"-oServerAliveInterval={self.server_alive_interval}",
+            f"-oServerAliveCountMax={self.server_alive_count}",
+            *self.ssh_options,
+        ]
+        return " ".join(parts)
+
+    def command(self) -> list[str]:
+        """The argument list: [setpriv --pdeathsig] [prefix] condor_ssh_to_job -ssh ... JOB."""
+        deathsig = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+        return [
+            *deathsig,
+            *self.prefix,
+            "condor_ssh_to_job",
+            *self.condor_options,
+            "-ssh",
+            self.ssh_command(),
+            self.job_id,
+        ]
+
+    # --- life cycle ---------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self) -> None:
+        """Start the forward and wait until it reaches the server in the job."""
+        self._closing = False
+        await self._open_until_ready(self.ready_timeout)
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.command(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, **(self.env or {})},
+        )
+
+    async def _open_until_ready(self, timeout: float) -> None:
+        """(Re)start the process, retrying the schedd's early "retry" answers, until ready."""
+        deadline = time.monotonic() + timeout
+        last_error = "no attempt"
+        delay = 0.25
+        while time.monotonic() < deadline:
+            self._process = await self._spawn()
+            while time.monotonic() < deadline and self._process.returncode is None:
+                if await answers_http(self.local_port, timeout=1.0):
+                    log.info("tunnel to %s up on 127.0.0.1:%s", self.job_id, self.local_port)
+                    return
+                await asyncio.sleep(0.1)
+            if self._process.returncode is None:
+                break
+            stderr = (await self._process.stderr.read()).decode(errors="replace").strip()
+            last_error = stderr.splitlines()[-1] if stderr else f"exit {self._process.returncode}"
+            if "Unable to fetch job ad" in stderr:
+                raise TunnelError(f"job {self.job_id} is no longer in the queue")
+            await asyncio.sleep(delay if RETRY_MARK in stderr else delay * 2)
+            delay = min(delay * 2, 2.0)
+        await self._terminate()
+        raise TunnelError(
+            f"tunnel to job {self.job_id} not ready within {timeout:g} s (last: {last_error})"
+        )
+
+    async def _supervise(self) -> None:
+        """Restart the forward when it drops, with backoff, until closed or out of tries."""
+        while not self._closing:
+            assert self._process is not None
+            await self._process.wait()
+            if self._closing:
+                return
+            self.restarts += 1
+            log.warning(
+                "tunnel to %s dropped (exit %s); restart %d of %d",
+                self.job_id,
+                self._process.returncode,
+                self.restarts,
+                self.max_restarts,
+            )
+            failures = 0
+            while not self._closing:
+                try:
+                    await self._open_until_ready(min(self.ready_timeout, 30.0))
+                    break
+                except TunnelError as err:
+                    failures += 1
+                    if failures >= self.max_restarts or "no longer in the queue" in str(err):
+                        self.failure = str(err)
+                        log.error("giving up on the tunnel to %s: %s", self.job_id, err)
+                        return
+                    await asyncio.sleep(min(2.0**failures * 0.25, 5.0))
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    async def _terminate(self) -> None:
+        proc = self._process
+        if proc is None or proc.returncode is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+            try:
+                await asyncio.wait_for(proc.wait(), wait)
+                return
+            except TimeoutError:
+                continue
+
+    async def close(self) -> None:
+        """Stop supervising and end the forward's whole process group."""
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        await self._terminate()
+        if self._process is not None:
+            # helpers that left the group leader's session are ended with it too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
