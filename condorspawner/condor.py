@@ -256,6 +256,11 @@ class Condor:
         """``condor_hold [-reason R] IDS``."""
         return await self._act("condor_hold", job_ids, reason, user)
 
+    async def vacate(self, job_ids: Iterable[str], *, user: str | None = None) -> str:
+        """``condor_vacate_job IDS``: evict (output transfer as the job asks) and requeue."""
+        stdout, _ = await self.run("condor_vacate_job", check_job_ids(job_ids), user=user)
+        return stdout
+
     async def release(
         self, job_ids: Iterable[str], *, reason: str | None = None, user: str | None = None
     ) -> str:

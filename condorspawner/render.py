@@ -98,9 +98,13 @@ class NotebookPayload:
     user: str
     input_files: tuple[str, ...] = ()
     output_files: tuple[str, ...] = ()
+    initialdir: str = "."
+    log_dir: str = "."
 
     def __post_init__(self) -> None:
         _check("launcher", quoting.submit_arguments, self.command)
+        _check("initialdir", quoting.submit_path, self.initialdir)
+        _check("log directory", quoting.submit_path, self.log_dir)
         _check("hub id", quoting.submit_classad_string, self.hub_id)
         _check("user", quoting.submit_classad_string, self.user)
         for path in (*self.input_files, *self.output_files):
@@ -239,8 +243,12 @@ class Renderer:
             "real", WRAPPER, {"site": self.site, "thread_variables": THREAD_VARIABLES}
         )
 
-    def render(self, request: JobRequest, payload: Payload) -> RenderedJob:
-        """Render and check the description for this request and payload."""
+    def render(self, request: JobRequest, payload: Payload, wrapper: str = WRAPPER) -> RenderedJob:
+        """Render and check the description for this request and payload.
+
+        ``wrapper`` is where the wrapper script will be (relative to the
+        directory condor_submit runs in, or absolute).
+        """
         # A request built around JobRequest.build still meets this site's limits.
         JobRequest.from_options(self.site, request.as_options())
         kind = _PAYLOAD_KIND[type(payload)]
@@ -250,6 +258,7 @@ class Renderer:
             "site": self.site,
             "payload": payload,
             "requirements": self._requirements(request),
+            "wrapper": wrapper,
         }
         text = self._render("real", f"{kind}.sub", context)
         skeleton = self._render("skeleton", f"{kind}.sub", context)

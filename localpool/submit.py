@@ -135,6 +135,11 @@ def _default_requirements(commands: dict[str, str]) -> str:
 def build_ad(commands: dict[str, str], *, iwd: Path, submit_file: str, host: str, owner: str) -> Ad:
     """The job ad condor_submit makes from one proc's expanded commands."""
     lower = {k.lower(): v for k, v in commands.items()}
+    executable_dir = iwd
+    if "initialdir" in lower:  # job files are relative to it; the executable is not
+        iwd = (iwd / lower["initialdir"]).resolve()
+        if not iwd.is_dir():
+            raise SubmitError(f"\nERROR: No such directory: {iwd}\n")
     if "executable" not in lower:
         raise SubmitError("\nERROR: No 'executable' parameter was provided\n")
     ad: Ad = {
@@ -189,7 +194,7 @@ def build_ad(commands: dict[str, str], *, iwd: Path, submit_file: str, host: str
         ),
     }
     executable = lower["executable"]
-    cmd = executable if os.path.isabs(executable) else str(iwd / executable)
+    cmd = executable if os.path.isabs(executable) else str(executable_dir / executable)
     transfer_exe = _bool(lower.get("transfer_executable", "true"))
     if not os.path.exists(cmd) and transfer_exe:
         raise SubmitError(f"\nERROR: Executable file {cmd} does not exist\n")

@@ -62,16 +62,16 @@ class Tunnel:
     """Forward 127.0.0.1:``local_port`` here to 127.0.0.1:``remote_port`` in ``job_id``.
 
     ``reverse`` = (Q, host, port) also forwards 127.0.0.1:Q in the job back to
-    host:port here (the notebook's way to the hub API). ``prefix`` runs the
-    command as another user (``["sudo", "-n", "-u", "alice"]``).
+    host:port here (the notebook's way to the hub API). ``program`` is how to
+    run condor_ssh_to_job: a run-as-user prefix and schedd options may come
+    with it (``["sudo", "-n", "-u", "alice", "condor_ssh_to_job", "-name", "ap1"]``).
     """
 
     job_id: str
     remote_port: int
     local_port: int = 0
     reverse: tuple[int, str, int] | None = None
-    prefix: Sequence[str] = ()
-    condor_options: Sequence[str] = ()
+    program: Sequence[str] = ("condor_ssh_to_job",)
     env: dict[str, str] | None = None
     server_alive_interval: int = 15
     server_alive_count: int = 3
@@ -104,17 +104,9 @@ class Tunnel:
         return " ".join(parts)
 
     def command(self) -> list[str]:
-        """The argument list: [setpriv --pdeathsig] [prefix] condor_ssh_to_job -ssh ... JOB."""
+        """The argument list: [setpriv --pdeathsig TERM --] PROGRAM -ssh "ssh ..." JOB."""
         deathsig = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
-        return [
-            *deathsig,
-            *self.prefix,
-            "condor_ssh_to_job",
-            *self.condor_options,
-            "-ssh",
-            self.ssh_command(),
-            self.job_id,
-        ]
+        return [*deathsig, *self.program, "-ssh", self.ssh_command(), self.job_id]
 
     # --- life cycle ---------------------------------------------------------
 

@@ -119,22 +119,14 @@ async def test_a_job_that_is_not_there_fails_clearly(pool):
         await tunnel.start()
 
 
-async def test_the_command_is_an_argument_list(pool):
+async def test_the_command_is_an_argument_list():
+    program = ["sudo", "-n", "-u", "alice", "condor_ssh_to_job", "-name", "ap1"]
     tunnel = Tunnel(
-        "7.0",
-        8888,
-        local_port=9999,
-        reverse=(7777, "127.0.0.1", 8081),
-        prefix=["sudo", "-n", "-u", "alice"],
+        "7.0", 8888, local_port=9999, reverse=(7777, "127.0.0.1", 8081), program=program
     )
     command = tunnel.command()
-    assert command[-4:] == ["condor_ssh_to_job", "-ssh", tunnel.ssh_command(), "7.0"]
-    assert command[command.index("sudo") : command.index("sudo") + 4] == [
-        "sudo",
-        "-n",
-        "-u",
-        "alice",
-    ]
+    assert command[-3:] == ["-ssh", tunnel.ssh_command(), "7.0"]
+    assert command[-3 - len(program) : -3] == program
     assert tunnel.ssh_command().startswith(
         "ssh -N -L 127.0.0.1:9999:127.0.0.1:8888 -R 127.0.0.1:7777:127.0.0.1:8081 "
         "-oExitOnForwardFailure=yes -oServerAliveInterval=15 -oServerAliveCountMax=3"

@@ -1,0 +1,152 @@
+"""condorspawner-singleuser: starts the notebook server inside the HTCondor job.
+
+Runs under ``wrapper.sh`` in the job. It binds the notebook to 127.0.0.1 on
+a free port P, picks a port Q for the hub API, publishes both into the job
+ad with chirp (``NotebookPort``, ``HubApiPort``), waits for the hub's reverse
+forward to appear on Q, then runs ``jupyterhub-singleuser`` with the hub's
+environment, which arrived as a private file (never in the job ad). It stops
+the server a grace period before the job's runtime limit, so HTCondor
+transfers the work directory back before it would hold the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
+PORT_ATTR, HUB_PORT_ATTR = "NotebookPort", "HubApiPort"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_secret(path: Path) -> dict[str, str]:
+    """The hub's environment for this server (API token included); the file is then removed."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"condorspawner-singleuser: cannot read {path}: {err}") from None
+    path.unlink(missing_ok=True)
+    env = data.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise SystemExit(f"condorspawner-singleuser: {path} holds no environment")
+    return env
+
+
+def publish(attributes: dict[str, int], attempts: int = 20) -> None:
+    """Set job attributes through chirp (retrying while the starter's chirp server starts)."""
+    import htchirp
+
+    for attempt in range(attempts):
+        try:
+            with htchirp.HTChirp() as chirp:
+                for name, value in attributes.items():
+                    chirp.set_job_attr(name, str(value))
+            return
+        except (OSError, RuntimeError) as err:
+            if attempt == attempts - 1:
+                raise SystemExit(f"condorspawner-singleuser: chirp failed: {err}") from None
+            time.sleep(0.25)
+
+
+def wait_for_port(port: int, timeout: float) -> bool:
+    """Wait until something accepts connections on 127.0.0.1:port (the reverse forward)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def runtime_limit() -> int | None:
+    """Seconds the job may execute (AllowedExecuteDuration, else MaxRuntime) from its ad."""
+    path = os.environ.get("_CONDOR_JOB_AD")
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    for attr in ("AllowedExecuteDuration", "MaxRuntime"):
+        match = re.search(rf"^{attr} = (\d+)$", text, re.MULTILINE)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def singleuser_command(port: int, extra: list[str]) -> list[str]:
+    beside = Path(sys.executable).parent / "jupyterhub-singleuser"
+    program = str(beside) if beside.exists() else "jupyterhub-singleuser"
+    command = [program, "--ip=127.0.0.1", f"--port={port}", *extra]
+    if os.geteuid() == 0:  # only ever in test pools: real jobs do not run as root
+        command.append("--ServerApp.allow_root=True")
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="condorspawner-singleuser", description=__doc__)
+    parser.add_argument("--secret", default=SECRET_FILE, type=Path)
+    parser.add_argument("--hub-api", choices=("tunnel", "direct"), default="tunnel")
+    parser.add_argument(
+        "--grace", type=int, default=300, help="stop this many seconds before the runtime limit"
+    )
+    parser.add_argument(
+        "--wait-for-hub",
+        type=float,
+        default=600,
+        help="seconds to wait for the hub's reverse forward",
+    )
+    parser.add_argument("extra", nargs="*", help="more jupyterhub-singleuser arguments")
+    args = parser.parse_args(argv)
+
+    env = {**os.environ, **read_secret(args.secret)}
+    port = free_port()
+    published = {PORT_ATTR: port}
+    if args.hub_api == "tunnel":
+        hub_port = free_port()
+        published[HUB_PORT_ATTR] = hub_port
+        env["JUPYTERHUB_API_URL"] = f"http://127.0.0.1:{hub_port}/hub/api"
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{port}{prefix}"
+    publish(published)
+    if args.hub_api == "tunnel" and not wait_for_port(published[HUB_PORT_ATTR], args.wait_for_hub):
+        print(
+            f"condorspawner-singleuser: the hub's tunnel did not arrive within "
+            f"{args.wait_for_hub:g} s",
+            file=sys.stderr,
+        )
+        return 1
+
+    server = subprocess.Popen(singleuser_command(port, args.extra), env=env)
+
+    def stop(*_: object) -> None:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    limit = runtime_limit()
+    if limit is not None:
+        signal.signal(signal.SIGALRM, stop)
+        signal.alarm(max(1, limit - args.grace))
+    code = server.wait()
+    return 0 if code in (0, -signal.SIGTERM) else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""One queue watcher per schedd and hub: a single ``condor_q`` per interval for every notebook.
+
+Spawners register the jobs they follow; the watcher asks the schedd for all
+of this hub's jobs at once (``CondorSpawnerHub == "<hub id>"``), faster while
+some spawn is waiting, with jitter so that many hubs do not beat in step.
+A job missing from the queue is looked up once in ``condor_history``. A
+query that fails or times out changes nothing: the jobs' state is then
+"unknown", never "gone".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from condorspawner.condor import Condor, CondorError
+
+log = logging.getLogger("condorspawner.watcher")
+
+ATTRIBUTES = (
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    "Owner",
+    "HoldReason",
+    "HoldReasonCode",
+    "LastRejMatchReason",
+    "RemoteHost",
+    "NotebookPort",
+    "HubApiPort",
+    "ExitCode",
+    "ExitBySignal",
+    "ExitSignal",
+    "EnteredCurrentStatus",
+    "NumJobStarts",
+    "JobCurrentStartDate",
+    "RemoveReason",
+    "Err",
+    "Iwd",
+)
+IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
+
+
+@dataclass
+class JobState:
+    """What the watcher last learned about one job."""
+
+    job_id: str
+    ad: dict[str, Any] | None = None  # latest ad (queue or history)
+    in_queue: bool = True
+    gone: bool = False  # left the queue: the history says how
+    updated: float = 0.0  # monotonic time of the last successful look
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def status(self) -> int | None:
+        return self.ad.get("JobStatus") if self.ad else None
+
+
+class QueueWatcher:
+    """Follows every job of one hub on one schedd with one query per interval."""
+
+    _instances: ClassVar[dict[tuple[str, str, str], QueueWatcher]] = {}
+
+    def __init__(
+        self,
+        condor: Condor,
+        hub_id: str,
+        interval: float = 10.0,
+        fast_interval: float = 1.0,
+        jitter: float = 0.1,
+    ) -> None:
+        self.condor = condor
+        self.hub_id = hub_id
+        self.interval = interval
+        self.fast_interval = fast_interval
+        self.jitter = jitter
+        self.jobs: dict[str, JobState] = {}
+        self.pending: set[str] = set()  # jobs with a spawn waiting on them
+        self.last_error: str | None = None
+        self.last_success: float = 0.0
+        self.queries = 0  # condor_q calls made (for tests and benchmarks)
+        self.history_queries = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def shared(cls, condor: Condor, hub_id: str, **kwargs: Any) -> QueueWatcher:
+        """The one watcher for this schedd, pool and hub (made on first use)."""
+        key = (condor.pool.schedd, condor.pool.collector, hub_id)
+        watcher = cls._instances.get(key)
+        if watcher is None or (
+            watcher._task is not None and watcher._task.done() and watcher._loop_closed()
+        ):
+            watcher = cls._instances[key] = cls(condor, hub_id, **kwargs)
+        for name, value in kwargs.items():
+            setattr(watcher, name, value)
+        return watcher
+
+    def _loop_closed(self) -> bool:
+        try:
+            return self._task.get_loop().is_closed()  # type: ignore[union-attr]
+        except AttributeError:
+            return True
+
+    @property
+    def constraint(self) -> str:
+        import classad2
+
+        return f"CondorSpawnerHub == {classad2.quote(self.hub_id)}"
+
+    # --- registration ---------------------------------------------------------
+
+    def watch(self, job_id: str, *, pending: bool = False) -> JobState:
+        state = self.jobs.setdefault(job_id, JobState(job_id))
+        if pending:
+            self.pending.add(job_id)
+        self._ensure_running()
+        self._wake.set()
+        return state
+
+    def settle(self, job_id: str) -> None:
+        """The spawn waiting on this job is over: back to the normal interval."""
+        self.pending.discard(job_id)
+
+    def forget(self, job_id: str) -> None:
+        self.pending.discard(job_id)
+        self.jobs.pop(job_id, None)
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # --- the loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while self.jobs:
+            await self.refresh()
+            base = self.fast_interval if self.pending else self.interval
+            delay = base * (1 + random.uniform(-self.jitter, self.jitter))  # noqa: S311
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def ensure_fresh(self, max_age: float) -> None:
+        """States at most ``max_age`` seconds old; concurrent callers share one query."""
+        if time.monotonic() - self.last_success <= max_age:
+            return
+        async with self._lock:
+            if time.monotonic() - self.last_success > max_age:
+                await self._refresh()
+
+    async def refresh(self) -> None:
+        """One look at the queue (and the history for jobs that left it)."""
+        async with self._lock:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        self.queries += 1
+        try:
+            ads = await self.condor.q(
+                constraint=self.constraint, attributes=ATTRIBUTES, all_users=True
+            )
+        except CondorError as err:
+            self.last_error = str(err)
+            log.warning("condor_q failed (job states unknown until it answers): %s", err)
+            return
+        now = time.monotonic()
+        self.last_error = None
+        self.last_success = now
+        seen = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in ads}
+        missing = []
+        for job_id, state in list(self.jobs.items()):
+            ad = seen.get(job_id)
+            if ad is not None:
+                self._update(state, ad, in_queue=True)
+            elif not state.gone:
+                missing.append(job_id)
+        if missing:
+            await self._look_in_history(missing)
+
+    async def _look_in_history(self, job_ids: Iterable[str]) -> None:
+        ids = list(job_ids)
+        self.history_queries += 1
+        wanted = " || ".join(
+            f"(ClusterId == {c} && ProcId == {p})" for c, p in (i.split(".") for i in ids)
+        )
+        try:
+            ads = await self.condor.history(
+                constraint=wanted, attributes=ATTRIBUTES, limit=len(ids)
+            )
+        except CondorError as err:
+            self.last_error = str(err)
+            log.warning("condor_history failed (job states unknown): %s", err)
+            return
+        found = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in ads}
+        for job_id in ids:
+            state = self.jobs.get(job_id)
+            if state is None:
+                continue
+            if job_id in found:
+                self._update(state, found[job_id], in_queue=False)
+            # neither in the queue nor in the history: not (yet) known; look again next time
+
+    def _update(self, state: JobState, ad: dict[str, Any], *, in_queue: bool) -> None:
+        before = (state.ad, state.in_queue)
+        state.ad = ad
+        state.in_queue = in_queue
+        state.gone = not in_queue
+        state.updated = time.monotonic()
+        if before != (state.ad, state.in_queue):
+            state.changed.set()
+            state.changed = asyncio.Event()
