@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.hub_api == "tunnel":
         hub_port = free_port()
         published[HUB_PORT_ATTR] = hub_port
-        env["JUPYTERHUB_API_URL"] = f"http://127.0.0.1:{hub_port}/hub/api"
+        tunnel_api = f"http://127.0.0.1:{hub_port}/hub/api"
+        hub_api = env.get("JUPYTERHUB_API_URL", "")
+        for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
+            if hub_api and env.get(key, "").startswith(hub_api):
+                env[key] = tunnel_api + env[key][len(hub_api) :]
+        env["JUPYTERHUB_API_URL"] = tunnel_api
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{port}{prefix}"
     publish(published)
