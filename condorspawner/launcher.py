@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         default=600,
         help="seconds to wait for the hub's reverse forward",
     )
+    parser.add_argument("--root-dir", help="the directory the notebook shows (the work directory)")
     parser.add_argument("extra", nargs="*", help="more jupyterhub-singleuser arguments")
     args = parser.parse_args(argv)
 
@@ -137,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
 
-    server = subprocess.Popen(singleuser_command(port, args.extra), env=env)
+    extra = list(args.extra)
+    if args.root_dir:
+        Path(args.root_dir).mkdir(parents=True, exist_ok=True)
+        extra.append(f"--ServerApp.root_dir={Path(args.root_dir).resolve()}")
+    server = subprocess.Popen(singleuser_command(port, extra), env=env)
 
     def stop(*_: object) -> None:
         if server.poll() is None:

@@ -304,6 +304,8 @@ class CondorSpawner(Spawner):
             site.notebook.hub_api,
             "--grace",
             str(site.notebook.grace_period),
+            "--root-dir",
+            work.name,
         ]
         payload = NotebookPayload(
             command=tuple(launcher),
