@@ -35,6 +35,22 @@ from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, Queue
 from proxy_tunnel import Tunnel, TunnelError
 
 
+async def _port_free(port: int, wait: float = 3.0) -> bool:
+    """Can a listener bind 127.0.0.1:port (as ssh does, with SO_REUSEADDR)? Waits a little
+    for a closing tunnel to let go of it."""
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        await asyncio.sleep(0.1)
+
+
 class SpawnError(RuntimeError):
     """A spawn that cannot succeed; the message is shown to the user."""
 
@@ -408,6 +424,9 @@ class CondorSpawner(Spawner):
         except TunnelError as err:
             raise SpawnError(f"Could not reach the notebook in job {self.job_id}: {err}") from None
         self.local_port = self._tunnel.local_port
+        state = self._watcher().jobs.get(self.job_id)
+        ad = state.ad if state is not None and state.ad else {}
+        self._attached_to = (ad.get("JobCurrentStartDate"), port)
         self._event(f"Tunnel established (127.0.0.1:{self.local_port} to job {self.job_id})", 90)
 
     def _make_tunnel(self, local_port: int) -> Tunnel:
@@ -452,30 +471,40 @@ class CondorSpawner(Spawner):
         return None  # idle again (evicted): HTCondor runs it again
 
     async def _check_tunnel(self, ad: dict[str, Any]) -> int | None:
+        """Running job: the tunnel must be up, or be made (hub restart, job started again)."""
         tunnel = getattr(self, "_tunnel", None)
         port, hub_port = ad.get(PORT_ATTR), ad.get(HUB_PORT_ATTR)
-        moved = isinstance(port, int) and port != self.notebook_port
-        if tunnel is not None and not tunnel.failed and not moved:
-            return None
-        if tunnel is not None and tunnel.failed:
+        instance = (ad.get("JobCurrentStartDate"), port)
+        same_run = instance == getattr(self, "_attached_to", None)
+        if tunnel is not None and same_run:
+            if not tunnel.failed:
+                return None
             self.log.error(
                 "%s: tunnel to job %s failed: %s", self._log_name, self.job_id, tunnel.failure
             )
             return 1
-        # after a hub restart (no tunnel yet) or a restarted job (new ports): (re)attach
+        if not isinstance(port, int):
+            return None  # started again; its launcher has not published the new ports yet
         if tunnel is not None:
             await tunnel.close()
-        if not isinstance(port, int):
-            return None  # the launcher has not published its ports yet
         self.notebook_port = port
         self.hub_api_port = hub_port if isinstance(hub_port, int) else None
-        self._tunnel = self._make_tunnel(local_port=0)
+        # keep the local port the proxy routes to, if it is still free
+        local = self.local_port if self.local_port and await _port_free(self.local_port) else 0
+        self._tunnel = self._make_tunnel(local_port=local)
         try:
             await self._tunnel.start()
         except TunnelError as err:
             self.log.error("%s: cannot re-attach to job %s: %s", self._log_name, self.job_id, err)
             return 1
+        self._attached_to = instance
         self.local_port = self._tunnel.local_port
+        self.log.info(
+            "%s: tunnel to job %s re-attached on 127.0.0.1:%s",
+            self._log_name,
+            self.job_id,
+            self.local_port,
+        )
         return None
 
     async def get_url(self) -> str:
@@ -488,11 +517,12 @@ class CondorSpawner(Spawner):
     async def _remove(self, reason: str) -> None:
         if not self.job_id:
             return
-        with contextlib.suppress(JobNotFound):
-            try:
-                await self.condor.rm([self.job_id], reason=reason, user=self.run_as)
-            except CondorError as err:
-                self.log.error("%s: condor_rm %s failed: %s", self._log_name, self.job_id, err)
+        try:
+            await self.condor.rm([self.job_id], reason=reason, user=self.run_as)
+        except JobNotFound:
+            pass  # already gone
+        except CondorError as err:
+            self.log.error("%s: condor_rm %s failed: %s", self._log_name, self.job_id, err)
 
     async def _abandon(self) -> None:
         """A spawn that failed: no tunnel, no job left behind."""

@@ -256,11 +256,13 @@ class Hub:
         (shim / "condor_q").write_text(
             f"#!/bin/sh\nif [ -e {self.fail_flag} ]; then\n"
             "  echo '-- Failed to fetch ads from: <127.0.0.1:9618> : test' >&2\n  exit 1\nfi\n"
-            f'exec {pool.bin}/condor_q "$@"\n')
+            f'exec {pool.bin}/condor_q "$@"\n'
+        )
         (shim / "condor_q").chmod(0o755)
         self.env = {**pool.env, "PATH": f"{shim}{os.pathsep}{pool.env['PATH']}"}
         chp = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
-        (root / "jupyterhub_config.py").write_text(textwrap.dedent(f"""\
+        (root / "jupyterhub_config.py").write_text(
+            textwrap.dedent(f"""\
             c = get_config()  # noqa
             c.JupyterHub.ip = "127.0.0.1"
             c.JupyterHub.port = {self.port}
@@ -286,7 +288,10 @@ class Hub:
             c.CondorSpawner.queue_poll_interval_pending = 0.25
             c.CondorSpawner.http_timeout = 60
             c.Spawner.poll_interval = 2
-            """) + textwrap.dedent(extra_config))
+            c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+            """)
+            + textwrap.dedent(extra_config)
+        )
         self.process = None
 
     @property
@@ -301,7 +306,12 @@ class Hub:
         log = open(self.root / "jupyterhub.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(self.root / "jupyterhub_config.py")],
-            cwd=self.root, env=self.env, stdout=log, stderr=log, start_new_session=True)
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -331,16 +341,27 @@ class Hub:
         text = (self.root / "jupyterhub.log").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    def api(self, method: str, path: str, body: object = None, *, through_proxy: bool = False,
-            timeout: float = 30):
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        through_proxy: bool = False,
+        timeout: float = 30,
+    ):
         """(status, parsed JSON or text) of a hub REST call (or a proxied user-server call)."""
         import urllib.error
         import urllib.request
 
         base = self.url if through_proxy else f"{self.url}/hub/api"
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{base}{path}", data=data, method=method, headers={
-            "Authorization": f"token {HUB_TOKEN}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {HUB_TOKEN}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 status, text = response.status, response.read().decode()
@@ -351,16 +372,23 @@ class Hub:
         except ValueError:
             return status, text
 
-    def spawn(self, user: str, options: dict | None = None, timeout: float = 90) -> dict:
-        """Create the user, start their server, wait until it is ready; returns the user model."""
-        import time
-
+    def request_spawn(self, user: str, options: dict | None = None) -> None:
+        """Create the user and ask for their server (the hub answers at once)."""
         self.api("POST", f"/users/{user}")
         status, body = self.api("POST", f"/users/{user}/server", {"user_options": options or {}})
         assert status in (201, 202), (status, body, self.log_tail())
+
+    def spawn(self, user: str, options: dict | None = None, timeout: float = 90) -> dict:
+        """Start the user's server and wait until it is ready; returns the user model."""
+        self.request_spawn(user, options)
+        return self.wait_ready(user, timeout)
+
+    def wait_ready(self, user: str, timeout: float = 90) -> dict:
+        import time
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status, model = self.api("GET", f"/users/{user}")
+            _, model = self.api("GET", f"/users/{user}")
             server = model["servers"].get("")
             if server and server["ready"]:
                 return model
@@ -371,8 +399,15 @@ class Hub:
 
     def job_of(self, user: str) -> str | None:
         """The id of the user's notebook job in the queue (by the spawner's marks)."""
-        out = self.pool.run("condor_q", "-allusers", "-af", "ClusterId", "ProcId",
-                            "-constraint", f'CondorSpawnerUser == "{user}"').stdout.split()
+        out = self.pool.run(
+            "condor_q",
+            "-allusers",
+            "-af",
+            "ClusterId",
+            "ProcId",
+            "-constraint",
+            f'CondorSpawnerUser == "{user}"',
+        ).stdout.split()
         return f"{out[0]}.{out[1]}" if out else None
 
 

@@ -8,18 +8,305 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
+
+from tests.conftest import HUB_TOKEN
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="jobs in network namespaces need root")
 
 
-def test_spawn_with_options_through_the_rest_api(hub, pool):
-    model = hub.spawn("alice", {"cpus": 2, "container": "Debian12"})
+async def run_in_kernel(hub, user: str, kernel_id: str, code: str, timeout: float = 60) -> str:
+    """Execute code in a kernel through the hub's proxy (websocket) and return its stdout."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel_id}/channels"
+    request = HTTPRequest(url, headers={"Authorization": f"token {HUB_TOKEN}"})
+    ws = await websocket_connect(request)
+    msg_id = uuid.uuid4().hex
+    ws.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": user,
+                    "session": uuid.uuid4().hex,
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(ws.read_message(), deadline - time.monotonic())
+            if raw is None:
+                break
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                out.append("\n".join(msg["content"]["traceback"]))
+            elif kind == "execute_reply":
+                break
+    finally:
+        ws.close()
+    return "".join(out)
+
+
+def start_kernel(hub, user: str) -> str:
+    status, kernel = hub.api(
+        "POST", f"/user/{user}/api/kernels", {"name": "python3"}, through_proxy=True, timeout=60
+    )
+    assert status == 201, (status, kernel)
+    return kernel["id"]
+
+
+def wait_ready(hub, user: str, timeout: float = 15) -> float:
+    """Seconds until the user's server answers through the proxy again (bounded)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        status, _ = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
+        if status == 200:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"{user}'s server not reachable within {timeout} s\n{hub.log_tail()}")
+
+
+def events(hub, user: str) -> list[str]:
+    """The spawn's progress messages (the event stream the spawn page shows)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{hub.url}/hub/api/users/{user}/server/progress",
+        headers={"Authorization": f"token {HUB_TOKEN}"},
+    )
+    messages = []
+    with urllib.request.urlopen(request, timeout=60) as response:
+        for line in response:
+            if line.startswith(b"data:"):
+                event = json.loads(line[5:])
+                messages.append(event.get("message", ""))
+                if event.get("ready") or event.get("failed"):
+                    break
+    return messages
+
+
+def tunnel_ssh_pids(hub) -> list[int]:
+    """The ssh processes of the hub's tunnels (children of condor_ssh_to_job)."""
+    out = subprocess.run(
+        ["pgrep", "-f", r"^ssh .* -S none .*condor-job\."],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_notebook_in_the_chosen_os_through_the_proxy(hub, pool):
+    hub.request_spawn("alice", {"cpus": 2, "container": "Debian12"})
+    messages = events(hub, "alice")
+    model = hub.wait_ready("alice")
     assert model["servers"][""]["ready"]
-    status, _ = hub.api("GET", "/user/alice/api/status", through_proxy=True)
-    assert status == 200
+    assert hub.api("GET", "/user/alice/api/status", through_proxy=True)[0] == 200
     job = hub.job_of("alice")
     ad = pool.ad(job)
-    assert ad["RequestCpus"] == 2 and ad["ContainerOS"] == "Debian12"
-    assert ad["CondorSpawnerKind"] == "notebook"
+    assert (ad["RequestCpus"], ad["ContainerOS"], ad["CondorSpawnerKind"]) == (
+        2,
+        "Debian12",
+        "notebook",
+    )
+    kernel = start_kernel(hub, "alice")
+    out = asyncio.run(
+        run_in_kernel(
+            hub,
+            "alice",
+            kernel,
+            f"""
+import os, socket, re
+print("threads", os.environ["OMP_NUM_THREADS"])
+ad = open(os.environ["_CONDOR_JOB_AD"]).read()
+print("os", re.search(r'^ContainerOS = "(.*)"$', ad, re.M).group(1))
+for name, port in (("hub", {hub.hub_port}), ("proxy", {hub.port})):
+    with socket.socket() as s:
+        s.settimeout(2)
+        print(name, "reachable" if s.connect_ex(("127.0.0.1", port)) == 0 else "unreachable")
+print("interfaces", sorted(n for _, n in socket.if_nameindex()))
+""",
+        )
+    )
+    assert "threads 2\n" in out and "os Debian12\n" in out, out
+    # the job's namespace has no route to the hub: only the tunnel's reverse forward
+    assert "hub unreachable" in out and "proxy unreachable" in out, out
+    assert "interfaces ['lo']" in out, out
+    # the progress stream spoke HTCondor's language
+    assert any(f"Submitted as HTCondor job {job}" in m for m in messages), messages
+    assert any("running on slot1_" in m for m in messages), messages
+    assert any("Tunnel established" in m for m in messages), messages
+
+
+def test_the_token_goes_nowhere_visible(hub, pool):
+    hub.spawn("bob", {})
+    job = hub.job_of("bob")
+    long_ad = pool.run("condor_q", "-l", job).stdout
+    submit_dir = next((hub.root / "submit" / "bob").iterdir())
+    secret = submit_dir / "condorspawner.secret"
+    token = json.loads(secret.read_text())["env"]["JUPYTERHUB_API_TOKEN"]
+    assert token in secret.read_text()  # the file is the only place it travels in
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert len(token) > 20
+    assert token not in long_ad
+    assert token not in (submit_dir / "job.sub").read_text()
+    assert hub.api("DELETE", "/users/bob/server")[0] in (202, 204)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and hub.job_of("bob"):
+        time.sleep(0.3)
+    history = pool.run("condor_history", "-l", job).stdout
+    assert history and token not in history
+    assert token not in (submit_dir / "notebook.log").read_text()
+
+
+def test_invalid_options_are_refused_before_submitting(hub, pool):
+    hub.api("POST", "/users/carol")
+    for options, field in (
+        ({"cpus": 64}, "cpus: 64 is above the site limit of 4"),
+        ({"container": "Windows11"}, "container: 'Windows11' is not offered"),
+        ({"memory": [1]}, "memory: [1] is not a size"),
+        ({"colour": "red"}, "colour: 'red' is not an option"),
+    ):
+        status, body = hub.api("POST", "/users/carol/server", {"user_options": options})
+        assert status == 400, (status, body)
+        assert field in body["message"], body
+    assert pool.run("condor_q", "-json", "-allusers").stdout == ""
+
+
+def test_a_held_job_fails_the_spawn_with_its_reason(hub, pool):
+    hub.api("POST", "/users/dave")
+    status, _ = hub.api(
+        "POST",
+        "/users/dave/server",
+        {"user_options": {"requirements": 'TARGET.Machine == "nowhere"'}},
+    )
+    assert status == 202
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not hub.job_of("dave"):
+        time.sleep(0.1)
+    job = hub.job_of("dave")
+    assert pool.run("condor_hold", "-reason", "disk quota exceeded", job).returncode == 0
+    held_at = time.monotonic()
+    messages = events(hub, "dave")
+    assert time.monotonic() - held_at < 5
+    assert any("disk quota exceeded" in m for m in messages), messages
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and hub.job_of("dave"):
+        time.sleep(0.2)
+    assert hub.job_of("dave") is None
+
+
+def test_a_request_fitting_no_slot_is_removed_at_the_start_timeout(hub, pool):
+    hub.api("POST", "/users/erin")
+    status, _ = hub.api(
+        "POST",
+        "/users/erin/server",
+        {"user_options": {"requirements": 'TARGET.Machine == "nowhere"'}},
+    )
+    assert status == 202
+    messages = events(hub, "erin")
+    assert any("is queued: no match found" in m for m in messages), messages
+    assert any(
+        "still waiting in the queue after 10 s (no match found); it was removed" in m
+        for m in messages
+    ), messages
+    assert hub.job_of("erin") is None
+
+
+def test_the_tunnel_comes_back_and_the_kernel_survives(hub, pool):
+    hub.spawn("frank", {})
+    job = hub.job_of("frank")
+    kernel = start_kernel(hub, "frank")
+    before = tunnel_ssh_pids(hub)
+    assert before
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_ready(hub, "frank", timeout=10) < 5
+    assert hub.job_of("frank") == job
+    _, kernels = hub.api("GET", "/user/frank/api/kernels", through_proxy=True)
+    assert kernel in [k["id"] for k in kernels]
+
+
+def test_a_failing_condor_q_stops_nothing(hub, pool):
+    hub.spawn("grace", {})
+    job = hub.job_of("grace")
+    hub.fail_flag.write_text("")
+    try:
+        time.sleep(3 * 2 + 1)  # three spawner poll intervals, several watcher intervals
+        _, model = hub.api("GET", "/users/grace")
+        assert model["servers"][""]["ready"], model
+    finally:
+        hub.fail_flag.unlink()
+    assert hub.job_of("grace") == job
+    assert "condor_q failed (job states unknown" in hub.log_tail(400)
+    assert wait_ready(hub, "grace") < 5
+
+
+def test_work_directory_comes_back_after_vacate_and_stop(hub, pool):
+    hub.spawn("heidi", {})
+    job = hub.job_of("heidi")
+    work = hub.work_root / "heidi" / "jupyter"
+    for name in ("before-vacate.txt", "before-stop.txt"):
+        status, _ = hub.api(
+            "PUT",
+            f"/user/heidi/api/contents/{name}",
+            {"type": "file", "format": "text", "content": name},
+            through_proxy=True,
+        )
+        assert status in (200, 201)
+        if name == "before-vacate.txt":
+            assert pool.run("condor_vacate_job", job).returncode == 0
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (work / name).exists():
+                time.sleep(0.2)
+            assert (work / name).read_text() == name
+            pool.wait_for(job, lambda a: a["NumJobStarts"] == 2 and a.get("RemoteHost"))
+            wait_ready(hub, "heidi", timeout=60)
+    assert hub.api("DELETE", "/users/heidi/server")[0] in (202, 204)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and hub.job_of("heidi"):
+        time.sleep(0.3)
+    assert (work / "before-stop.txt").read_text() == "before-stop.txt"
+
+
+def test_hub_restart_reattaches_every_session(hub, pool):
+    users = ["ivan", "judy", "mallory"]
+    for user in users:
+        hub.spawn(user, {})
+    jobs = {user: hub.job_of(user) for user in users}
+    clusters = pool.run("condor_q", "-allusers", "-af", "ClusterId").stdout.split()
+    hub.stop()
+    # the old hub's tunnels went with it
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and tunnel_ssh_pids(hub):
+        time.sleep(0.2)
+    assert not tunnel_ssh_pids(hub)
+    hub.start()
+    for user in users:
+        wait_ready(hub, user, timeout=60)
+        assert hub.job_of(user) == jobs[user]
+    assert pool.run("condor_q", "-allusers", "-af", "ClusterId").stdout.split() == clusters
