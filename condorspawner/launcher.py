@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -89,7 +90,10 @@ def runtime_limit() -> int | None:
     return None
 
 
-def singleuser_command(port: int, extra: list[str]) -> list[str]:
+def singleuser_command(port: int, extra: list[str], server: str | None = None) -> list[str]:
+    """The server's command line: jupyterhub-singleuser beside this Python, or ``server``."""
+    if server:
+        return [*shlex.split(server), "--ip=127.0.0.1", f"--port={port}", *extra]
     beside = Path(sys.executable).parent / "jupyterhub-singleuser"
     program = str(beside) if beside.exists() else "jupyterhub-singleuser"
     command = [program, "--ip=127.0.0.1", f"--port={port}", *extra]
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait for the hub's reverse forward",
     )
     parser.add_argument("--root-dir", help="the directory the notebook shows (the work directory)")
+    parser.add_argument("--server", help="another server command line (gets --ip and --port)")
     parser.add_argument("extra", nargs="*", help="more jupyterhub-singleuser arguments")
     args = parser.parse_args(argv)
 
@@ -139,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     extra = list(args.extra)
-    if args.root_dir:
+    if args.root_dir and not args.server:
         Path(args.root_dir).mkdir(parents=True, exist_ok=True)
         extra.append(f"--ServerApp.root_dir={Path(args.root_dir).resolve()}")
-    server = subprocess.Popen(singleuser_command(port, extra), env=env)
+    server = subprocess.Popen(singleuser_command(port, extra, args.server), env=env)
 
     def stop(*_: object) -> None:
         if server.poll() is None:
