@@ -15,7 +15,7 @@ from condorspawner.condor import (
     parse_terse,
 )
 from condorspawner.site import Pool
-from tests.conftest import case
+from tests.harness import case
 
 
 def test_terse_output_of_real_submits():

@@ -12,7 +12,7 @@ import time
 import htcondor2
 import pytest
 
-from tests.conftest import case
+from tests.harness import case
 
 ME = getpass.getuser()
 SLEEP = """\
@@ -521,7 +521,7 @@ def test_bad_commands_leave_the_queue_untouched(pool):
 
 
 def test_ssh_answers_retry_just_after_start_and_auto_retry_waits(tmp_path):
-    from tests.conftest import Pool
+    from tests.harness import Pool
 
     p = Pool(tmp_path / "pool", tmp_path)
     assert (

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import HUB_TOKEN
+from tests.harness import HUB_TOKEN
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="jobs in network namespaces need root")
 

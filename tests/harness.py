@@ -1,0 +1,301 @@
+"""Drivers for the real components the tests and benchmarks run: localpool and JupyterHub.
+
+Used by tests/conftest.py (fixtures) and benchmarks/ alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "htcondor-reference"
+
+
+def case(name: str) -> dict[str, str | int]:
+    """One recorded command: cmd, stdout, stderr, rc."""
+    folder = REFERENCE / "cases" / name
+    return {
+        "cmd": (folder / "cmd").read_text().strip(),
+        "stdout": (folder / "stdout").read_text(),
+        "stderr": (folder / "stderr").read_text(),
+        "rc": int((folder / "rc").read_text().strip()),
+    }
+
+
+class Pool:
+    """A running localpool and a submit directory, with helpers to drive it."""
+
+    def __init__(self, root: Path, submit_dir: Path) -> None:
+        self.root = root
+        self.submit_dir = submit_dir
+        self.bin = root / "bin"
+        self.env = {
+            **os.environ,
+            "LOCALPOOL_DIR": str(root),
+            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+        }
+
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 60, cwd: Path | None = None
+    ):
+        """Run a command (a condor_* tool of this pool) in the submit directory."""
+        import subprocess
+
+        return subprocess.run(
+            list(args),
+            cwd=cwd or self.submit_dir,
+            env=self.env,
+            text=True,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def localpool(self, *args: str):
+        return self.run(sys.executable, "-m", "localpool.cli", "--dir", str(self.root), *args)
+
+    def submit(self, text: str, name: str = "job.sub", *extra: str) -> str:
+        """Submit a description; returns the first job id."""
+        (self.submit_dir / name).write_text(textwrap.dedent(text))
+        result = self.run("condor_submit", "-terse", *extra, name)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()[0]
+
+    def ad(self, job_id: str) -> dict | None:
+        """The job's ad from the queue, else from the history, else None."""
+        for tool in ("condor_q", "condor_history"):
+            result = self.run(tool, "-json", job_id)
+            assert result.returncode == 0, result.stderr
+            if result.stdout.strip():
+                return json.loads(result.stdout)[0]
+        return None
+
+    def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
+        """Poll the job's ad until ``predicate(ad)`` holds (bounded in time)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        ad = None
+        while time.monotonic() < deadline:
+            ad = self.ad(job_id)
+            if ad is not None and predicate(ad):
+                return ad
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} never reached the state; last ad: {ad}")
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"hello from the host")
+
+    def log_message(self, *args):
+        pass
+
+
+REPO = Path(__file__).resolve().parents[1]
+HUB_TOKEN = "condorspawner-test-service-token-0123456789"
+TEST_SITE = """\
+[limits.cpus]
+default = 1
+max = 4
+[limits.memory]
+default = "1GB"
+max = "4GB"
+[limits.runtime]
+default = "1h"
+max = "4h"
+[[containers.os]]
+name = "Rocky9"
+label = "Rocky Linux 9"
+image = "/containers/rocky9.sif"
+default = true
+[[containers.os]]
+name = "Debian12"
+label = "Debian 12"
+image = "/containers/debian12.sif"
+[notebook]
+work_directory = "{work_root}/{{username}}/jupyter"
+start_timeout = "10s"
+grace_period = "30s"
+"""
+
+
+class Hub:
+    """A real JupyterHub (with configurable-http-proxy) using CondorSpawner on a localpool."""
+
+    def __init__(self, root: Path, pool: Pool, extra_config: str = "") -> None:
+        self.root = root
+        self.pool = pool
+        root.mkdir(parents=True, exist_ok=True)
+        self.work_root = root / "work"
+        from proxy_tunnel import free_port
+
+        self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
+        (root / "site.toml").write_text(TEST_SITE.format(work_root=self.work_root))
+        # a condor_q that fails while the flag file exists (tests of "unknown" states)
+        self.fail_flag = root / "fail-condor_q"
+        shim = root / "shim"
+        shim.mkdir(exist_ok=True)
+        (shim / "condor_q").write_text(
+            f"#!/bin/sh\nif [ -e {self.fail_flag} ]; then\n"
+            "  echo '-- Failed to fetch ads from: <127.0.0.1:9618> : test' >&2\n  exit 1\nfi\n"
+            f'exec {pool.bin}/condor_q "$@"\n'
+        )
+        (shim / "condor_q").chmod(0o755)
+        self.env = {**pool.env, "PATH": f"{shim}{os.pathsep}{pool.env['PATH']}"}
+        chp = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+        (root / "jupyterhub_config.py").write_text(
+            textwrap.dedent(f"""\
+            c = get_config()  # noqa
+            c.JupyterHub.ip = "127.0.0.1"
+            c.JupyterHub.port = {self.port}
+            c.JupyterHub.hub_ip = "127.0.0.1"
+            c.JupyterHub.hub_port = {self.hub_port}
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
+            c.ConfigurableHTTPProxy.command = [{str(chp)!r}]
+            c.JupyterHub.db_url = "sqlite:///{root}/jupyterhub.sqlite"
+            c.JupyterHub.cookie_secret_file = "{root}/cookie_secret"
+            c.JupyterHub.pid_file = "{root}/jupyterhub.pid"
+            c.JupyterHub.cleanup_servers = False
+            c.JupyterHub.authenticator_class = "dummy"
+            c.DummyAuthenticator.password = "test-password"
+            c.Authenticator.allow_all = True
+            c.JupyterHub.services = [{{"name": "tester", "api_token": {HUB_TOKEN!r}}}]
+            c.JupyterHub.load_roles = [{{"name": "admin", "services": ["tester"]}}]
+            c.JupyterHub.spawner_class = "condor"
+            c.CondorSpawner.site_file = "{root}/site.toml"
+            c.CondorSpawner.submit_root = "{root}/submit/{{username}}"
+            c.CondorSpawner.hub_id = "test-hub-{root.name}"
+            c.CondorSpawner.job_python = {sys.executable!r}
+            c.CondorSpawner.queue_poll_interval = 1.0
+            c.CondorSpawner.queue_poll_interval_pending = 0.25
+            c.CondorSpawner.http_timeout = 60
+            c.Spawner.poll_interval = 2
+            c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
+            """)
+            + textwrap.dedent(extra_config)
+        )
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        import subprocess
+        import time
+        import urllib.request
+
+        log = open(self.root / "jupyterhub.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.root / "jupyterhub_config.py")],
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"jupyterhub exited: {self.log_tail()}")
+            try:
+                urllib.request.urlopen(f"{self.url}/hub/api", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"jupyterhub did not answer within {timeout} s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = (self.root / "jupyterhub.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        through_proxy: bool = False,
+        timeout: float = 30,
+    ):
+        """(status, parsed JSON or text) of a hub REST call (or a proxied user-server call)."""
+        import urllib.error
+        import urllib.request
+
+        base = self.url if through_proxy else f"{self.url}/hub/api"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{base}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {HUB_TOKEN}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            status, text = err.code, err.read().decode()
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text
+
+    def request_spawn(self, user: str, options: dict | None = None) -> None:
+        """Create the user and ask for their server (the hub answers at once)."""
+        self.api("POST", f"/users/{user}")
+        status, body = self.api("POST", f"/users/{user}/server", {"user_options": options or {}})
+        assert status in (201, 202), (status, body, self.log_tail())
+
+    def spawn(self, user: str, options: dict | None = None, timeout: float = 90) -> dict:
+        """Start the user's server and wait until it is ready; returns the user model."""
+        self.request_spawn(user, options)
+        return self.wait_ready(user, timeout)
+
+    def wait_ready(self, user: str, timeout: float = 90) -> dict:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, model = self.api("GET", f"/users/{user}")
+            server = model["servers"].get("")
+            if server and server["ready"]:
+                return model
+            if not server or not server.get("pending"):
+                raise AssertionError(f"spawn failed: {model}\n{self.log_tail()}")
+            time.sleep(0.3)
+        raise AssertionError(f"spawn of {user} not ready in {timeout} s\n{self.log_tail()}")
+
+    def job_of(self, user: str) -> str | None:
+        """The id of the user's notebook job in the queue (by the spawner's marks)."""
+        out = self.pool.run(
+            "condor_q",
+            "-allusers",
+            "-af",
+            "ClusterId",
+            "ProcId",
+            "-constraint",
+            f'CondorSpawnerUser == "{user}"',
+        ).stdout.split()
+        return f"{out[0]}.{out[1]}" if out else None
