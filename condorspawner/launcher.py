@@ -2,11 +2,12 @@
 
 Runs under ``wrapper.sh`` in the job. It binds the notebook to 127.0.0.1 on
 a free port P, picks a port Q for the hub API, publishes both into the job
-ad with chirp (``NotebookPort``, ``HubApiPort``), waits for the hub's reverse
-forward to appear on Q, then runs ``jupyterhub-singleuser`` with the hub's
-environment, which arrived as a private file (never in the job ad). It stops
-the server a grace period before the job's runtime limit, so HTCondor
-transfers the work directory back before it would hold the job.
+ad with chirp (``NotebookPort``, ``HubApiPort``) and starts
+``jupyterhub-singleuser`` with the hub's environment, which arrived as a
+private file (never in the job ad). The server's start-up overlaps the hub
+opening its tunnel; if the reverse forward on Q never comes, the server is
+ended. It stops the server a grace period before the job's runtime limit, so
+HTCondor transfers the work directory back before it would hold the job.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
@@ -62,10 +64,10 @@ def publish(attributes: dict[str, int], attempts: int = 20) -> None:
             time.sleep(0.25)
 
 
-def wait_for_port(port: int, timeout: float) -> bool:
+def wait_for_port(port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
     """Wait until something accepts connections on 127.0.0.1:port (the reverse forward)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         with socket.socket() as s:
             s.settimeout(1)
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -135,21 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{port}{prefix}"
     publish(published)
-    if args.hub_api == "tunnel" and not wait_for_port(published[HUB_PORT_ATTR], args.wait_for_hub):
-        print(
-            f"condorspawner-singleuser: the hub's tunnel did not arrive within "
-            f"{args.wait_for_hub:g} s",
-            file=sys.stderr,
-        )
-        return 1
-
     extra = list(args.extra)
     if args.root_dir and not args.server:
         Path(args.root_dir).mkdir(parents=True, exist_ok=True)
         extra.append(f"--ServerApp.root_dir={Path(args.root_dir).resolve()}")
+    # Start the server at once: its own start-up overlaps the hub opening the tunnel
+    # (jupyterhub-singleuser retries its first hub API call while that happens).
     server = subprocess.Popen(singleuser_command(port, extra, args.server), env=env)
+    stopping = []
 
     def stop(*_: object) -> None:
+        stopping.append(True)
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
 
@@ -159,8 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     if limit is not None:
         signal.signal(signal.SIGALRM, stop)
         signal.alarm(max(1, limit - args.grace))
+    if args.hub_api == "tunnel" and not wait_for_port(
+        published[HUB_PORT_ATTR], args.wait_for_hub, alive=lambda: server.poll() is None
+    ):
+        if server.poll() is None:
+            print(
+                f"condorspawner-singleuser: the hub's tunnel did not arrive within "
+                f"{args.wait_for_hub:g} s",
+                file=sys.stderr,
+            )
+            server.terminate()
+        code = server.wait()
+        return 0 if stopping else code or 1
     code = server.wait()
-    return 0 if code in (0, -signal.SIGTERM) else code
+    return 0 if stopping or code == 0 else code
 
 
 if __name__ == "__main__":

@@ -130,6 +130,14 @@ grace_period = "30s"
 class Hub:
     """A real JupyterHub (with configurable-http-proxy) using CondorSpawner on a localpool."""
 
+    def count_calls(self) -> dict[str, int]:
+        """condor_q / condor_history calls the hub made so far."""
+        try:
+            lines = self.calls.read_text().split()
+        except FileNotFoundError:
+            lines = []
+        return {tool: lines.count(tool) for tool in ("condor_q", "condor_history")}
+
     def __init__(self, root: Path, pool: Pool, extra_config: str = "") -> None:
         self.root = root
         self.pool = pool
@@ -139,16 +147,26 @@ class Hub:
 
         self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
         (root / "site.toml").write_text(TEST_SITE.format(work_root=self.work_root))
-        # a condor_q that fails while the flag file exists (tests of "unknown" states)
+        # condor_q and condor_history that count their calls (benchmarks), and a condor_q
+        # that fails while the flag file exists (tests of "unknown" states)
         self.fail_flag = root / "fail-condor_q"
+        self.calls = root / "condor-calls.log"
         shim = root / "shim"
         shim.mkdir(exist_ok=True)
-        (shim / "condor_q").write_text(
-            f"#!/bin/sh\nif [ -e {self.fail_flag} ]; then\n"
-            "  echo '-- Failed to fetch ads from: <127.0.0.1:9618> : test' >&2\n  exit 1\nfi\n"
-            f'exec {pool.bin}/condor_q "$@"\n'
-        )
-        (shim / "condor_q").chmod(0o755)
+        for tool in ("condor_q", "condor_history"):
+            fail = (
+                (
+                    f"if [ -e {self.fail_flag} ]; then\n"
+                    "  echo '-- Failed to fetch ads from: <127.0.0.1:9618> : test' >&2\n"
+                    "  exit 1\nfi\n"
+                )
+                if tool == "condor_q"
+                else ""
+            )
+            (shim / tool).write_text(
+                f'#!/bin/sh\necho {tool} >> {self.calls}\n{fail}exec {pool.bin}/{tool} "$@"\n'
+            )
+            (shim / tool).chmod(0o755)
         self.env = {**pool.env, "PATH": f"{shim}{os.pathsep}{pool.env['PATH']}"}
         chp = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
         (root / "jupyterhub_config.py").write_text(
