@@ -119,11 +119,14 @@ class QueueWatcher:
     # --- registration ---------------------------------------------------------
 
     def watch(self, job_id: str, *, pending: bool = False) -> JobState:
+        """Follow a job (again); only a new job or a new pending spawn wakes the loop."""
+        news = job_id not in self.jobs or (pending and job_id not in self.pending)
         state = self.jobs.setdefault(job_id, JobState(job_id))
         if pending:
             self.pending.add(job_id)
         self._ensure_running()
-        self._wake.set()
+        if news:
+            self._wake.set()
         return state
 
     def settle(self, job_id: str) -> None:
