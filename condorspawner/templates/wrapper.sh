@@ -33,6 +33,13 @@ unset CONDORSPAWNER_KEEP_THREADS
 # Login profiles may change directory: the job runs in its scratch directory.
 cd "${_CONDOR_SCRATCH_DIR:-$PWD}" || exit 1
 
+# Directories condorsub packed (-d NAME): unpacked here, named in CONDORSUB_DIR_<NAME>.
+for name in ${CONDORSUB_DIRS:-}; do
+    tar -xzf "$name.dir.tar.gz" && rm -f "$name.dir.tar.gz" || exit 1
+    var=$(printf '%s' "$name" | tr -c 'A-Za-z0-9_' '_' | tr 'a-z' 'A-Z')
+    export "CONDORSUB_DIR_$var=$PWD/$name"
+done
+
 if [ "$#" -eq 0 ]; then
     echo "condorspawner wrapper: no command to run" >&2
     exit 2

@@ -1,0 +1,142 @@
+"""condorsub: batch jobs, interactive shells and tunnels on the pool, from the notebook's templates.
+
+Only argparse is imported here, so ``condorsub --help`` starts fast; each
+subcommand imports what it needs. Exit codes: 0 success, 1 a failed
+operation, 2 bad usage or input (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+USAGE, FAILED = 2, 1
+
+
+class CliError(Exception):
+    """A message for the user and the exit code that goes with it."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _resources(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--os", dest="container", metavar="NAME", help="container OS (see: containers)")
+    p.add_argument("--cpus", metavar="N")
+    p.add_argument("--memory", metavar="SIZE", help="e.g. 4GB, 512MB, 4096 (MB)")
+    p.add_argument("--disk", metavar="SIZE")
+    p.add_argument("--gpus", metavar="N")
+    p.add_argument("--runtime", metavar="DURATION", help="e.g. 90m, 2h, 1d, 3600 (s)")
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="environment variable (NAME alone takes it from here)",
+    )
+    p.add_argument("--requirements", metavar="EXPR", help="a ClassAd expression")
+    p.add_argument("--name", dest="label", metavar="LABEL", help="a name for the job(s)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="condorsub",
+        description="Batch jobs, interactive shells and tunnels on the HTCondor pool, with the "
+        "same container choice, limits and environment as the notebooks.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("submit", help="submit a batch job")
+    _resources(s)
+    s.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="transfer FILE into the job's directory",
+    )
+    s.add_argument(
+        "-d",
+        "--dir",
+        dest="dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="transfer DIR (packed here, unpacked in the job; $CONDORSUB_DIR_<NAME>)",
+    )
+    s.add_argument("-N", "--count", type=int, default=1, metavar="COUNT", help="copies")
+    s.add_argument("--dry-run", action="store_true", help="write the files, submit nothing")
+    s.add_argument("--wait", action="store_true", help="follow the jobs until they end")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("executable")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+
+    q = sub.add_parser("q", help="your jobs in the queue")
+    q.add_argument("job_ids", nargs="*", metavar="JOBID")
+    q.add_argument("--all", action="store_true", help="everybody's jobs")
+    q.add_argument("--json", action="store_true", help="the raw job ads")
+
+    for action in ("hold", "release", "rm"):
+        a = sub.add_parser(action, help=f"{action} jobs")
+        a.add_argument("job_ids", nargs="+", metavar="JOBID")
+        a.add_argument("--reason", metavar="TEXT")
+
+    lg = sub.add_parser("logs", help="a job's output, error output or event log")
+    lg.add_argument("job_id", metavar="JOBID")
+    which = lg.add_mutually_exclusive_group()
+    which.add_argument("--err", action="store_true", help="the error output")
+    which.add_argument("--events", action="store_true", help="the event log")
+    lg.add_argument("--follow", action="store_true", help="keep following a running job")
+
+    sh = sub.add_parser("shell", help="an interactive shell on a worker, in the chosen OS")
+    _resources(sh)
+
+    t = sub.add_parser("tunnel", help="forward a web service in a job to 127.0.0.1 here")
+    t.add_argument("job_id", metavar="JOBID")
+    t.add_argument("remote_port", type=int, metavar="REMOTE_PORT")
+    t.add_argument("--local-port", type=int, default=0, metavar="N")
+
+    c = sub.add_parser("containers", help="the container OS choices of this site")
+    c.add_argument(
+        "--ep-config", action="store_true", help="the execute-point HTCondor configuration for them"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "submit":
+            from condorspawner.cli.submit import submit
+
+            return submit(args)
+        if args.command == "shell":
+            from condorspawner.cli.interactive import shell
+
+            return shell(args)
+        if args.command == "tunnel":
+            from condorspawner.cli.interactive import tunnel
+
+            return tunnel(args)
+        if args.command == "containers":
+            from condorspawner.cli.jobs import containers
+
+            return containers(args)
+        from condorspawner.cli import jobs
+
+        return {
+            "q": jobs.queue,
+            "hold": jobs.act,
+            "release": jobs.act,
+            "rm": jobs.act,
+            "logs": jobs.logs,
+        }[args.command](args)
+    except CliError as err:
+        print(f"condorsub: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130

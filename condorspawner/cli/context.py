@@ -1,0 +1,80 @@
+"""What every condorsub command needs: the site, the HTCondor tools, the user's request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from condorspawner.cli import USAGE, CliError
+from condorspawner.condor import Condor, CondorError, JobNotFound
+from condorspawner.request import JobRequest, RequestError
+from condorspawner.site import Site, SiteError, load_site
+
+T = TypeVar("T")
+
+
+def site() -> Site:
+    try:
+        return load_site()
+    except SiteError as err:
+        raise CliError(str(err)) from None
+
+
+def condor(site: Site) -> Condor:
+    """The HTCondor tools as the caller (no run-as prefix: condorsub runs as its user).
+
+    Inside a job, HTCondor's own ``_CONDOR_BIN`` finds them when PATH does not.
+    """
+    bindir = os.environ.get("_CONDOR_BIN")
+    if bindir and not shutil.which("condor_submit"):
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    return Condor(replace(site.pool, run_as=()))
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    """Run one command-layer call; HTCondor's failures become one clear line."""
+    try:
+        return asyncio.run(coroutine)  # type: ignore[arg-type]
+    except JobNotFound as err:
+        raise CliError(f"job {', '.join(err.job_ids)} not found") from None
+    except CondorError as err:
+        raise CliError(str(err)) from None
+    except ValueError as err:  # malformed job ids
+        raise CliError(str(err), USAGE) from None
+
+
+def environment(entries: list[str]) -> dict[str, str]:
+    """-e NAME=VALUE, or -e NAME to pass this shell's value on."""
+    env = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep:
+            if name not in os.environ:
+                raise CliError(f"-e {name}: not set in this environment", USAGE)
+            value = os.environ[name]
+        env[name] = value
+    return env
+
+
+def job_request(args: Any, site: Site, extra_env: dict[str, str] | None = None) -> JobRequest:
+    """The user's flags as a JobRequest: the same checks and messages as the notebook form."""
+    try:
+        return JobRequest.build(
+            site,
+            cpus=args.cpus,
+            memory=args.memory,
+            disk=args.disk,
+            gpus=args.gpus,
+            runtime=args.runtime,
+            container=args.container,
+            environment={**environment(args.env), **(extra_env or {})} or None,
+            requirements=args.requirements,
+            label=args.label,
+        )
+    except RequestError as err:
+        field = {"container": "--os", "label": "--name"}.get(err.field, f"--{err.field}")
+        raise CliError(f"{field}: {str(err).split(': ', 1)[1]}", USAGE) from None

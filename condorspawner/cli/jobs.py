@@ -1,0 +1,192 @@
+"""condorsub q, hold, release, rm, logs and containers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from condorspawner.cli import USAGE, CliError
+from condorspawner.cli.context import condor, run, site
+from condorspawner.condor import check_job_ids
+
+STATUS = {
+    1: "idle",
+    2: "running",
+    3: "removed",
+    4: "done",
+    5: "held",
+    6: "transferring",
+    7: "suspended",
+}
+QUEUE_ATTRS = [
+    "ClusterId",
+    "ProcId",
+    "Owner",
+    "QDate",
+    "JobStatus",
+    "ContainerOS",
+    "RequestCpus",
+    "RequestMemory",
+    "Cmd",
+    "Arguments",
+    "Args",
+    "JobCurrentStartDate",
+    "RemoteWallClockTime",
+    "HoldReason",
+    "JobBatchName",
+]
+
+
+def _ids(job_ids: list[str]) -> list[str]:
+    try:
+        return check_job_ids(job_ids)
+    except ValueError as err:
+        raise CliError(str(err), USAGE) from None
+
+
+def _runtime(ad: dict[str, Any], now: float) -> str:
+    seconds = float(ad.get("RemoteWallClockTime") or 0)
+    if ad.get("JobStatus") == 2 and isinstance(ad.get("JobCurrentStartDate"), int):
+        seconds += now - ad["JobCurrentStartDate"]
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _command(ad: dict[str, Any]) -> str:
+    from condorspawner.quoting import split_v2
+
+    words = split_v2(ad["Arguments"]) if ad.get("Arguments") else ad.get("Args", "").split()
+    # condorsub's jobs run the user's command through wrapper.sh: show the command
+    if Path(ad.get("Cmd", "")).name == "wrapper.sh" and words:
+        return " ".join(words)
+    return " ".join([Path(ad.get("Cmd", "")).name, *words])
+
+
+def queue(args: Any) -> int:
+    the_site = site()
+    ads = run(
+        condor(the_site).q(
+            _ids(args.job_ids), attributes=[] if args.json else QUEUE_ATTRS, all_users=args.all
+        )
+    )
+    if args.json:
+        print(json.dumps(ads, indent=1))
+        return 0
+    now = time.time()
+    rows = [("ID", "OWNER", "SUBMITTED", "RUNTIME", "STATUS", "OS", "CPUS", "MEMORY", "COMMAND")]
+    for ad in sorted(ads, key=lambda a: (a["ClusterId"], a["ProcId"])):
+        submitted = time.strftime("%m/%d %H:%M", time.localtime(ad.get("QDate", 0)))
+        memory = ad.get("RequestMemory")
+        rows.append(
+            (
+                f"{ad['ClusterId']}.{ad['ProcId']}",
+                str(ad.get("Owner", "")),
+                submitted,
+                _runtime(ad, now),
+                STATUS.get(ad.get("JobStatus"), "?"),
+                str(ad.get("ContainerOS", "-")),
+                str(ad.get("RequestCpus", "")),
+                f"{memory}MB" if isinstance(memory, int) else "-",
+                _command(ad)[:60],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    if len(rows) == 1:
+        print("(no jobs)")
+    return 0
+
+
+def act(args: Any) -> int:
+    the_site = site()
+    tools = condor(the_site)
+    method = {"hold": tools.hold, "release": tools.release, "rm": tools.rm}[args.command]
+    out = run(method(_ids(args.job_ids), reason=args.reason))
+    print(out, end="")
+    return 0
+
+
+def _job_ad(tools: Any, job_id: str) -> tuple[dict[str, Any], bool]:
+    attrs = ["ClusterId", "ProcId", "JobStatus", "Iwd", "Out", "Err", "UserLog"]
+    ads = run(tools.q([job_id], attributes=attrs))
+    if ads:
+        return ads[0], True
+    ads = run(tools.history([job_id], attributes=attrs, limit=1))
+    if ads:
+        return ads[0], False
+    raise CliError(f"job {job_id} not found in the queue or the history")
+
+
+def logs(args: Any) -> int:
+    (job_id,) = _ids([args.job_id])
+    if "." not in job_id:
+        job_id += ".0"
+    the_site = site()
+    tools = condor(the_site)
+    ad, in_queue = _job_ad(tools, job_id)
+    if args.events:
+        path = ad.get("UserLog")
+        if not path:
+            raise CliError(f"job {job_id} has no event log (no 'log =' in its description)")
+        return _show(Path(path), follow=args.follow, until=lambda: _left(tools, job_id))
+    attr, sandbox = ("Err", "_condor_stderr") if args.err else ("Out", "_condor_stdout")
+    if in_queue and ad.get("JobStatus") == 2:
+        # a running job's output is still in its sandbox: read it there
+        command = ["tail", "-n", "+1", "-f", sandbox] if args.follow else ["cat", sandbox]
+        argv = [*tools.command("condor_ssh_to_job", []), "-auto-retry", job_id, " ".join(command)]
+        return subprocess.run(argv, check=False).returncode
+    path = Path(ad.get(attr) or "/dev/null")
+    if not path.is_absolute():
+        path = Path(ad.get("Iwd", ".")) / path
+    if str(path) == "/dev/null":
+        raise CliError(f"job {job_id} keeps no {'error ' if args.err else ''}output")
+    if not path.exists():
+        status = STATUS.get(ad.get("JobStatus"), "?")
+        raise CliError(f"job {job_id} is {status}: its output is not back yet ({path})")
+    return _show(path, follow=False, until=lambda: True)
+
+
+def _left(tools: Any, job_id: str) -> bool:
+    try:
+        return not run(tools.q([job_id], attributes=["JobStatus"]))
+    except CliError:
+        return False
+
+
+def _show(path: Path, *, follow: bool, until: Any) -> int:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            sys.stdout.write(f.read())
+            sys.stdout.flush()
+            while follow and not until():
+                time.sleep(1)
+                sys.stdout.write(f.read())
+                sys.stdout.flush()
+            sys.stdout.write(f.read())
+    except FileNotFoundError:
+        raise CliError(f"{path} does not exist (yet)") from None
+    return 0
+
+
+def containers(args: Any) -> int:
+    the_site = site()
+    if args.ep_config:
+        from containers.epconfig import execute_point_config
+
+        print(execute_point_config(the_site.catalogue), end="")
+        return 0
+    rows = [("NAME", "LABEL", "IMAGE", "")]
+    rows += [
+        (c.name, c.label, c.image, "(default)" if c.default else "")
+        for c in the_site.catalogue.entries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=False)) + "  " + row[3])
+    print(f"(mode: {the_site.catalogue.mode}; site file: {the_site.source})")
+    return 0

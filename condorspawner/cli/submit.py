@@ -1,0 +1,178 @@
+"""condorsub submit: a batch job from batch.sub, with the notebook's checks and environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from condorspawner.cli import USAGE, CliError
+from condorspawner.cli.context import condor, job_request, run, site
+from condorspawner.render import BatchPayload, Renderer
+from condorspawner.request import RequestError
+
+_DIR_NAME = re.compile(r"^[A-Za-z0-9._-]+\Z")
+HELD, DONE_STATES = 5, (3, 4)
+
+
+def _command(executable: str, args: list[str]) -> tuple[list[str], list[str]]:
+    """(command in the job, files to transfer for it).
+
+    A relative path is a local file, transferred and run as ./NAME; an
+    absolute path or a command name runs as it is on the worker.
+    """
+    if "/" in executable and not os.path.isabs(executable):
+        path = Path(executable)
+        if not path.is_file():
+            raise CliError(f"executable {executable!r} does not exist", USAGE)
+        return [f"./{path.name}", *args], [str(path.resolve())]
+    if os.path.isabs(executable):
+        if not os.path.exists(executable):
+            raise CliError(f"executable {executable!r} does not exist", USAGE)
+        return [executable, *args], []
+    if shutil.which(executable) is None:
+        raise CliError(f"executable {executable!r} is not a command here (give a path)", USAGE)
+    return [executable, *args], []
+
+
+def _pack(directory: str, into: Path) -> str:
+    """Pack a -d directory next to the description; returns its name in the job."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise CliError(f"-d {directory}: not a directory", USAGE)
+    name = path.resolve().name
+    if not _DIR_NAME.match(name):
+        raise CliError(
+            f"-d {directory}: use a directory name of letters, digits, '.', '_', '-'", USAGE
+        )
+    with tarfile.open(into / f"{name}.dir.tar.gz", "w:gz") as archive:
+        archive.add(path, arcname=name)
+    return name
+
+
+def _job_dir(label: str, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", label or name)[:40]
+    base = Path(os.environ.get("CONDORSUB_JOBS", "condorsub-jobs"))
+    for n in range(100):
+        candidate = base / f"{stamp}-{safe}" if n == 0 else base / f"{stamp}-{safe}-{n}"
+        try:
+            candidate.mkdir(parents=True)
+            return candidate.resolve()
+        except FileExistsError:
+            continue
+    raise CliError(f"cannot make a job directory under {base}")
+
+
+def submit(args: Any) -> int:
+    if args.count < 1:
+        raise CliError("-N: the count must be at least 1", USAGE)
+    the_site = site()
+    command, exe_files = _command(args.executable, list(args.args))
+    files = []
+    for entry in args.files:
+        if not Path(entry).exists():
+            raise CliError(f"-f {entry}: no such file", USAGE)
+        files.append(str(Path(entry).resolve()))
+    names = [Path(d).resolve().name for d in args.dirs]
+    request = job_request(args, the_site, {"CONDORSUB_DIRS": " ".join(names)} if names else None)
+    job_dir = _job_dir(args.label, Path(args.executable).name)
+    archives = [str(job_dir / f"{_pack(d, job_dir)}.dir.tar.gz") for d in args.dirs]
+    try:
+        payload = BatchPayload(
+            command=tuple(command),
+            input_files=tuple(exe_files + files + archives),
+            count=args.count,
+        )
+        job = Renderer(the_site).render(request, payload)
+    except RequestError as err:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise CliError(str(err), USAGE) from None
+    submit_file = job.write(job_dir)
+    if args.dry_run:
+        if args.json:
+            print(json.dumps({"dry_run": True, "directory": str(job_dir), "submit": job.submit}))
+        else:
+            print(f"# condorsub --dry-run: files in {job_dir}")
+            print(job.submit, end="")
+        return 0
+    result = run(condor(the_site).submit(str(submit_file), cwd=str(job_dir)))
+    if args.wait:
+        codes = follow(the_site, result.cluster, quiet=args.json)
+    if args.json:
+        out: dict[str, Any] = {
+            "cluster": result.cluster,
+            "job_ids": result.job_ids,
+            "directory": str(job_dir),
+        }
+        if args.wait:
+            out["exit_codes"] = codes
+        print(json.dumps(out))
+    else:
+        print("\n".join(result.job_ids))
+    return worst(codes) if args.wait and codes else 0
+
+
+def worst(codes: dict[str, int]) -> int:
+    """The exit code --wait ends with: the jobs' largest, capped at 255."""
+    return min(max(codes.values()), 255)
+
+
+def follow(the_site: Any, cluster: int, quiet: bool = False) -> dict[str, int]:
+    """Follow a cluster until every job has left the queue (or is held); their exit codes."""
+    return asyncio.run(_follow(condor(the_site), cluster, quiet))
+
+
+async def _follow(tools: Any, cluster: int, quiet: bool) -> dict[str, int]:
+    attrs = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode", "ExitBySignal"]
+    tty = sys.stderr.isatty() and not quiet
+    shown = None
+    held: dict[str, int] = {}
+    while True:
+        try:
+            ads = await tools.q([str(cluster)], attributes=attrs)
+        except Exception as err:  # unknown, not done: try again
+            print(f"condorsub: {err} (trying again)", file=sys.stderr)
+            await asyncio.sleep(2)
+            continue
+        counts = {"idle": 0, "running": 0, "held": 0}
+        for ad in ads:
+            status = ad.get("JobStatus")
+            key = {1: "idle", 2: "running", 5: "held"}.get(status)
+            if key:
+                counts[key] += 1
+            if status == HELD:
+                job = f"{ad['ClusterId']}.{ad['ProcId']}"
+                if job not in held:
+                    print(f"condorsub: job {job} is held: {ad.get('HoldReason')}", file=sys.stderr)
+                held[job] = 1
+        line = (
+            f"cluster {cluster}: {counts['idle']} idle, {counts['running']} running, "
+            f"{counts['held']} held"
+        )
+        if line != shown and not quiet:
+            print(("\r" if tty else "") + line + ("" if tty else "\n"), end="", file=sys.stderr)
+            shown = line
+        if all(ad.get("JobStatus") == HELD for ad in ads):
+            break
+        await asyncio.sleep(1.0)
+    if tty:
+        print(file=sys.stderr)
+    done = await tools.history(constraint=f"ClusterId == {cluster}", attributes=attrs)
+    codes = {
+        f"{ad['ClusterId']}.{ad['ProcId']}": (
+            ad.get("ExitCode") if isinstance(ad.get("ExitCode"), int) else 1
+        )
+        for ad in done
+    }
+    if not quiet:
+        for job, code in sorted(codes.items()):
+            print(f"job {job} exited with {code}", file=sys.stderr)
+    return {**codes, **held}
