@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
 PORT_ATTR, HUB_PORT_ATTR = "NotebookPort", "HubApiPort"
@@ -35,8 +36,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def read_secret(path: Path) -> dict[str, str]:
-    """The hub's environment for this server (API token included); the file is then removed."""
+def read_secret(path: Path) -> dict[str, Any]:
+    """What the hub sent (the server's environment, API token included; the site file's
+    text); the file is removed once read."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -45,6 +47,17 @@ def read_secret(path: Path) -> dict[str, str]:
     env = data.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise SystemExit(f"condorspawner-singleuser: {path} holds no environment")
+    return data
+
+
+def batch_environment(site_text: str | None) -> dict[str, str]:
+    """What condorsub needs in the notebook's terminals: itself on PATH, the site file."""
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if site_text:
+        folder = Path(".condorspawner").resolve()
+        folder.mkdir(exist_ok=True)
+        (folder / "site.toml").write_text(site_text)
+        env["CONDORSPAWNER_SITE"] = str(folder / "site.toml")
     return env
 
 
@@ -122,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("extra", nargs="*", help="more jupyterhub-singleuser arguments")
     args = parser.parse_args(argv)
 
-    env = {**os.environ, **read_secret(args.secret)}
+    sent = read_secret(args.secret)
+    env = {**os.environ, **sent["env"], **batch_environment(sent.get("site"))}
     port = free_port()
     published = {PORT_ATTR: port}
     if args.hub_api == "tunnel":

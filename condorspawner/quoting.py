@@ -93,7 +93,7 @@ def submit_classad_expr(value: str) -> Quoted:
         ad = None
     if ad is None or set(ad.keys()) != {"expression", "condorspawner_end"}:
         raise QuotingError("is not a single ClassAd expression")
-    return Quoted("(" + _escape_macros(value) + ")")
+    return Quoted(_escape_macros(value))  # condor_submit puts its own parentheses around it
 
 
 def submit_path(value: str, *, in_list: bool = False) -> Quoted:

@@ -181,7 +181,7 @@ _REAL_FILTERS: dict[str, Callable[..., Quoted]] = {
 # Same shape, no user text: what the template intends for this request.
 _SKELETON_FILTERS: dict[str, Callable[..., Quoted]] = {
     "classad": lambda _v: Quoted('"x"'),
-    "expr": lambda _v: Quoted("(true)"),
+    "expr": lambda _v: Quoted("true"),
     "path": lambda _v: Quoted("x"),
     "path_list": lambda _v: Quoted("x"),
     "arguments": lambda _v: Quoted('"x"'),
@@ -225,7 +225,7 @@ class Renderer:
             self._envs[mode] = env
 
     def _requirements(self, request: JobRequest) -> str:
-        """Site and user requirements, both to hold (the ``expr`` filter adds outer parens)."""
+        """Site and user requirements, both to hold."""
         parts = [p for p in (self.site.jobs.requirements, request.requirements) if p]
         return parts[0] if len(parts) == 1 else " && ".join(f"({p})" for p in parts)
 

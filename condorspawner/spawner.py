@@ -247,6 +247,11 @@ class CondorSpawner(Spawner):
         keep = set(self.environment)
         return {k: v for k, v in env.items() if k.startswith(("JUPYTERHUB_", "JPY_")) or k in keep}
 
+    def _site_text(self) -> str | None:
+        """The site file, for condorsub in the notebook's terminals."""
+        source = Path(self.site.source)
+        return source.read_text() if source.is_file() else None
+
     def _hub_api(self) -> tuple[str, int]:
         url = urlparse(self.hub.api_url)
         host = url.hostname or "127.0.0.1"
@@ -322,7 +327,7 @@ class CondorSpawner(Spawner):
         secret = submit_dir / SECRET_FILE
         secret.touch(mode=0o600)
         secret.chmod(0o600)
-        secret.write_text(json.dumps({"env": self._job_environment()}))
+        secret.write_text(json.dumps({"env": self._job_environment(), "site": self._site_text()}))
         launcher = [
             self.job_python,
             "-m",

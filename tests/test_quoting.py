@@ -129,4 +129,4 @@ def test_a_literal_dollar_macro_is_refused_where_macros_apply():
 def test_expressions_must_be_one_whole_expression(bad):
     with pytest.raises(QuotingError, match="single ClassAd expression"):
         quoting.submit_classad_expr(bad)
-    assert quoting.submit_classad_expr('a == "]"') == '(a == "]")'
+    assert quoting.submit_classad_expr('a == "]"') == 'a == "]"'

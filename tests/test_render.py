@@ -246,7 +246,7 @@ def build(site, field: str, value: str):
     else:
         payload = BatchPayload(command=tuple(command), input_files=tuple(files))
     expected = {
-        "requirements": lambda: str(classad2.ExprTree(f"({value})")),
+        "requirements": lambda: str(classad2.ExprTree(value)),
         "container": lambda: request.container.name,
         "cpus": lambda: request.cpus,
         "memory": lambda: request.memory_mb,

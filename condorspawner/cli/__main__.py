@@ -1,0 +1,5 @@
+import sys
+
+from condorspawner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,286 @@
+"""condorsub against localpool: every subcommand, bad input, and the same request as the hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import htcondor2
+import pytest
+
+from condorspawner.render import BatchPayload, NotebookPayload, Renderer
+from condorspawner.request import JobRequest
+from condorspawner.site import load_site
+from tests.harness import TEST_SITE
+
+CONDORSUB = str(Path(sys.executable).parent / "condorsub")
+
+
+@pytest.fixture
+def cli(pool, tmp_path):
+    """Run condorsub in the submit directory, with the pool's tools and a site file."""
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(TEST_SITE.format(work_root=tmp_path / "work"))
+    pool.env["CONDORSPAWNER_SITE"] = str(site_file)
+
+    def run(*args: str, input: str | None = None, timeout: float = 60):
+        return pool.run(CONDORSUB, *args, input=input, timeout=timeout)
+
+    run.site_file = site_file
+    return run
+
+
+def test_submit_with_every_option_runs_in_the_same_environment(cli, pool):
+    (pool.submit_dir / "data.txt").write_text("payload\n")
+    (pool.submit_dir / "inputs").mkdir()
+    (pool.submit_dir / "inputs" / "a.txt").write_text("from a dir\n")
+    (pool.submit_dir / "job.sh").write_text(
+        '#!/bin/sh\necho args: "$@"\necho threads: $OMP_NUM_THREADS\necho foo: $FOO\n'
+        "echo home: $FROM_HOME\ncat data.txt\ncat $CONDORSUB_DIR_INPUTS/a.txt\n"
+    )
+    (pool.submit_dir / "job.sh").chmod(0o755)
+    pool.env["FROM_HOME"] = "passed on"
+    result = cli(
+        "submit",
+        "--os",
+        "debian12",
+        "--cpus",
+        "2",
+        "--memory",
+        "1GB",
+        "--disk",
+        "2GB",
+        "--runtime",
+        "30m",
+        "-e",
+        "FOO=bar baz",
+        "-e",
+        "FROM_HOME",
+        "-f",
+        "data.txt",
+        "-d",
+        "inputs",
+        "-N",
+        "2",
+        "--requirements",
+        'TARGET.Arch == "X86_64"',
+        "--name",
+        "my analysis",
+        "--wait",
+        "--json",
+        "./job.sh",
+        "one",
+        "two words",
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert len(out["job_ids"]) == 2 and out["exit_codes"] == dict.fromkeys(out["job_ids"], 0)
+    directory = Path(out["directory"])
+    text = (directory / f"job.{out['cluster']}.1.out").read_text()
+    assert "args: one two words\nthreads: 2\nfoo: bar baz\nhome: passed on\n" in text
+    assert "payload\nfrom a dir\n" in text
+    ad = json.loads(pool.run("condor_history", "-json", out["job_ids"][0]).stdout)[0]
+    assert (ad["RequestCpus"], ad["RequestMemory"], ad["RequestDisk"]) == (2, 1024, 2097152)
+    assert (ad["ContainerOS"], ad["MaxRuntime"], ad["JobBatchName"]) == (
+        "Debian12",
+        1800,
+        "my analysis",
+    )
+    assert ad["Requirements"].startswith('/Expr((TARGET.Arch == "X86_64")')
+
+
+def test_dry_run_writes_a_description_htcondor_parses(cli, pool):
+    result = cli("submit", "--dry-run", "--gpus", "0", "--os", "Rocky9", "/bin/echo", "hi")
+    assert result.returncode == 0, result.stderr
+    first, _, text = result.stdout.partition("\n")
+    directory = Path(first.split(" files in ")[1])
+    assert (directory / "job.sub").read_text() == text
+    sub = htcondor2.Submit(text)
+    assert sub["MY.ContainerOS"] == '"Rocky9"' and sub.getQArgs() == "1"
+    assert (directory / "wrapper.sh").stat().st_mode & 0o111
+    assert pool.run("condor_q", "-json").stdout == ""  # nothing submitted
+
+
+def test_wait_ends_with_the_worst_exit_code(cli, pool):
+    result = cli("submit", "--wait", "/bin/sh", "-c", "exit $((3 + 0))")
+    assert result.returncode == 3, result.stderr
+    assert "exited with 3" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["submit", "--os", "Windows11", "/bin/true"], 2, "--os: 'Windows11' is not offered"),
+        (["submit", "--cpus", "64", "/bin/true"], 2, "--cpus: '64' is above the site limit of 4"),
+        (["submit", "--memory", "4XB", "/bin/true"], 2, "--memory: '4XB' is not a size"),
+        (["submit", "--runtime", "soon", "/bin/true"], 2, "--runtime: 'soon' is not a duration"),
+        (["submit", "./missing.sh"], 2, "executable './missing.sh' does not exist"),
+        (["submit", "no-such-command"], 2, "is not a command here"),
+        (["submit", "-e", "NOT_SET_ANYWHERE", "/bin/true"], 2, "-e NOT_SET_ANYWHERE: not set"),
+        (["submit", "-f", "nofile", "/bin/true"], 2, "-f nofile: no such file"),
+        (["submit", "--requirements", "(((", "/bin/true"], 2, "is not a single ClassAd"),
+        (["rm", "424242.0"], 1, "job 424242.0 not found"),
+        (["hold", "x.y"], 2, "'x.y' is not a job id"),
+        (["logs", "424242"], 1, "job 424242.0 not found"),
+        (["tunnel", "424242.0", "8888"], 1, "no longer in the queue"),
+        (["bogus"], 2, "invalid choice"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(cli, args, code, message):
+    result = cli(*args)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if code == 1:
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_q_hold_release_rm_and_logs(cli, pool):
+    job = cli("submit", "/bin/sh", "-c", "echo out-line; echo err-line >&2; sleep 600").stdout
+    job = job.strip()
+    pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    table = cli("q").stdout.splitlines()
+    assert table[0].split() == [
+        "ID",
+        "OWNER",
+        "SUBMITTED",
+        "RUNTIME",
+        "STATUS",
+        "OS",
+        "CPUS",
+        "MEMORY",
+        "COMMAND",
+    ]
+    assert job in table[1] and "running" in table[1] and "Rocky9" in table[1]
+    assert "/bin/sh -c echo out-line" in table[1]
+    assert json.loads(cli("q", "--json", job).stdout)[0]["CondorSpawnerKind"] == "batch"
+    assert cli("logs", job).stdout == "out-line\n"
+    assert cli("logs", "--err", job).stdout == "err-line\n"
+    assert cli("hold", job, "--reason", "wait a bit").stdout == f"Job {job} held\n"
+    assert "wait a bit" in pool.ad(job)["HoldReason"]
+    assert cli("release", job).stdout == f"Job {job} released\n"
+    assert "Job submitted from host" in cli("logs", "--events", job).stdout
+    assert cli("rm", job).returncode == 0
+    pool.wait_for(job, lambda a: a["JobStatus"] == 3)
+
+
+def test_containers_and_the_execute_point_config(cli):
+    table = cli("containers").stdout
+    assert "Rocky9" in table and "Rocky Linux 9" in table and "(default)" in table
+    config = cli("containers", "--ep-config").stdout
+    assert "SINGULARITY_IMAGE_EXPR = ifThenElse(" in config
+
+
+def test_shell_in_a_terminal_has_the_jobs_environment(cli, pool):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [CONDORSUB, "shell", "--os", "Debian12", "--cpus", "3"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=pool.env,
+        cwd=pool.submit_dir,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen, sent, quiet_since = b"", False, time.monotonic()
+    deadline = time.monotonic() + 40
+    try:
+        while time.monotonic() < deadline and b"END-OF-2" not in seen:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+                quiet_since = time.monotonic()
+            up = b"Waiting for job to start" in seen and seen.rstrip().endswith((b"$", b"#"))
+            if up and not sent and time.monotonic() - quiet_since > 0.5:
+                os.write(
+                    master,
+                    b"echo T=$OMP_NUM_THREADS; cat $_CONDOR_JOB_AD; echo END-OF-$((1 + 1)); exit\n",
+                )
+                sent = True
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "T=3" in text and 'ContainerOS = "Debian12"' in text and "RequestCpus = 3" in text
+
+
+async def test_tunnel_to_a_web_server_in_a_job(cli, pool):
+    import asyncio
+    import urllib.request
+
+    from proxy_tunnel import free_port
+
+    inner = free_port()
+    job = cli(
+        "submit", sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(inner)
+    ).stdout.strip()
+    pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    local = free_port()
+    proc = subprocess.Popen(
+        [CONDORSUB, "tunnel", job, str(inner), "--local-port", str(local)],
+        env=pool.env,
+        cwd=pool.submit_dir,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert line.startswith(f"http://127.0.0.1:{local}/ -> port {inner} in job {job}")
+        page = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).read()
+        )
+        assert b"Directory listing" in page
+    finally:
+        proc.send_signal(2)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_the_cli_and_the_notebook_form_make_the_same_description(cli):
+    site = load_site(cli.site_file)
+    result = cli(
+        "submit",
+        "--dry-run",
+        "--os",
+        "Debian12",
+        "--cpus",
+        "2",
+        "--memory",
+        "2GB",
+        "--runtime",
+        "2h",
+        "-e",
+        "A=1",
+        "/bin/echo",
+        "hi",
+    )
+    cli_text = result.stdout.partition("\n")[2]
+    form = JobRequest.from_form(
+        site,
+        {
+            "container": ["Debian12"],
+            "cpus": ["2"],
+            "memory": ["2GB"],
+            "runtime": ["2h"],
+            "environment": ["A=1"],
+        },
+    )
+    notebook = Renderer(site).render(
+        form, NotebookPayload(command=("python3",), hub_id="h", user="u")
+    )
+    batch = Renderer(site).render(form, BatchPayload(command=("/bin/echo", "hi")))
+    assert cli_text == batch.submit
+    common = [text.split("# --- payload:")[0] for text in (cli_text, notebook.submit)]
+    assert common[0].replace("batch", "KIND") == common[1].replace("notebook", "KIND")
