@@ -310,3 +310,31 @@ def test_hub_restart_reattaches_every_session(hub, pool):
         wait_ready(hub, user, timeout=60)
         assert hub.job_of(user) == jobs[user]
     assert pool.run("condor_q", "-allusers", "-af", "ClusterId").stdout.split() == clusters
+
+
+def test_batch_submission_from_a_notebook_kernel(hub, pool):
+    hub.spawn("olivia", {"container": "Debian12"})
+    notebook_job = hub.job_of("olivia")
+    kernel = start_kernel(hub, "olivia")
+    out = asyncio.run(
+        run_in_kernel(
+            hub,
+            "olivia",
+            kernel,
+            """
+import subprocess
+r = subprocess.run(["condorsub", "submit", "--name", "from-notebook", "--os", "Rocky9",
+                    "/bin/sleep", "300"], capture_output=True, text=True)
+print("rc", r.returncode, "ids", r.stdout.split(), "err", r.stderr.strip())
+""",
+        )
+    )
+    assert "rc 0" in out, out
+    batch_job = out.split("ids ['")[1].split("'")[0]
+    ad = pool.ad(batch_job)
+    assert ad is not None and batch_job != notebook_job
+    assert (ad["JobBatchName"], ad["ContainerOS"], ad["CondorSpawnerKind"]) == (
+        "from-notebook",
+        "Rocky9",
+        "batch",
+    )
