@@ -1,1 +1,5 @@
-"""Turning the site file into JupyterHub configuration, and the admin snippets."""
+"""Turning the site file into JupyterHub configuration, the admin snippets, and the demo."""
+
+from hub_config.configure import configure
+
+__all__ = ["configure"]
