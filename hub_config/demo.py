@@ -45,13 +45,18 @@ image = "/containers/debian12.sif"
 
 [notebook]
 work_directory = "{work}/{{username}}/jupyter"
-start_timeout = "2m"
+start_timeout = "{start_timeout}"
 grace_period = "1m"
 """
 
 
+def site_toml(work: Path, start_timeout: str = "2m") -> str:
+    """The demo's site file (the tests use it too, with a shorter start timeout)."""
+    return SITE.format(work=work, start_timeout=start_timeout)
+
+
 def _write_config(root: Path, port: int, token: str | None) -> Path:
-    (root / "site.toml").write_text(SITE.format(work=root / "work"))
+    (root / "site.toml").write_text(site_toml(root / "work"))
     services = ""
     if token:  # for automation (tests): an admin service with this API token
         services = textwrap.dedent(f"""\
@@ -59,7 +64,8 @@ def _write_config(root: Path, port: int, token: str | None) -> Path:
             c.JupyterHub.load_roles = [{{"name": "admin", "services": ["demo-admin"]}}]
             """)
     config = root / "jupyterhub_config.py"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         import hub_config
 
         c = get_config()  # noqa: F821
@@ -76,7 +82,9 @@ def _write_config(root: Path, port: int, token: str | None) -> Path:
         c.CondorSpawner.job_python = {sys.executable!r}
         c.CondorSpawner.queue_poll_interval = 2.0
         c.CondorSpawner.queue_poll_interval_pending = 0.5
-        """) + services)
+        """)
+        + services
+    )
     return config
 
 
@@ -101,25 +109,40 @@ def main(argv: list[str] | None = None) -> int:
     root = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
     pool_dir = root / "pool"
-    env = {**os.environ, "LOCALPOOL_DIR": str(pool_dir),
-           "PATH": f"{pool_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "LOCALPOOL_DIR": str(pool_dir),
+        "PATH": f"{pool_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     pool = [sys.executable, "-m", "localpool.cli", "--dir", str(pool_dir)]
-    subprocess.run([*pool, "start", "--cpus", "8", "--memory", "16GB", "--container-os",
-                    "Rocky9,Debian12"], env=env, check=True)
+    subprocess.run(
+        [*pool, "start", "--cpus", "8", "--memory", "16GB", "--container-os", "Rocky9,Debian12"],
+        env=env,
+        check=True,
+    )
     config = _write_config(root, args.port, os.environ.get("CONDORSPAWNER_DEMO_TOKEN"))
     log = open(root / "jupyterhub.log", "ab")  # noqa: SIM115 (handed to the child)
-    hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=root,
-                           env=env, stdout=log, stderr=log, start_new_session=True)
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{args.port}"
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
         _wait_up(url, hub, timeout=90)
-        print(f"\nJupyterHub with CondorSpawner on localpool: {url}\n"
-              f"  log in with any user name and the password: {PASSWORD}\n"
-              f"  hub log: {root / 'jupyterhub.log'}; the pool's commands: "
-              f"eval \"$({sys.executable} -m localpool.cli --dir {pool_dir} env)\"\n"
-              "  Ctrl-C stops everything and removes the demo's jobs.\n", flush=True)
+        print(
+            f"\nJupyterHub with CondorSpawner on localpool: {url}\n"
+            f"  log in with any user name and the password: {PASSWORD}\n"
+            f"  hub log: {root / 'jupyterhub.log'}; the pool's commands: "
+            f'eval "$({sys.executable} -m localpool.cli --dir {pool_dir} env)"\n'
+            "  Ctrl-C stops everything and removes the demo's jobs.\n",
+            flush=True,
+        )
         while not stopping and hub.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -101,30 +101,57 @@ class Hello(BaseHTTPRequestHandler):
 
 REPO = Path(__file__).resolve().parents[1]
 HUB_TOKEN = "condorspawner-test-service-token-0123456789"
-TEST_SITE = """\
-[limits.cpus]
-default = 1
-max = 4
-[limits.memory]
-default = "1GB"
-max = "4GB"
-[limits.runtime]
-default = "1h"
-max = "4h"
-[[containers.os]]
-name = "Rocky9"
-label = "Rocky Linux 9"
-image = "/containers/rocky9.sif"
-default = true
-[[containers.os]]
-name = "Debian12"
-label = "Debian 12"
-image = "/containers/debian12.sif"
-[notebook]
-work_directory = "{work_root}/{{username}}/jupyter"
-start_timeout = "10s"
-grace_period = "30s"
-"""
+
+
+def site_for_tests(work_root: Path) -> str:
+    """The demo's site file, with a start timeout short enough for tests (10 s)."""
+    from hub_config.demo import site_toml
+
+    return site_toml(work_root, start_timeout="10s")
+
+
+def drive_terminal(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    command: bytes,
+    until: bytes,
+    timeout: float = 40,
+) -> str:
+    """Run an interactive program in a pseudo-terminal; once a shell prompt shows and
+    the output goes quiet, type ``command``; return everything seen up to ``until``."""
+    import pty
+    import select
+    import subprocess
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, start_new_session=True
+    )
+    os.close(slave)
+    seen, sent, quiet_since = b"", False, time.monotonic()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and until not in seen:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+                quiet_since = time.monotonic()
+            prompt = b"Waiting for job to start" in seen and seen.rstrip().endswith((b"$", b"#"))
+            if prompt and not sent and time.monotonic() - quiet_since > 0.5:
+                os.write(master, command)
+                sent = True
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return seen.decode(errors="replace")
 
 
 class Hub:
@@ -146,7 +173,7 @@ class Hub:
         from proxy_tunnel import free_port
 
         self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
-        (root / "site.toml").write_text(TEST_SITE.format(work_root=self.work_root))
+        (root / "site.toml").write_text(site_for_tests(self.work_root))
         # condor_q and condor_history that count their calls (benchmarks), and a condor_q
         # that fails while the flag file exists (tests of "unknown" states)
         self.fail_flag = root / "fail-condor_q"

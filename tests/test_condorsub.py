@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import htcondor2
@@ -17,7 +13,7 @@ import pytest
 from condorspawner.render import BatchPayload, NotebookPayload, Renderer
 from condorspawner.request import JobRequest
 from condorspawner.site import load_site
-from tests.harness import TEST_SITE
+from tests.harness import drive_terminal, site_for_tests
 
 CONDORSUB = str(Path(sys.executable).parent / "condorsub")
 
@@ -26,7 +22,7 @@ CONDORSUB = str(Path(sys.executable).parent / "condorsub")
 def cli(pool, tmp_path):
     """Run condorsub in the submit directory, with the pool's tools and a site file."""
     site_file = tmp_path / "site.toml"
-    site_file.write_text(TEST_SITE.format(work_root=tmp_path / "work"))
+    site_file.write_text(site_for_tests(tmp_path / "work"))
     pool.env["CONDORSPAWNER_SITE"] = str(site_file)
 
     def run(*args: str, input: str | None = None, timeout: float = 60):
@@ -178,41 +174,13 @@ def test_containers_and_the_execute_point_config(cli):
 
 
 def test_shell_in_a_terminal_has_the_jobs_environment(cli, pool):
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
+    text = drive_terminal(
         [CONDORSUB, "shell", "--os", "Debian12", "--cpus", "3"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
         env=pool.env,
         cwd=pool.submit_dir,
-        start_new_session=True,
+        command=b"echo T=$OMP_NUM_THREADS; cat $_CONDOR_JOB_AD; echo END-OF-$((1 + 1)); exit\n",
+        until=b"END-OF-2",
     )
-    os.close(slave)
-    seen, sent, quiet_since = b"", False, time.monotonic()
-    deadline = time.monotonic() + 40
-    try:
-        while time.monotonic() < deadline and b"END-OF-2" not in seen:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    seen += os.read(master, 65536)
-                except OSError:
-                    break
-                quiet_since = time.monotonic()
-            up = b"Waiting for job to start" in seen and seen.rstrip().endswith((b"$", b"#"))
-            if up and not sent and time.monotonic() - quiet_since > 0.5:
-                os.write(
-                    master,
-                    b"echo T=$OMP_NUM_THREADS; cat $_CONDOR_JOB_AD; echo END-OF-$((1 + 1)); exit\n",
-                )
-                sent = True
-        proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    text = seen.decode(errors="replace")
     assert "T=3" in text and 'ContainerOS = "Debian12"' in text and "RequestCpus = 3" in text
 
 

@@ -11,12 +11,12 @@ from traitlets.config import Config
 
 import hub_config
 from hub_config.snippets import schedd_transform
-from tests.harness import TEST_SITE
+from tests.harness import site_for_tests
 
 
 def test_configure_points_jupyterhub_at_the_spawner(tmp_path):
     site_file = tmp_path / "site.toml"
-    site_file.write_text(TEST_SITE.format(work_root=tmp_path))
+    site_file.write_text(site_for_tests(tmp_path))
     c = Config()
     site = hub_config.configure(c, str(site_file))
     assert c.JupyterHub.spawner_class == "condor"

@@ -12,7 +12,7 @@ import time
 import htcondor2
 import pytest
 
-from tests.harness import case
+from tests.harness import case, drive_terminal
 
 ME = getpass.getuser()
 SLEEP = """\
@@ -541,45 +541,13 @@ def test_ssh_answers_retry_just_after_start_and_auto_retry_waits(tmp_path):
 
 
 def test_interactive_submit_gives_a_shell_in_the_job(pool):
-    import pty
-    import select
-    import subprocess
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
+    text = drive_terminal(
         ["condor_submit", "-interactive", "-append", "request_cpus = 3"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
         env=pool.env,
         cwd=pool.submit_dir,
-        start_new_session=True,
+        command=b"echo DONE-$OMP_NUM_THREADS; exit\n",
+        until=b"DONE-3",
     )
-    os.close(slave)
-    seen = b""
-    sent = False
-    quiet_since = time.monotonic()
-    deadline = time.monotonic() + 40
-    try:
-        while time.monotonic() < deadline and b"DONE-3" not in seen:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    seen += os.read(master, 4096)
-                except OSError:
-                    break
-                quiet_since = time.monotonic()
-            # once the shell has started and gone quiet (its prompt is up), type into it
-            started = b"Waiting for job to start" in seen and seen.rstrip().endswith((b"$", b"#"))
-            if started and not sent and time.monotonic() - quiet_since > 0.5:
-                os.write(master, b"echo DONE-$OMP_NUM_THREADS; exit\n")
-                sent = True
-        proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    text = seen.decode(errors="replace")
     assert "Submitting job(s)." in text and "1 job(s) submitted to cluster" in text
     assert "Waiting for job to start..." in text
     assert "DONE-3" in text, text
