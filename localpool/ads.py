@@ -9,6 +9,7 @@ evaluation whenever an expression is involved.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring as _json_string  # C speed-up
 from typing import Any
@@ -158,3 +159,38 @@ def format_autoformat(ads: Iterable[Mapping[str, Any]], attributes: list[str]) -
             )
         lines.append(" ".join(values))
     return "".join(line + "\n" for line in lines)
+
+
+_PRINTF_RE = re.compile(r"%[-+ 0#]*\d*(?:\.\d+)?([sdifgevV])")
+
+
+def format_printf(ads: Iterable[Mapping[str, Any]], pairs: list[tuple[str, str]]) -> str:
+    """``-format FMT EXPR`` pairs: printf-style, C escapes in FMT; nothing for undefined."""
+    out = []
+    for ad in ads:
+        for fmt, attr in pairs:
+            lower = {k.lower(): v for k, v in ad.items()}
+            if attr.lower() in lower:
+                value = lower[attr.lower()]
+            else:
+                try:
+                    value = evaluate(attr, ad)
+                except Exception:
+                    value = None
+            if value is None:
+                continue
+            text = fmt.encode("latin-1", "backslashreplace").decode("unicode_escape")
+            match = _PRINTF_RE.search(text)
+            if match:
+                kind = match.group(1)
+                if kind in "sV" and isinstance(value, str) and not isinstance(value, Expr):
+                    shown = value
+                elif kind in "di" and isinstance(value, int | float | bool):
+                    shown = str(int(value))
+                elif kind in "fge" and isinstance(value, int | float):
+                    shown = match.group(0) % float(value)
+                else:
+                    shown = literal(value) if kind in "vV" or not isinstance(value, str) else value
+                text = text[: match.start()] + shown + text[match.end() :]
+            out.append(text)
+    return "".join(out)

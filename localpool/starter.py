@@ -64,6 +64,8 @@ class Starter:
         self.scratch = store.execute_dir / f"dir_{os.getpid()}"
         self.owner = _account(self.ad["Owner"])
         self.stop_requested = False
+        remote = self.ad.get("RemoteIwd")
+        self.workdir = self.scratch if self.sandbox else Path(remote) if remote else self.iwd
         self.process: subprocess.Popen[bytes] | None = None
 
     # --- set-up -------------------------------------------------------------
@@ -116,7 +118,7 @@ class Starter:
             env.update(e.split("=", 1) for e in self.ad["Env"].split(";") if "=" in e)
         cpus = str(self.ad.get("LocalpoolSlotCpus", 1))
         slot = f"slot1_{self.ad.get('LocalpoolSlotSlotId', 1)}"
-        workdir = str(self.scratch if self.sandbox else self.iwd)
+        workdir = str(self.workdir)
         htcondor = {
             "BATCH_SYSTEM": "HTCondor",
             "HOME": self.owner.pw_dir,
@@ -159,7 +161,7 @@ class Starter:
             self._chown(chirp_config)
         env = self.environment(chirp_config)
         self._write_ads(env)
-        workdir = self.scratch if self.sandbox else self.iwd
+        workdir = self.workdir
         self._write_session_info(env, workdir)
         if "Arguments" in self.ad:
             args = split_v2(self.ad["Arguments"])

@@ -94,14 +94,6 @@ def _arguments(value: str) -> tuple[str, str]:
     return "Args", value
 
 
-def _environment(value: str) -> str:
-    try:
-        env = quoting.parse_submit_environment(value)
-    except quoting.QuotingError as err:
-        raise SubmitError(f"\nERROR: environment: {err}\n") from None
-    return v2_canonical([f"{k}={v}" for k, v in env.items()])
-
-
 def _split_queue(lines: list[str]) -> tuple[list[str], int | None]:
     for index, line in enumerate(lines):
         if _QUEUE_RE.match(line):
@@ -226,8 +218,20 @@ def build_ad(commands: dict[str, str], *, iwd: Path, submit_file: str, host: str
     if "arguments" in lower:
         attr, value = _arguments(lower["arguments"])
         ad[attr] = value
+    env_words = []
+    if _bool(lower.get("getenv", "false")):  # the submitter's environment, as condor_submit does
+        env_words = [f"{k}={v}" for k, v in os.environ.items() if "\n" not in v]
     if "environment" in lower:
-        ad["Environment"] = _environment(lower["environment"])
+        try:
+            given = quoting.parse_submit_environment(lower["environment"])
+        except quoting.QuotingError as err:
+            raise SubmitError(f"\nERROR: environment: {err}\n") from None
+        env_words += [f"{k}={v}" for k, v in given.items()]
+    if env_words:
+        merged = dict(w.split("=", 1) for w in env_words)
+        ad["Environment"] = v2_canonical([f"{k}={v}" for k, v in merged.items()])
+    if "remote_initialdir" in lower:  # where the job runs on the execute point (no transfer)
+        ad["RemoteIwd"] = lower["remote_initialdir"]
     if "request_memory" in lower:
         ad["RequestMemory"] = _size(lower["request_memory"], 1, "request_memory")
     if "request_disk" in lower:

@@ -122,6 +122,12 @@ def _parse_query(argv: Sequence[str]) -> dict[str, Any]:
             opts["mode"] = "json"
         elif low in ("-l", "-long"):
             opts["mode"] = "long"
+        elif low == "-format":
+            if i + 2 >= len(argv):
+                raise Usage("Error: -format requires a format and an attribute")
+            opts["mode"] = "format"
+            opts.setdefault("format", []).append((argv[i + 1], argv[i + 2]))
+            i += 2
         elif low in ("-af", "-autoformat"):
             opts["mode"] = "af"
             opts["af"] = list(argv[i + 1 :])
@@ -165,6 +171,8 @@ def _print_ads(ads: list[Ad], opts: dict[str, Any], out: Callable[[str], None]) 
         out(adfmt.format_long(ads, opts["attributes"]))
     elif mode == "af":
         out(adfmt.format_autoformat(ads, opts["af"]))
+    elif mode == "format":
+        out(adfmt.format_printf(ads, opts["format"]))
 
 
 def condor_q(argv: Sequence[str], store: Store) -> int:
