@@ -27,11 +27,8 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+def measure(jobs: int, repeat: int) -> dict[str, list[float]]:
+    """condor_submit of `queue jobs` into a queue of `jobs`, and condor_q -json over it."""
     with tempfile.TemporaryDirectory() as tmp:
         root, work = Path(tmp) / "pool", Path(tmp) / "submit"
         work.mkdir()
@@ -47,17 +44,14 @@ def main() -> int:
             capture_output=True,
         )
         try:
-            (work / "many.sub").write_text(SUBMIT.format(n=args.jobs))
+            (work / "many.sub").write_text(SUBMIT.format(n=jobs))
             submits = []
-            for _ in range(args.repeat):  # each submit into a queue of exactly --jobs jobs
+            for _ in range(repeat):  # each submit into a queue of exactly `jobs` jobs
                 subprocess.run(
                     ["condor_rm", "-all"], env=env, cwd=work, capture_output=True, check=False
                 )
                 submits.append(timed(["condor_submit", "-terse", "many.sub"], env, work))
-            queued = args.jobs
-            queries = [
-                timed(["condor_q", "-json", "-allusers"], env, work) for _ in range(args.repeat)
-            ]
+            queries = [timed(["condor_q", "-json", "-allusers"], env, work) for _ in range(repeat)]
         finally:
             subprocess.run(
                 [sys.executable, "-m", "localpool.cli", "stop", "--remove-jobs"],
@@ -65,15 +59,19 @@ def main() -> int:
                 capture_output=True,
                 check=False,
             )
-    rows = [
-        (f"condor_submit queue {args.jobs}", submits, 1.0),
-        (f"condor_q -json ({queued} jobs queued)", queries, 0.3),
-    ]
+    return {f"condor_submit queue {jobs}": submits, f"condor_q -json ({jobs} jobs queued)": queries}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    values = measure(args.jobs, args.repeat)
     print(f"{'figure':<40} {'median s':>9} {'min':>7} {'max':>7} {'target':>7}")
-    for name, values, target in rows:
+    for (name, v), target in zip(values.items(), (1.0, 0.3), strict=True):
         print(
-            f"{name:<40} {statistics.median(values):>9.3f} {min(values):>7.3f} "
-            f"{max(values):>7.3f} {target:>7.2f}"
+            f"{name:<40} {statistics.median(v):>9.3f} {min(v):>7.3f} {max(v):>7.3f} {target:>7.2f}"
         )
     return 0
 

@@ -1,7 +1,14 @@
-"""A stand-in for jupyterhub-singleuser in benchmarks: answers 200 on 127.0.0.1:PORT at once."""
+#!/usr/bin/env python3
+"""A stand-in for jupyterhub-singleuser in benchmarks: answers 200 at once.
+
+Port and address from --ip/--port (condorspawner's launcher), else from
+$JUPYTERHUB_SERVICE_URL (how batchspawner-singleuser passes them).
+"""
 
 import argparse
+import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
 
 
 class Answer(BaseHTTPRequestHandler):
@@ -18,8 +25,9 @@ class Answer(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    service = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
     parser = argparse.ArgumentParser()
-    parser.add_argument("--ip", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ip", default=service.hostname or "127.0.0.1")
+    parser.add_argument("--port", type=int, default=service.port)
     args, _ = parser.parse_known_args()
     ThreadingHTTPServer((args.ip, args.port), Answer).serve_forever()

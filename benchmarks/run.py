@@ -1,0 +1,138 @@
+"""Every benchmark in one run: ratios against anchors measured in the same run.
+
+    .venv/bin/python -m benchmarks.run            # the full set (under 10 minutes)
+    .venv/bin/python -m benchmarks.run --quick    # a small set (under 2 minutes; CI runs it)
+
+Prints a table (median, min, max of repeated runs, and the target) and writes
+the same figures as JSON (--json, default benchmarks-results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import cli_bench, compare, localpool_bench, throughput
+
+
+def row(name: str, values: list[float] | float, target: str, unit: str = "") -> dict:
+    values = values if isinstance(values, list) else [values]
+    return {
+        "figure": name,
+        "unit": unit,
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+        "target": target,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks-results.json"))
+    args = parser.parse_args(argv)
+    q = args.quick
+    started = time.monotonic()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # P1, P2, P4: CondorSpawner beside batchspawner 1.3
+        c = compare.run(
+            root / "compare",
+            spawns=3 if q else 7,
+            sessions=6 if q else 100,
+            window=8 if q else 60,
+            interval=2 if q else 5,
+        )
+        ours, theirs = c["condorspawner"], c["batchspawner"]
+        rows += [
+            row("P1 spawn to answer, CondorSpawner", ours["spawn_seconds"], "", "s"),
+            row("P1 spawn to answer, batchspawner 1.3", theirs["spawn_seconds"], "", "s"),
+            row("P1 ratio CondorSpawner / batchspawner", c["ratio_spawn_median"], "<= 0.5"),
+        ]
+        for i, part in enumerate(("submit", "queue wait", "launcher", "tunnel and server")):
+            rows.append(
+                row(f"P1 CondorSpawner split: {part}", [t[i] for t in ours["split"]], "", "s")
+            )
+        rows += [
+            row("P2 condor_q per interval, CondorSpawner", ours["condor_q_per_interval"], "<= 1"),
+            row("P2 condor_q per interval, batchspawner 1.3", theirs["condor_q_per_interval"], ""),
+            row("P2 ratio CondorSpawner / batchspawner", c["ratio_condor_q"], ""),
+            row("P4 hub RSS per session, CondorSpawner", ours["hub_MB_per_session"], "<= 8", "MB"),
+            row(
+                "P4 hub-side tunnel processes per session (localpool's)",
+                ours["tunnel_MB_per_session"],
+                "",
+                "MB",
+            ),
+            row("P4 hub RSS per session, batchspawner 1.3", theirs["hub_MB_per_session"], "", "MB"),
+        ]
+        # P3: tunnel throughput and latency
+        t = throughput.run(
+            root / "throughput",
+            size_mb=20 if q else 200,
+            requests=100 if q else 1000,
+            repeat=2 if q else 3,
+        )
+        for name in ("ours", "raw_ssh", "direct"):
+            rows.append(row(f"P3 download MB/s, {name}", t[name]["MBps"], "", "MB/s"))
+            rows.append(
+                row(
+                    f"P3 small request p50, {name}",
+                    statistics.median(t[name]["latency_s"]) * 1000,
+                    "",
+                    "ms",
+                )
+            )
+        rows += [
+            row(
+                "P3 throughput ratio ours / raw ssh",
+                statistics.median(t["ours"]["MBps"]) / statistics.median(t["raw_ssh"]["MBps"]),
+                ">= 0.95",
+            ),
+            row(
+                "P3 p50 latency overhead ours vs raw ssh",
+                (
+                    statistics.median(t["ours"]["latency_s"])
+                    / statistics.median(t["raw_ssh"]["latency_s"])
+                    - 1
+                )
+                * 100,
+                "<= 10",
+                "%",
+            ),
+        ]
+    # P5 and localpool's own figures
+    cli = cli_bench.measure(5 if q else 20)
+    rows += [
+        row(f"P5 {name}", cli[name], f"<= {target}", "s") for name, _args, target in cli_bench.ROWS
+    ]
+    lp = localpool_bench.measure(200 if q else 1000, 2 if q else 5)
+    rows += [
+        row(f"localpool {name}", v, t, "s")
+        for (name, v), t in zip(lp.items(), ("<= 1", "<= 0.3"), strict=True)
+    ]
+    elapsed = time.monotonic() - started
+    print(f"{'figure':<58} {'median':>9} {'min':>9} {'max':>9}  {'unit':<5} target")
+    for r in rows:
+        print(
+            f"{r['figure']:<58} {r['median']:>9.3f} {r['min']:>9.3f} {r['max']:>9.3f}  "
+            f"{r['unit']:<5} {r['target']}"
+        )
+    print(f"\n{'quick' if q else 'full'} run in {elapsed:.0f} s")
+    args.json.write_text(
+        json.dumps({"quick": q, "seconds": elapsed, "figures": rows}, indent=1) + "\n"
+    )
+    print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
