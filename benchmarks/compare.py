@@ -59,15 +59,25 @@ def batchspawner_config(home: Path, interval: float) -> str:
 import batchspawner  # registers batchspawner's port-report API handler
 
 
+from traitlets import default
+
+
 class BenchCondorSpawner(batchspawner.CondorSpawner):
-    def user_env(self, env):  # the benchmark's users have no system accounts
+    # the benchmark's users have no system accounts (batchspawner looks them up)
+    @default("req_homedir")
+    def _bench_home(self):
+        return "{home}"
+
+    def user_env(self, env):
         env.update(USER=self.user.name, HOME=self.req_homedir, SHELL="/bin/sh")
         return env
 
 
 c.JupyterHub.spawner_class = BenchCondorSpawner
+# JupyterHub 6 passes only JUPYTERHUB_SINGLEUSER_APP on; batchspawner runs condor_submit
+# with the spawner's environment, so it needs PATH (and GetEnv gives the job the same)
+c.BenchCondorSpawner.env_keep = ["PATH", "LANG", "LC_ALL", "JUPYTERHUB_SINGLEUSER_APP"]
 c.BenchCondorSpawner.exec_prefix = ""
-c.BenchCondorSpawner.req_homedir = "{home}"
 c.BenchCondorSpawner.req_memory = "512"
 c.BenchCondorSpawner.req_nprocs = "1"
 c.BenchCondorSpawner.state_exechost_exp = "127.0.0.1"

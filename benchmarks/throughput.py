@@ -145,7 +145,8 @@ def run(root: Path, *, size_mb: int, requests: int, repeat: int) -> dict:
         """)
         pool.wait_for(job, lambda a: a["JobStatus"] == 2)
         tunnel = Tunnel(job, job_port, env=pool.env)
-        asyncio.run(tunnel.start())
+        loop = asyncio.new_event_loop()  # the tunnel's process belongs to this loop
+        loop.run_until_complete(tunnel.start())
         raw, raw_port = raw_ssh(root, host_port)
         paths = {"ours": tunnel.local_port, "raw_ssh": raw_port, "direct": host_port}
         for name, port in paths.items():
@@ -155,7 +156,8 @@ def run(root: Path, *, size_mb: int, requests: int, repeat: int) -> dict:
             }
         os.killpg(raw.pid, signal.SIGTERM)
         raw.wait(timeout=10)
-        asyncio.run(tunnel.close())
+        loop.run_until_complete(tunnel.close())
+        loop.close()
     finally:
         host_server.terminate()
         pool.localpool("stop", "--remove-jobs")
