@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             row("P1 spawn to answer, batchspawner 1.3", theirs["spawn_seconds"], "", "s"),
             row("P1 ratio CondorSpawner / batchspawner", c["ratio_spawn_median"], "<= 0.5"),
         ]
-        for i, part in enumerate(("submit", "queue wait", "launcher", "tunnel and server")):
+        for i, part in enumerate(("submit", "queue wait", "start in the job and tunnel")):
             rows.append(
                 row(f"P1 CondorSpawner split: {part}", [t[i] for t in ours["split"]], "", "s")
             )

@@ -30,7 +30,7 @@ from tests.harness import Hub, Pool
 
 TIMING = re.compile(
     r"spawn timings for job \S+: submit ([\d.]+) s, queue wait ([\d.]+) s, "
-    r"launcher ([\d.]+) s, tunnel and server ([\d.]+) s, total ([\d.]+) s"
+    r"start in the job and tunnel ([\d.]+) s, total ([\d.]+) s"
 )
 STANDIN = Path(__file__).resolve().parent / "standin_server.py"
 
@@ -175,7 +175,7 @@ def main() -> int:
         finally:
             pool.localpool("stop", "--remove-jobs")
     n = args.sessions
-    labels = ("submit", "queue wait", "launcher start", "tunnel and server", "total")
+    labels = ("submit", "queue wait", "start in the job and tunnel", "total")
     rows = []
     for i, label in enumerate(labels):
         rows.append(

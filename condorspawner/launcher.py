@@ -30,9 +30,13 @@ SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
 PORT_ATTR, HUB_PORT_ATTR = "NotebookPort", "HubApiPort"
 
 
-def free_port() -> int:
+def free_port(wanted: int | None = None) -> int:
+    """``wanted`` if nothing listens there, else a port the kernel picks."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", wanted or 0))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
@@ -137,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sent = read_secret(args.secret)
     env = {**os.environ, **sent["env"], **batch_environment(sent.get("site"))}
-    port = free_port()
+    planned = sent.get("ports", {})  # the hub's choice: its tunnel is already on its way
+    port = free_port(planned.get("notebook"))
     published = {PORT_ATTR: port}
     if args.hub_api == "tunnel":
-        hub_port = free_port()
+        hub_port = free_port(planned.get("hub_api"))
         published[HUB_PORT_ATTR] = hub_port
         tunnel_api = f"http://127.0.0.1:{hub_port}/hub/api"
         hub_api = env.get("JUPYTERHUB_API_URL", "")

@@ -14,9 +14,11 @@ import contextlib
 import json
 import os
 import pwd
+import random
 import socket
 import sys
 import time
+from collections import abc
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -49,6 +51,11 @@ async def _port_free(port: int, wait: float = 3.0) -> bool:
                 if time.monotonic() > deadline:
                     return False
         await asyncio.sleep(0.1)
+
+
+def _random_port() -> int:
+    """A port for the job to listen on (it takes another if this one is taken)."""
+    return random.randint(20000, 59999)  # noqa: S311 (not a secret)
 
 
 class SpawnError(RuntimeError):
@@ -293,6 +300,7 @@ class CondorSpawner(Spawner):
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
         self._spawn_done = False
+        self._said_running = False
         try:
             request = self.job_request()
         except RequestError as err:
@@ -302,9 +310,9 @@ class CondorSpawner(Spawner):
         try:
             await self._submit(request)
             self._timings["submitted"] = time.monotonic()
-            ports = await self._wait_for_ports()
-            self._timings["ports"] = time.monotonic()
-            await self._open_tunnel(*ports)
+            await self._follow(lambda ad: ad.get("JobStatus") == RUNNING)
+            self._timings["running"] = time.monotonic()
+            await self._connect()
             self._timings["ready"] = time.monotonic()
             self._log_timings()
         except BaseException:
@@ -327,7 +335,18 @@ class CondorSpawner(Spawner):
         secret = submit_dir / SECRET_FILE
         secret.touch(mode=0o600)
         secret.chmod(0o600)
-        secret.write_text(json.dumps({"env": self._job_environment(), "site": self._site_text()}))
+        # The hub picks the ports, so it can open the tunnel as soon as the job runs; the
+        # launcher takes others only if these are taken, and publishes what it bound.
+        self._planned = (_random_port(), _random_port())
+        secret.write_text(
+            json.dumps(
+                {
+                    "env": self._job_environment(),
+                    "site": self._site_text(),
+                    "ports": {"notebook": self._planned[0], "hub_api": self._planned[1]},
+                }
+            )
+        )
         launcher = [
             self.job_python,
             "-m",
@@ -370,12 +389,12 @@ class CondorSpawner(Spawner):
             10,
         )
 
-    async def _wait_for_ports(self) -> tuple[int, int | None]:
+    async def _follow(self, done: abc.Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Follow the spawn's job until ``done(ad)``: queue reasons, hold, end, start timeout."""
         watcher = self._watcher()
         state = watcher.watch(self.job_id, pending=True)
         idle_limit = time.monotonic() + self.site.notebook.start_timeout
-        said_running = said_idle = None
-        tunnel_mode = self.site.notebook.hub_api == "tunnel"
+        said_idle = None
         while True:
             ad = state.ad
             if ad is not None:
@@ -398,35 +417,69 @@ class CondorSpawner(Spawner):
                             f"Job {self.job_id} was still waiting in the queue after "
                             f"{self.site.notebook.start_timeout} s ({reason}); it was removed."
                         )
-                if status == RUNNING:
-                    self._timings.setdefault("running", time.monotonic())
+                if status == RUNNING and not getattr(self, "_said_running", False):
+                    self._said_running = True
                     host = ad.get("RemoteHost", "an execute point")
-                    if host != said_running:
-                        self._event(f"Job {self.job_id} running on {host}", 40)
-                        said_running = host
-                    port, hub_port = ad.get(PORT_ATTR), ad.get(HUB_PORT_ATTR)
-                    if isinstance(port, int) and (isinstance(hub_port, int) or not tunnel_mode):
-                        self._event(
-                            f"Notebook server starting in job {self.job_id} (port {port})", 60
-                        )
-                        return port, hub_port if tunnel_mode else None
+                    self._event(f"Job {self.job_id} running on {host}", 40)
+                if done(ad):
+                    return ad
             changed = state.changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), 1.0)
 
+    async def _connect(self) -> None:
+        """Open the tunnel at once on the planned ports, while the server starts in the job.
+
+        If the launcher had to bind other ports (it publishes them with chirp), follow them.
+        """
+        tunnel_mode = self.site.notebook.hub_api == "tunnel"
+        ports = self._planned if tunnel_mode else (self._planned[0], None)
+        while True:
+            self.notebook_port, self.hub_api_port = ports
+
+            def moved(ad: dict[str, Any], ports: tuple[int, int | None] = ports) -> bool:
+                published = (ad.get(PORT_ATTR), ad.get(HUB_PORT_ATTR) if tunnel_mode else None)
+                return isinstance(published[0], int) and published != ports
+
+            opening = asyncio.create_task(self._open_tunnel(*ports))
+            watching = asyncio.create_task(self._follow(moved))
+            try:
+                await asyncio.wait({opening, watching}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (opening, watching):
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                return
+            if watching.done() and not watching.cancelled():
+                ad = watching.result()  # raises what the job's fate says (held, ended, ...)
+                await self._close_tunnel()
+                ports = (ad[PORT_ATTR], ad.get(HUB_PORT_ATTR) if tunnel_mode else None)
+                self.log.info(
+                    "%s: job %s bound other ports %s; following", self._log_name, self.job_id, ports
+                )
+                continue
+            opening.result()  # the tunnel's own failure
+
+    async def _close_tunnel(self) -> None:
+        tunnel = getattr(self, "_tunnel", None)
+        if tunnel is not None:
+            await tunnel.close()
+            self._tunnel = None
+
     def _log_timings(self) -> None:
         """One line an admin (or a benchmark) can read: where the spawn's time went."""
         t = self._timings
-        running = t.get("running", t["ports"])
         self.log.info(
-            "%s: spawn timings for job %s: submit %.3f s, queue wait %.3f s, launcher %.3f s, "
-            "tunnel and server %.3f s, total %.3f s",
+            "%s: spawn timings for job %s: submit %.3f s, queue wait %.3f s, "
+            "start in the job and tunnel %.3f s, total %.3f s",
             self._log_name,
             self.job_id,
             t["submitted"] - t["start"],
-            running - t["submitted"],
-            t["ports"] - running,
-            t["ready"] - t["ports"],
+            t["running"] - t["submitted"],
+            t["ready"] - t["running"],
             t["ready"] - t["start"],
         )
 
@@ -452,7 +505,7 @@ class CondorSpawner(Spawner):
 
     async def _open_tunnel(self, port: int, hub_port: int | None) -> None:
         self.notebook_port, self.hub_api_port = port, hub_port
-        self._tunnel = self._make_tunnel(local_port=0)
+        self._tunnel = self._make_tunnel(local_port=self.local_port or 0)
         try:
             await self._tunnel.start()
         except TunnelError as err:
@@ -461,6 +514,7 @@ class CondorSpawner(Spawner):
         state = self._watcher().jobs.get(self.job_id)
         ad = state.ad if state is not None and state.ad else {}
         self._attached_to = (ad.get("JobCurrentStartDate"), port)
+        self._event(f"Notebook server answering in job {self.job_id} (port {port})", 80)
         self._event(f"Tunnel established (127.0.0.1:{self.local_port} to job {self.job_id})", 90)
 
     def _make_tunnel(self, local_port: int) -> Tunnel:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from condorspawner.units import UnitError, parse_size_mb
-from localpool.daemon import namespaces_available, pool_pid
+from localpool.daemon import JOB_PID_FILE, namespaces_available, pool_pid
 from localpool.store import DEFAULT_DIR_ENV, PoolConfig, Store
 
 TOOLS = (
@@ -126,13 +126,15 @@ def stop(args: argparse.Namespace, store: Store) -> int:
 
 
 def _kill_all_jobs(store: Store) -> None:
-    """Stop every job's starter and empty the queue (demo shutdown, test teardown)."""
+    """End every job (its process group and its starter's) and empty the queue."""
     with store.update() as queue:
-        for ad in queue.jobs.values():
-            pid = ad.get("LocalpoolStarterPid")
-            if pid:
+        for job_id, ad in queue.jobs.items():
+            groups = [ad.get("LocalpoolStarterPid")]
+            with contextlib.suppress(OSError, ValueError):
+                groups.append(int((store.job_dir(job_id) / JOB_PID_FILE).read_text()))
+            for group in filter(None, groups):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+                    os.killpg(group, signal.SIGKILL)
         queue.jobs.clear()
 
 

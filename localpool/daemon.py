@@ -27,7 +27,12 @@ from localpool.matchmaker import machine_ad, matches, requested, used_resources
 from localpool.store import PoolConfig, Queue, Store
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
-STOP_FILE, RESULT_FILE, STARTER_FILE = "stop", "result.json", "starter.json"
+STOP_FILE, RESULT_FILE, STARTER_FILE, JOB_PID_FILE = (
+    "stop",
+    "result.json",
+    "starter.json",
+    "job.pid",
+)
 HOLD_BY_USER, HOLD_PERIODIC, HOLD_DURATION = 1, 3, 47
 
 

@@ -27,7 +27,7 @@ from condorspawner.quoting import parse_v2_environment, split_v2
 from localpool import eventlog
 from localpool.ads import Ad, format_long
 from localpool.chirp import ChirpServer
-from localpool.daemon import RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
+from localpool.daemon import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
 from localpool.matchmaker import machine_ad
 from localpool.store import Store
 
@@ -206,6 +206,8 @@ class Starter:
         finally:
             for stream in (stdout, stderr, stdin):
                 stream.close()
+        # the job runs in a process group of its own: whoever cleans up must know it
+        (self.job_dir / JOB_PID_FILE).write_text(str(self.process.pid))
         status = self._wait()
         if chirp is not None:
             chirp.close()

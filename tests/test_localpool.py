@@ -590,3 +590,22 @@ def test_format_getenv_and_remote_initialdir(pool, tmp_path):
     while time.monotonic() < deadline and not (run_dir / "out").read_text():
         time.sleep(0.1)
     assert (run_dir / "out").read_text() == f"kept given\n{run_dir}\n"
+
+
+def test_remove_jobs_leaves_no_job_process_behind(pool):
+    job = pool.submit(sleep_job(extra="arguments = 4242"))
+    pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (pool.root / "jobs" / job / "job.pid").exists():
+        time.sleep(0.1)
+    group = int((pool.root / "jobs" / job / "job.pid").read_text())
+    assert pool.localpool("stop", "--remove-jobs").returncode == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
