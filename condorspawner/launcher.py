@@ -1,8 +1,9 @@
 """condorspawner-singleuser: starts the notebook server inside the HTCondor job.
 
 Runs under ``wrapper.sh`` in the job. It binds the notebook to 127.0.0.1 on
-a free port P, picks a port Q for the hub API, publishes both into the job
-ad with chirp (``NotebookPort``, ``HubApiPort``) and starts
+port P and takes port Q for the hub API, both as the hub chose them (others
+if those are taken), publishes both into the job ad with chirp
+(``NotebookPort``, ``HubApiPort``) and starts
 ``jupyterhub-singleuser`` with the hub's environment, which arrived as a
 private file (never in the job ad). The server's start-up overlaps the hub
 opening its tunnel; if the reverse forward on Q never comes, the server is
