@@ -24,6 +24,7 @@ STANDIN = BENCH / "standin_server.py"
 
 
 def start_pool(root: Path, sessions: int, namespaces: str) -> Pool:
+    """A localpool with room for `sessions` notebook jobs (and a few more)."""
     pool = Pool(root / "pool", root / "submit")
     pool.submit_dir.mkdir(parents=True)
     result = pool.localpool(

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.harness import Hub, Pool
+from benchmarks.compare import start_pool
+from tests.harness import Hub
 
 TIMING = re.compile(
     r"spawn timings for job \S+: submit ([\d.]+) s, queue wait ([\d.]+) s, "
@@ -114,21 +115,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        pool = Pool(root / "pool", root / "submit")
-        pool.submit_dir.mkdir()
-        started_pool = pool.localpool(
-            "start",
-            "--cpus",
-            str(args.sessions + 8),
-            "--memory",
-            "512GB",
-            "--disk",
-            "20TB",
-            "--cycle-seconds",
-            "0.1",
-        )
-        if started_pool.returncode != 0:
-            raise SystemExit(f"localpool did not start: {started_pool.stderr}")
+        pool = start_pool(root, args.sessions, namespaces="auto")
         try:
             # 1. real notebook servers
             real = Hub(root / "hub-real", pool)
