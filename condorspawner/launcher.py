@@ -1,8 +1,8 @@
 """condorspawner-singleuser: starts the notebook server inside the HTCondor job.
 
 Runs under ``wrapper.sh`` in the job. It binds the notebook to 127.0.0.1 on
-port P and takes port Q for the hub API, both as the hub chose them (others
-if those are taken), publishes both into the job ad with chirp
+port P as the hub chose it (another if P is taken) and uses port Q, where the
+hub's tunnel forwards to the hub API, publishes both into the job ad with chirp
 (``NotebookPort``, ``HubApiPort``) and starts
 ``jupyterhub-singleuser`` with the hub's environment, which arrived as a
 private file (never in the job ad). The server's start-up overlaps the hub
@@ -39,6 +39,18 @@ def free_port(wanted: int | None = None) -> int:
         except OSError:
             s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def choose_ports(planned: dict[str, int], tunnel: bool) -> tuple[int, int | None]:
+    """(notebook port, hub API port) as the hub planned them, its tunnel already on its way.
+
+    The notebook port is ours to bind: another if it is taken. The hub API port
+    is where the hub's tunnel listens (``ssh -R``), maybe already: used as planned.
+    """
+    notebook = free_port(planned.get("notebook"))
+    if not tunnel:
+        return notebook, None
+    return notebook, planned.get("hub_api") or free_port()
 
 
 def read_secret(path: Path) -> dict[str, Any]:
@@ -142,11 +154,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sent = read_secret(args.secret)
     env = {**os.environ, **sent["env"], **batch_environment(sent.get("site"))}
-    planned = sent.get("ports", {})  # the hub's choice: its tunnel is already on its way
-    port = free_port(planned.get("notebook"))
+    port, hub_port = choose_ports(sent.get("ports", {}), tunnel=args.hub_api == "tunnel")
     published = {PORT_ATTR: port}
-    if args.hub_api == "tunnel":
-        hub_port = free_port(planned.get("hub_api"))
+    if hub_port is not None:
         published[HUB_PORT_ATTR] = hub_port
         tunnel_api = f"http://127.0.0.1:{hub_port}/hub/api"
         hub_api = env.get("JUPYTERHUB_API_URL", "")

@@ -46,3 +46,29 @@ def test_launcher_publishes_ports_and_stops_before_the_runtime_limit(pool):
         pool.submit_dir / "launcher.err"
     ).read_text()
     assert secret.exists()  # the hub's copy; the job's copy was read and removed in the job
+
+
+def test_ports_as_planned_and_the_tunnels_port_left_to_the_tunnel():
+    import socket
+
+    from condorspawner.launcher import choose_ports
+
+    with socket.socket() as taken, socket.socket() as tunnel:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        tunnel.bind(("127.0.0.1", 0))
+        tunnel.listen()  # the hub's ssh -R got there first
+        busy, q = taken.getsockname()[1], tunnel.getsockname()[1]
+        port, hub_port = choose_ports({"notebook": busy, "hub_api": q}, tunnel=True)
+        assert port != busy and hub_port == q
+    free = free_port_here()
+    assert choose_ports({"notebook": free, "hub_api": q}, tunnel=True) == (free, q)
+    assert choose_ports({"notebook": free}, tunnel=False) == (free, None)
+
+
+def free_port_here() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
