@@ -614,17 +614,11 @@ class CondorSpawner(Spawner):
 
     async def _abandon(self) -> None:
         """A spawn that failed: no tunnel, no job left behind."""
-        tunnel = getattr(self, "_tunnel", None)
-        if tunnel is not None:
-            await tunnel.close()
-            self._tunnel = None
+        await self._close_tunnel()
         await self._remove("spawn failed")
 
     async def stop(self, now: bool = False) -> None:
-        tunnel = getattr(self, "_tunnel", None)
-        if tunnel is not None:
-            await tunnel.close()
-            self._tunnel = None
+        await self._close_tunnel()
         if not self.job_id:
             return
         watcher = self._watcher()
