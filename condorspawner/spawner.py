@@ -34,23 +34,7 @@ from condorspawner.render import NotebookPayload, Renderer
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.site import Site, load_site
 from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, QueueWatcher
-from proxy_tunnel import Tunnel, TunnelError
-
-
-async def _port_free(port: int, wait: float = 3.0) -> bool:
-    """Can a listener bind 127.0.0.1:port (as ssh does, with SO_REUSEADDR)? Waits a little
-    for a closing tunnel to let go of it."""
-    deadline = time.monotonic() + wait
-    while True:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                if time.monotonic() > deadline:
-                    return False
-        await asyncio.sleep(0.1)
+from proxy_tunnel import Tunnel, TunnelError, port_bindable
 
 
 def _random_port() -> int:
@@ -578,7 +562,7 @@ class CondorSpawner(Spawner):
         self.notebook_port = port
         self.hub_api_port = hub_port if isinstance(hub_port, int) else None
         # keep the local port the proxy routes to, if it is still free
-        local = self.local_port if self.local_port and await _port_free(self.local_port) else 0
+        local = self.local_port if self.local_port and await port_bindable(self.local_port) else 0
         self._tunnel = self._make_tunnel(local_port=local)
         try:
             await self._tunnel.start()

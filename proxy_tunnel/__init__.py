@@ -1,5 +1,5 @@
 """Port forwarding into HTCondor jobs through condor_ssh_to_job (no JupyterHub here)."""
 
-from proxy_tunnel.tunnel import Tunnel, TunnelError, answers_http, free_port
+from proxy_tunnel.tunnel import Tunnel, TunnelError, answers_http, free_port, port_bindable
 
-__all__ = ["Tunnel", "TunnelError", "answers_http", "free_port"]
+__all__ = ["Tunnel", "TunnelError", "answers_http", "free_port", "port_bindable"]

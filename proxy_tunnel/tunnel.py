@@ -38,6 +38,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+async def port_bindable(port: int, wait: float = 3.0) -> bool:
+    """Can a forward listen on 127.0.0.1:port again (ssh binds with SO_REUSEADDR)?
+
+    Waits a little for a closing tunnel to let go of it: a re-opened tunnel keeps
+    the local port the proxy routes to.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        await asyncio.sleep(0.1)
+
+
 async def answers_http(port: int, timeout: float = 2.0) -> bool:
     """Does something answer HTTP on 127.0.0.1:port (i.e. the forward reaches a server)?"""
     try:

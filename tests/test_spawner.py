@@ -169,7 +169,6 @@ def test_the_token_goes_nowhere_visible(hub, pool):
     submit_dir = next((hub.root / "submit" / "bob").iterdir())
     secret = submit_dir / "condorspawner.secret"
     token = json.loads(secret.read_text())["env"]["JUPYTERHUB_API_TOKEN"]
-    assert token in secret.read_text()  # the file is the only place it travels in
     assert oct(secret.stat().st_mode & 0o777) == "0o600"
     assert len(token) > 20
     assert token not in long_ad

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import time
 from collections.abc import Awaitable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from condorspawner.cli import USAGE, CliError
@@ -78,3 +81,18 @@ def job_request(args: Any, site: Site, extra_env: dict[str, str] | None = None) 
     except RequestError as err:
         field = {"container": "--os", "label": "--name"}.get(err.field, f"--{err.field}")
         raise CliError(f"{field}: {str(err).split(': ', 1)[1]}", USAGE) from None
+
+
+def job_dir(label: str, name: str) -> Path:
+    """A fresh directory for one submission's files and outputs."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", label or name)[:40]
+    base = Path(os.environ.get("CONDORSUB_JOBS", "condorsub-jobs"))
+    for n in range(100):
+        candidate = base / f"{stamp}-{safe}" if n == 0 else base / f"{stamp}-{safe}-{n}"
+        try:
+            candidate.mkdir(parents=True)
+            return candidate.resolve()
+        except FileExistsError:
+            continue
+    raise CliError(f"cannot make a job directory under {base}")

@@ -9,8 +9,7 @@ import subprocess
 from typing import Any
 
 from condorspawner.cli import USAGE, CliError
-from condorspawner.cli.context import condor, job_request, site
-from condorspawner.cli.submit import _job_dir
+from condorspawner.cli.context import condor, job_dir, job_request, site
 from condorspawner.condor import check_job_ids
 from condorspawner.render import InteractivePayload, Renderer
 from condorspawner.request import RequestError
@@ -20,15 +19,15 @@ def shell(args: Any) -> int:
     """condor_submit -interactive with interactive.sub: a login shell in the chosen OS."""
     the_site = site()
     request = job_request(args, the_site)
-    job_dir = _job_dir(args.label or "", "shell")
+    directory = job_dir(args.label or "", "shell")
     try:
         job = Renderer(the_site).render(request, InteractivePayload())
     except RequestError as err:
         raise CliError(str(err), USAGE) from None
-    submit_file = job.write(job_dir)
+    submit_file = job.write(directory)
     argv = [*condor(the_site).command("condor_submit", []), "-interactive", str(submit_file)]
     try:
-        return subprocess.run(argv, cwd=job_dir, check=False).returncode
+        return subprocess.run(argv, cwd=directory, check=False).returncode
     except FileNotFoundError:
         raise CliError("condor_submit is not installed here") from None
 

@@ -9,12 +9,11 @@ import re
 import shutil
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
 from condorspawner.cli import USAGE, CliError
-from condorspawner.cli.context import condor, job_request, run, site
+from condorspawner.cli.context import condor, job_dir, job_request, run, site
 from condorspawner.render import BatchPayload, Renderer
 from condorspawner.request import RequestError
 
@@ -57,20 +56,6 @@ def _pack(directory: str, into: Path) -> str:
     return name
 
 
-def _job_dir(label: str, name: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", label or name)[:40]
-    base = Path(os.environ.get("CONDORSUB_JOBS", "condorsub-jobs"))
-    for n in range(100):
-        candidate = base / f"{stamp}-{safe}" if n == 0 else base / f"{stamp}-{safe}-{n}"
-        try:
-            candidate.mkdir(parents=True)
-            return candidate.resolve()
-        except FileExistsError:
-            continue
-    raise CliError(f"cannot make a job directory under {base}")
-
-
 def submit(args: Any) -> int:
     if args.count < 1:
         raise CliError("-N: the count must be at least 1", USAGE)
@@ -83,8 +68,8 @@ def submit(args: Any) -> int:
         files.append(str(Path(entry).resolve()))
     names = [Path(d).resolve().name for d in args.dirs]
     request = job_request(args, the_site, {"CONDORSUB_DIRS": " ".join(names)} if names else None)
-    job_dir = _job_dir(args.label, Path(args.executable).name)
-    archives = [str(job_dir / f"{_pack(d, job_dir)}.dir.tar.gz") for d in args.dirs]
+    directory = job_dir(args.label, Path(args.executable).name)
+    archives = [str(directory / f"{_pack(d, directory)}.dir.tar.gz") for d in args.dirs]
     try:
         payload = BatchPayload(
             command=tuple(command),
@@ -93,24 +78,24 @@ def submit(args: Any) -> int:
         )
         job = Renderer(the_site).render(request, payload)
     except RequestError as err:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
         raise CliError(str(err), USAGE) from None
-    submit_file = job.write(job_dir)
+    submit_file = job.write(directory)
     if args.dry_run:
         if args.json:
-            print(json.dumps({"dry_run": True, "directory": str(job_dir), "submit": job.submit}))
+            print(json.dumps({"dry_run": True, "directory": str(directory), "submit": job.submit}))
         else:
-            print(f"# condorsub --dry-run: files in {job_dir}")
+            print(f"# condorsub --dry-run: files in {directory}")
             print(job.submit, end="")
         return 0
-    result = run(condor(the_site).submit(str(submit_file), cwd=str(job_dir)))
+    result = run(condor(the_site).submit(str(submit_file), cwd=str(directory)))
     if args.wait:
         codes = follow(the_site, result.cluster, quiet=args.json)
     if args.json:
         out: dict[str, Any] = {
             "cluster": result.cluster,
             "job_ids": result.job_ids,
-            "directory": str(job_dir),
+            "directory": str(directory),
         }
         if args.wait:
             out["exit_codes"] = codes
