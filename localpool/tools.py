@@ -2,7 +2,7 @@
 
 Each ``condor_X`` script in the pool's ``bin/`` calls :func:`main`, which
 dispatches on the program name. Outputs follow what a real HTCondor 25.0
-pool printed (``../shared/htcondor-reference``): formats, messages, codes.
+pool printed (``tests/data/htcondor``): formats, messages, codes.
 """
 
 from __future__ import annotations

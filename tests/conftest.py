@@ -20,7 +20,7 @@ from tests.harness import REFERENCE, Hello, Hub, Pool, case
 
 @pytest.fixture(scope="session")
 def reference() -> Path:
-    """What a real HTCondor 25.0 pool printed (../shared/htcondor-reference)."""
+    """What a real HTCondor 25.0 pool printed (tests/data/htcondor)."""
     if not REFERENCE.is_dir():
         pytest.fail(f"the HTCondor reference recordings are missing: {REFERENCE}")
     return REFERENCE

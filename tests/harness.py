@@ -12,7 +12,7 @@ import textwrap
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "htcondor-reference"
+REFERENCE = Path(__file__).resolve().parent / "data" / "htcondor"
 
 
 def case(name: str) -> dict[str, str | int]:
