@@ -3,20 +3,21 @@
 The starter serves the chirp protocol on 127.0.0.1 inside the job's network
 namespace and writes ``.chirp.config`` (``host port cookie``), as HTCondor's
 starter does with ``want_io_proxy = true``; the ``htchirp`` client and our
-``condor_chirp`` both speak to it. Supported: ``cookie``,
-``set_job_attr[_delayed]``, ``get_job_attr[_delayed]``, ``ulog``.
+``condor_chirp`` (``localpool.chirpclient``) both speak to it. Supported:
+``cookie``, ``set_job_attr[_delayed]``, ``get_job_attr[_delayed]``, ``ulog``.
+The job may not set the attributes the schedd keeps for itself (the owner,
+the job's id, localpool's bookkeeping): those answer "invalid request".
 """
 
 from __future__ import annotations
 
 import secrets
 import socketserver
-import sys
 import threading
-import time
 
 from localpool import eventlog
 from localpool.ads import literal, parse_value
+from localpool.authz import settable
 from localpool.store import Store
 
 OK, NOT_AUTHENTICATED, DOESNT_EXIST, INVALID_REQUEST = 0, -1, -3, -8
@@ -117,7 +118,7 @@ class ChirpServer:
             value = parse_value(text)
         except ValueError:
             return INVALID_REQUEST
-        if not name.replace("_", "a").isalnum():
+        if not name.replace("_", "a").isalnum() or not settable(name):
             return INVALID_REQUEST
         with self.store.update() as queue:
             ad = queue.jobs.get(self.job_id)
@@ -133,41 +134,3 @@ class ChirpServer:
         if name.lower() not in lower:
             return None
         return literal(lower[name.lower()])
-
-
-def client_main(argv: list[str]) -> int:
-    """``condor_chirp set_job_attr NAME VALUE`` / ``get_job_attr NAME`` inside a job."""
-    import htchirp
-
-    usage = "usage: condor_chirp set_job_attr NAME VALUE | get_job_attr NAME"
-    if not argv or argv[0] not in (
-        "set_job_attr",
-        "set_job_attr_delayed",
-        "get_job_attr",
-        "get_job_attr_delayed",
-        "ulog",
-    ):
-        print(usage, file=sys.stderr)
-        return 1
-    for attempt in range(3):
-        try:
-            with htchirp.HTChirp() as chirp:
-                if argv[0].startswith("set_job_attr") and len(argv) == 3:
-                    getattr(chirp, argv[0])(argv[1], argv[2])
-                elif argv[0].startswith("get_job_attr") and len(argv) == 2:
-                    print(getattr(chirp, argv[0])(argv[1]))
-                elif argv[0] == "ulog" and len(argv) == 2:
-                    chirp.ulog(argv[1])
-                else:
-                    print(usage, file=sys.stderr)
-                    return 1
-            return 0
-        except OSError as err:
-            if attempt == 2:
-                print(f"condor_chirp: {err}", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        except Exception as err:
-            print(f"condor_chirp: {err}", file=sys.stderr)
-            return 1
-    return 1

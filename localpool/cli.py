@@ -1,8 +1,9 @@
-"""``localpool start|stop|status|env``: run the one-machine pool.
+"""``localpool start|stop|status|env|install``: run the one-machine pool.
 
 ``start`` writes the pool's configuration and its ``condor_*`` commands into
 the pool directory (``$LOCALPOOL_DIR``) and starts the pool process in the
-background; ``env`` prints the lines that put those commands first on PATH.
+background; ``env`` prints the lines that put those commands first on PATH;
+``install --prefix DIR`` installs the commands as on an access point.
 """
 
 from __future__ import annotations
@@ -19,37 +20,13 @@ from pathlib import Path
 
 from condorspawner.units import UnitError, parse_size_mb
 from localpool.daemon import JOB_PID_FILE, namespaces_available, pool_pid
+from localpool.install import install, write_tools
 from localpool.store import DEFAULT_DIR_ENV, PoolConfig, Store
+from localpool.submit_commands import DEFAULT_VERSION, parse_version
 
-TOOLS = (
-    "condor_submit",
-    "condor_q",
-    "condor_history",
-    "condor_rm",
-    "condor_hold",
-    "condor_release",
-    "condor_vacate_job",
-    "condor_ssh_to_job",
-    "condor_status",
-    "condor_chirp",
-)
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
-
-
-def write_tools(store: Store) -> None:
-    """The ``condor_*`` commands: small Python scripts bound to this pool directory."""
-    store.bin_dir.mkdir(parents=True, exist_ok=True)
-    for tool in TOOLS:
-        script = store.bin_dir / tool
-        script.write_text(
-            f"#!{sys.executable}\n"
-            "import os, sys\n"
-            f"os.environ.setdefault({DEFAULT_DIR_ENV!r}, {str(store.root)!r})\n"
-            "from localpool.tools import main\n"
-            "sys.exit(main())\n"
-        )
-        script.chmod(0o755)
+NETWORK = {"isolated": "auto", "shared": "off"}  # --network -> network_namespaces
 
 
 def _size(text: str) -> int:
@@ -76,8 +53,12 @@ def start(args: argparse.Namespace, store: Store) -> int:
             setattr(config, name, value)
     if args.container_os is not None:
         config.container_os = [c for c in args.container_os.split(",") if c]
+    if args.network is not None:
+        config.network_namespaces = NETWORK[args.network]
+    if args.emulate is not None:
+        config.emulate = args.emulate
     store.write_config(config)
-    write_tools(store)
+    write_tools(store.bin_dir, store.root)
     if pool_pid(store):
         print(f"localpool: already running in {store.root}")
         return 0
@@ -85,7 +66,7 @@ def start(args: argparse.Namespace, store: Store) -> int:
         from localpool.daemon import main as daemon_main
 
         return daemon_main([str(store.root)])
-    log = open(store.root / "pool.log", "ab")  # noqa: SIM115 (handed to the child)
+    log = os.open(store.root / "pool.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     subprocess.Popen(
         [sys.executable, "-m", "localpool.daemon", str(store.root)],
         stdin=subprocess.DEVNULL,
@@ -93,7 +74,7 @@ def start(args: argparse.Namespace, store: Store) -> int:
         stderr=log,
         start_new_session=True,
     )
-    log.close()
+    os.close(log)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if pool_pid(store):
@@ -149,12 +130,12 @@ def status(args: argparse.Namespace, store: Store) -> int:
         name: sum(1 for ad in jobs if ad["JobStatus"] == code)
         for name, code in (("idle", 1), ("running", 2), ("held", 5), ("removing", 3))
     }
-    if config.network_namespaces == "off":
-        netns = "off (network_namespaces = off)"
+    if config.network == "shared":
+        netns = "shared: jobs share the host's loopback (any job may listen on a free port)"
     elif namespaces_available():
-        netns = "on: each job has a network namespace with loopback only"
+        netns = "isolated: each job has a network namespace with loopback only"
     else:
-        netns = "off: jobs share the host's network (namespaces need root and unshare)"
+        netns = "shared: jobs share the host's loopback (isolated needs root and unshare)"
     print(f"pool directory: {store.root}")
     print(f"pool process:   {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
     print(
@@ -162,9 +143,24 @@ def status(args: argparse.Namespace, store: Store) -> int:
         f"{config.disk_mb} MB disk, {config.gpus} gpus"
     )
     print(f"container OS:   {', '.join(config.container_os) or 'none'}")
-    print(f"job isolation:  {netns}")
+    print(f"network:        {netns}")
+    print(f"emulates:       HTCondor {config.emulate} (its submit commands)")
     print("jobs:           " + ", ".join(f"{n} {c}" for c, n in counts.items()))
     return 0 if pid else 3
+
+
+def install_command(args: argparse.Namespace, store: Store) -> int:
+    install(args.prefix, store.root)
+    print(f"localpool: condor_* commands in {args.prefix.absolute() / 'bin'} for {store.root}")
+    return 0
+
+
+def _version(text: str) -> str:
+    try:
+        parse_version(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def env(args: argparse.Namespace, store: Store) -> int:
@@ -183,7 +179,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--disk", dest="disk_mb", type=_size, help="e.g. 64GB")
     s.add_argument("--gpus", type=int)
     s.add_argument("--container-os", help="comma-separated ContainerOS values offered")
-    s.add_argument("--network-namespaces", choices=("auto", "on", "off"))
+    s.add_argument(
+        "--network",
+        choices=tuple(NETWORK),
+        help="isolated: a network namespace per job (root); shared: the host's loopback",
+    )
+    s.add_argument(
+        "--network-namespaces",
+        choices=("auto", "on", "off"),
+        help="older spelling: auto/on = isolated, off = shared",
+    )
+    s.add_argument(
+        "--emulate",
+        type=_version,
+        help=f"HTCondor version whose submit commands to know (default {DEFAULT_VERSION})",
+    )
     s.add_argument(
         "--ssh-ready-delay",
         type=float,
@@ -196,13 +206,21 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--remove-jobs", action="store_true", help="also kill and forget every job")
     sub.add_parser("status", help="what the pool is and holds")
     sub.add_parser("env", help="shell lines that put the pool's condor_* commands on PATH")
+    i = sub.add_parser("install", help="install condor_* commands for this pool under a prefix")
+    i.add_argument("--prefix", type=Path, required=True, help="writes PREFIX/bin, PREFIX/etc")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     store = Store(args.dir)
-    command = {"start": start, "stop": stop, "status": status, "env": env}[args.command]
+    command = {
+        "start": start,
+        "stop": stop,
+        "status": status,
+        "env": env,
+        "install": install_command,
+    }[args.command]
     return command(args, store)
 
 

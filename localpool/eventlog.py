@@ -2,7 +2,8 @@
 
 Each event is ``NNN (CCC.PPP.000) YYYY-MM-DD HH:MM:SS text``, detail lines
 indented with a tab, and a closing ``...`` line, exactly as a real 25.0
-schedd and starter write it, so ``htcondor2.JobEventLog`` reads it.
+schedd and starter write it, so ``htcondor2.JobEventLog`` reads it. The log
+is the user's file: it is opened as the job's owner, never as root.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import fcntl
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from localpool.privs import as_owner
 
 SUBMIT, EXECUTE, EVICTED, TERMINATED, ABORTED, HELD, RELEASED = 0, 1, 4, 5, 9, 12, 13
 ATTRIBUTE_SET, FILE_TRANSFER = 33, 40
@@ -34,7 +37,7 @@ def write(
         return
     body = _header(code, ad, when) + text + "\n" + "".join(f"\t{d}\n" for d in details) + "...\n"
     try:
-        with open(path, "a", encoding="utf-8") as f:
+        with as_owner(ad.get("Owner")), open(path, "a", encoding="utf-8") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.write(body)
     except OSError:

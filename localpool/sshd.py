@@ -1,37 +1,44 @@
-"""condor_ssh_to_job the way HTCondor does it: the client's ssh, a proxy, ``sshd -i`` in the job.
+"""condor_ssh_to_job on the pool's side: who may, and ``sshd -i`` in the job as its owner.
 
-The client makes a per-session directory with a fresh key pair and a known
-host key, and runs ``ssh`` (or the ``-ssh`` command given) with
-``-oProxyCommand`` pointing at this module's proxy. The proxy starts
-``sshd -i`` inside the job's network namespace, as the job's owner, with a
-forced command that enters the job's environment and working directory, so
-``-L``/``-R`` forwards and remote commands land inside the job, exactly as
-with a real starter. The sshd settings follow the starter's template
-(ctr ciphers, hmac-sha2 MACs).
+The client (``localpool.client``, running as the user) makes the session
+directory with a fresh key pair and runs ``ssh`` with ``-oProxyCommand``
+pointing at its own ``-proxy``; the proxy hands ssh's pipe to the pool
+process, which checks that the caller owns the job (or is root), writes the
+session's sshd files into ``.condor_ssh_to_job_N`` in the job's scratch
+directory as the job's owner (the starter's session marker), and starts
+``sshd -i`` inside the job's network namespace as the owner, with a forced
+command that enters the job's environment and working directory. So
+``-L``/``-R`` forwards (TCP and Unix sockets) and remote commands land inside
+the job, as with a real starter. The sshd settings follow the starter's
+template (ctr ciphers, hmac-sha2 MACs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from localpool import privs
+from localpool.authz import may_modify
+from localpool.client import _keygen  # noqa: F401 (benchmarks/throughput.py uses it)
 from localpool.daemon import RUNNING, STARTER_FILE
-from localpool.store import PoolNotFound, Store
+from localpool.privs import Account
+from localpool.store import Store
 
 RETRY_HINT = "(Use -auto-retry to keep trying periodically.)\n"
 NO_JOB = "Unable to fetch job ad; is it still in the queue?\n"
+STARTER_WAIT = 3.0  # seconds a just-matched job's starter gets to set up before "retry"
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = """\
 # localpool: condor_ssh_to_job's sshd, after HTCondor's starter template
@@ -70,13 +77,6 @@ exec /bin/bash -l
 """
 
 
-def _me() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
-
-
 def _job_state(store: Store, job_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     ad = store.read().jobs.get(job_id)
     try:
@@ -92,168 +92,141 @@ def _ready(store: Store, ad: dict[str, Any], info: dict[str, Any] | None) -> boo
     return time.time() >= info["started"] + store.config().ssh_ready_delay
 
 
-def ssh_to_job(argv: Sequence[str], store: Store) -> int:
-    """The ``condor_ssh_to_job`` command."""
-    if argv[:1] == ["-proxy"]:
-        return proxy(argv[1:])
-    ssh_command = "ssh"
-    auto_retry = False
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "-ssh":
-            i += 1
-            if i >= len(argv):
-                sys.stderr.write("condor_ssh_to_job: -ssh requires an argument\n")
-                return 1
-            ssh_command = argv[i]
-        elif arg == "-auto-retry":
-            auto_retry = True
-        elif arg in ("-name", "-pool", "-keygen-options", "-keygen-type", "-shells"):
-            i += 1
-        elif arg in ("-debug", "-X", "-x", "-remove-on-interrupt", "-no-remote-command"):
-            pass
-        elif arg.startswith("-") and not rest:
-            sys.stderr.write(f"condor_ssh_to_job: unknown option {arg}\n")
-            return 1
-        else:
-            rest = list(argv[i:])
+def _unauthorized(caller: Account, job_id: str) -> str:
+    return f"{caller.name} is not authorized for access to the starter for job {job_id}\n"
+
+
+def _check(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict[str, Any]:
+    """What the schedd and the starter answer before a session: ok, retry, or no."""
+    ad, info = _job_state(store, job_id)
+    deadline = time.monotonic() + STARTER_WAIT
+    while ad is not None and ad["JobStatus"] == RUNNING and info is None:
+        if time.monotonic() > deadline:
             break
-        i += 1
-    if not rest:
-        sys.stderr.write("Usage: condor_ssh_to_job [options] <job id> [command]\n")
-        return 1
-    job_id = rest[0] if "." in rest[0] else f"{rest[0]}.0"
-    if not store.exists():
-        sys.stderr.write(f"ERROR: {PoolNotFound(store.root)}\n")
-        return 1
-    while True:
+        time.sleep(0.05)  # matched and starting: its starter is about to answer
         ad, info = _job_state(store, job_id)
-        if ad is None:
-            sys.stderr.write(NO_JOB)
-            return 1
-        if _ready(store, ad, info):
-            break
+    if ad is None:
+        sys.stderr.write(NO_JOB)
+        return {"rc": 1}
+    if not _ready(store, ad, info):
         if not auto_retry:
             sys.stderr.write(RETRY_HINT)
-            return 1
-        time.sleep(5)
-    me = _me()
-    if me not in (ad["Owner"], "root"):
-        sys.stderr.write(f"Permission denied: job {job_id} belongs to {ad['Owner']}\n")
-        return 1
-    return _run_ssh(store, job_id, ad, ssh_command, rest[1:], me)
+        return {"rc": 1, "retry": True}
+    if not may_modify(caller, ad):
+        sys.stderr.write(_unauthorized(caller, job_id))
+        return {"rc": 1}
+    return {"rc": 0, "owner": ad["Owner"], "host": store.config().host, "info": info}
 
 
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
+def ssh_info(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict[str, Any]:
+    """May ``caller`` open a session to the job now? (The client then runs ssh.)"""
+    answer = _check(store, caller, job_id, auto_retry)
+    answer.pop("info", None)
+    return answer
 
 
-def _run_ssh(
-    store: Store, job_id: str, ad: dict[str, Any], ssh_command: str, command: list[str], me: str
-) -> int:
-    host = store.config().host
-    session = Path(tempfile.mkdtemp(prefix=f"{me}.condor_ssh_to_job_"))
+def _write_session(
+    owner: Account, info: dict[str, Any], env_text: str, client_key: str, host_key: str
+) -> Path | None:
+    """The session's sshd files in the job's scratch, written as the job's owner."""
+    with privs.as_user(owner):
+        marker = _session_marker(Path(info["scratch"]))
+        if marker is None:
+            return None
+        files = {
+            "host_key": host_key,
+            "env.sh": env_text,
+            "session.sh": SESSION_SCRIPT.format(
+                env_file=shlex.quote(str(marker / "env.sh")),
+                workdir=shlex.quote(info["workdir"]),
+            ),
+            "authorized_keys": f'command="{marker / "session.sh"}" {client_key}\n',
+            "sshd_config": SSHD_CONFIG.format(
+                host_key=marker / "host_key",
+                authorized_keys=marker / "authorized_keys",
+                root_login="prohibit-password" if owner.uid == 0 else "no",
+            ),
+        }
+        for name, text in files.items():
+            fd = os.open(marker / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "w") as f:
+                f.write(text)
+        (marker / "session.sh").chmod(0o700)
+    return marker
+
+
+def serve_proxy(
+    store: Store, caller: Account, message: dict[str, Any], conn: socket.socket
+) -> dict[str, Any]:
+    """The ``-proxy`` request: sshd -i on our stdin/stdout (the proxy's, i.e. ssh's pipe)."""
+    job_id = message["job"]
+    answer = _check(store, caller, job_id, auto_retry=False)
+    if answer["rc"] != 0:
+        return answer
+    info = answer["info"]
+    owner = privs.account_named(info["user"])
+    if owner is None:
+        sys.stderr.write(NO_JOB)
+        return {"rc": 1}
     try:
-        _keygen(session / "ssh_key")
-        _keygen(session / "host_key")
-        host_pub = (session / "host_key.pub").read_text().split()
-        (session / "known_hosts").write_text(f"condor-job.{host} {host_pub[0]} {host_pub[1]}\n")
-        proxy_cmd = shlex.join(
-            [
-                sys.executable,
-                "-m",
-                "localpool.sshd",
-                "-proxy",
-                str(store.root),
-                str(session),
-                job_id,
-            ]
-        )
-        known = session / "known_hosts"
-        argv = [
-            *shlex.split(ssh_command),
-            "-S",
-            "none",
-            f"-oUser={ad['Owner']}",
-            f"-oIdentityFile={session / 'ssh_key'}",
-            "-oIdentitiesOnly=yes",
-            "-oStrictHostKeyChecking=yes",
-            f"-oUserKnownHostsFile={known}",
-            f"-oGlobalKnownHostsFile={known}",
-            f"-oProxyCommand={proxy_cmd}",
-            f"condor-job.{host}",
+        env_text = (store.job_dir(job_id) / "job_env.sh").read_text()
+    except OSError:
+        sys.stderr.write(NO_JOB)
+        return {"rc": 1}
+    marker = _write_session(owner, info, env_text, message["client_key"], message["host_key"])
+    if marker is None:
+        sys.stderr.write("condor_ssh_to_job: cannot make the session directory in the job\n")
+        return {"rc": 1}
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    command = [SSHD, "-i", "-e", "-f", str(marker / "sshd_config")]
+    if owner.uid != os.geteuid():
+        command = [
+            "setpriv",
+            f"--reuid={owner.uid}",
+            f"--regid={owner.gid}",
+            "--init-groups",
+            "--",
             *command,
         ]
-        try:
-            proc = subprocess.Popen(argv)
-        except OSError as err:
-            sys.stderr.write(f"condor_ssh_to_job: cannot run {argv[0]}: {err}\n")
-            return 1
-        # ended by a signal (a tunnel's owner going away): take ssh along
-        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
-            return proc.wait()
-    finally:
-        shutil.rmtree(session, ignore_errors=True)
-
-
-def proxy(argv: Sequence[str]) -> int:
-    """ProxyCommand: ``sshd -i`` in the job's namespace, as its owner, on our stdin/stdout."""
-    root, session, job_id = argv[0], Path(argv[1]), argv[2]
-    store = Store(root)
-    job_dir = store.job_dir(job_id)
-    try:
-        info = json.loads((job_dir / STARTER_FILE).read_text())
-    except (OSError, ValueError):
-        sys.stderr.write(NO_JOB)
-        return 1
-    uid, gid = info["uid"], info["gid"]
-    sdir = job_dir / "ssh" / session.name
-    sdir.mkdir(parents=True, mode=0o700)
-    shutil.copyfile(session / "host_key", sdir / "host_key")
-    (sdir / "host_key").chmod(0o600)
-    script = sdir / "session.sh"
-    script.write_text(
-        SESSION_SCRIPT.format(
-            env_file=shlex.quote(str(job_dir / "job_env.sh")), workdir=shlex.quote(info["workdir"])
-        )
-    )
-    script.chmod(0o700)
-    client_key = (session / "ssh_key.pub").read_text().strip()
-    (sdir / "authorized_keys").write_text(f'command="{script}" {client_key}\n')
-    (sdir / "sshd_config").write_text(
-        SSHD_CONFIG.format(
-            host_key=sdir / "host_key",
-            authorized_keys=sdir / "authorized_keys",
-            root_login="prohibit-password" if uid == 0 else "no",
-        )
-    )
-    marker = _session_marker(Path(info["scratch"]))
-    owned = [job_dir / "ssh", sdir, *sdir.iterdir()] + ([marker] if marker else [])
-    if os.geteuid() == 0:
-        for path in owned:
-            os.chown(path, uid, gid)
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    command = [SSHD, "-i", "-e", "-f", str(sdir / "sshd_config")]
-    if uid != os.geteuid():
-        command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--", *command]
     if info.get("namespace"):
         command = ["nsenter", f"--net=/proc/{info['pid']}/ns/net", "--", *command]
     try:
-        return subprocess.run(command, check=False).returncode
+        proc = subprocess.Popen(
+            command, start_new_session=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        )
+        _let_go_of_stdio()
+        return {"rc": _wait(proc, conn)}
     finally:
-        shutil.rmtree(sdir, ignore_errors=True)
-        if marker is not None:
+        with privs.as_user(owner):
             shutil.rmtree(marker, ignore_errors=True)
+
+
+def _let_go_of_stdio() -> None:
+    """Only sshd holds ssh's pipe from now on: its end is the session's end."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+
+
+def _wait(proc: subprocess.Popen[bytes], conn: socket.socket) -> int:
+    """sshd's exit code; if the proxy goes away first (its ssh ended), sshd goes too."""
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        readable, _, _ = select.select([conn], [], [], 0)
+        if readable and not conn.recv(1, socket.MSG_PEEK):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                return proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                return proc.wait()
 
 
 def _session_marker(scratch: Path) -> Path | None:
@@ -261,7 +234,7 @@ def _session_marker(scratch: Path) -> Path | None:
     for n in range(1, 1000):
         marker = scratch / f".condor_ssh_to_job_{n}"
         try:
-            marker.mkdir()
+            marker.mkdir(mode=0o700)
             return marker
         except FileExistsError:
             continue
@@ -270,26 +243,19 @@ def _session_marker(scratch: Path) -> Path | None:
     return None
 
 
-def interactive_session(store: Store, job_id: str) -> int:
-    """``condor_submit -interactive``: wait for the job, give the shell, remove the job."""
-    from localpool.tools import job_action
+def wait_for_start(store: Store, caller: Account, job_id: str) -> tuple[int, dict[str, Any]]:
+    """``condor_submit -interactive``: wait until the job runs, then the client's ssh."""
+    from localpool.actions import job_action
 
     sys.stdout.write("Waiting for job to start...\n")
     sys.stdout.flush()
-    try:
-        while True:
-            ad, info = _job_state(store, job_id)
-            if ad is None or ad["JobStatus"] not in (1, RUNNING):
-                sys.stderr.write(f"\nJob {job_id} is no longer waiting to run.\n")
-                return 1
-            if _ready(store, ad, info):
-                break
-            time.sleep(0.5)
-        return _run_ssh(store, job_id, ad, "ssh", [], _me())
-    finally:
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
-            job_action("condor_rm", [job_id], store)
-
-
-if __name__ == "__main__":
-    sys.exit(ssh_to_job(sys.argv[1:], Store()))
+    while True:
+        ad, info = _job_state(store, job_id)
+        if ad is None or ad["JobStatus"] not in (1, RUNNING):
+            sys.stderr.write(f"\nJob {job_id} is no longer waiting to run.\n")
+            with contextlib.redirect_stdout(open(os.devnull, "w")):
+                job_action("condor_rm", [job_id], store, caller)
+            return 1, {}
+        if _ready(store, ad, info):
+            return 0, {"ssh": job_id, "owner": ad["Owner"], "host": store.config().host}
+        time.sleep(0.5)

@@ -6,6 +6,11 @@ loopback exists: the job reaches nothing outside, and nothing reaches it but
 ``condor_ssh_to_job``). It runs the job as its owner, and on SIGTERM stops it
 the way a vacate, hold or removal asks (the word is in the job dir's
 ``stop`` file), transferring output where HTCondor would.
+
+Root does only the pool's own part (the job directory under ``jobs/``, the
+scratch directory's creation, the namespace): every file of the user (input
+and output files, stdin/stdout/stderr, the scratch directory's contents,
+the spooled output) is read and written as the job's owner (``privs``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from condorspawner.quoting import parse_v2_environment, split_v2
-from localpool import eventlog
+from localpool import eventlog, privs
 from localpool.ads import Ad, format_long
 from localpool.chirp import ChirpServer
 from localpool.daemon import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
@@ -63,6 +68,9 @@ class Starter:
         self.iwd = Path(self.ad["Iwd"])
         self.scratch = store.execute_dir / f"dir_{os.getpid()}"
         self.owner = _account(self.ad["Owner"])
+        self.user = privs.Account(
+            self.owner.pw_name, self.owner.pw_uid, self.owner.pw_gid, self.owner.pw_dir
+        )
         self.stop_requested = False
         remote = self.ad.get("RemoteIwd")
         self.workdir = self.scratch if self.sandbox else Path(remote) if remote else self.iwd
@@ -74,12 +82,12 @@ class Starter:
         if self.namespace:
             subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         self.store.execute_dir.mkdir(parents=True, exist_ok=True)
-        self.store.execute_dir.chmod(0o1777)
         self.scratch.mkdir(mode=0o700)
         self._chown(self.scratch)
         if self.sandbox:
             eventlog.transfer(self.ad, "Started transferring input files")
-            self._transfer_in()
+            with privs.as_user(self.user):
+                self._transfer_in()
             eventlog.transfer(self.ad, "Finished transferring input files")
 
     def _chown(self, path: Path) -> None:
@@ -87,14 +95,11 @@ class Starter:
             os.chown(path, self.owner.pw_uid, self.owner.pw_gid, follow_symlinks=False)
 
     def _copy(self, source: Path, dest: Path) -> None:
-        """Copy a file or a directory tree; the copy belongs to the job's owner."""
+        """Copy a file or a directory tree (call as the job's owner: the copy is theirs)."""
         if source.is_dir():
             shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
-            for path in [dest, *dest.rglob("*")]:
-                self._chown(path)
         else:
             shutil.copy2(source, dest)
-            self._chown(dest)
 
     def _transfer_in(self) -> None:
         if self.ad.get("TransferExecutable", True):
@@ -156,11 +161,12 @@ class Starter:
         if self.ad.get("WantIOProxy"):
             chirp = ChirpServer(self.store, self.job_id)
             chirp_config = self.scratch / ".chirp.config"
-            chirp_config.write_text(f"127.0.0.1 {chirp.port} {chirp.cookie}\n")
-            chirp_config.chmod(0o700)
-            self._chown(chirp_config)
+            with privs.as_user(self.user):
+                chirp_config.write_text(f"127.0.0.1 {chirp.port} {chirp.cookie}\n")
+                chirp_config.chmod(0o700)
         env = self.environment(chirp_config)
-        self._write_ads(env)
+        with privs.as_user(self.user):
+            self._write_ads(env)
         workdir = self.workdir
         self._write_session_info(env, workdir)
         if "Arguments" in self.ad:
@@ -170,7 +176,13 @@ class Starter:
         exe = self.ad["Cmd"]
         if self.sandbox and self.ad.get("TransferExecutable", True):
             exe = str(self.scratch / Path(exe).name)
-        stdout, stderr, stdin = self._streams()
+        with privs.as_user(self.user):
+            stdout, stderr, stdin = self._streams()
+            try:  # the job's directory, opened as its owner: root never follows the path
+                cwd_fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
+            except OSError as err:
+                print(f"starter: cannot enter {workdir}: {err}", file=sys.stderr)
+                return {"exit_code": 1}
         eventlog.executing(
             self.ad,
             self.ad.get("StartdIpAddr", schedd_address(self.config)),
@@ -187,7 +199,8 @@ class Starter:
         try:
             self.process = subprocess.Popen(
                 [exe, *args],
-                cwd=workdir,
+                cwd=f"/proc/self/fd/{cwd_fd}",
+                pass_fds=(cwd_fd,),
                 env=env,
                 stdin=stdin,
                 stdout=stdout,
@@ -206,6 +219,7 @@ class Starter:
         finally:
             for stream in (stdout, stderr, stdin):
                 stream.close()
+            os.close(cwd_fd)
         # the job runs in a process group of its own: whoever cleans up must know it
         (self.job_dir / JOB_PID_FILE).write_text(str(self.process.pid))
         status = self._wait()
@@ -217,10 +231,12 @@ class Starter:
                 self.ad.get("WhenToTransferOutput", "ON_EXIT").upper() == "ON_EXIT_OR_EVICT"
             ):
                 spool = self.ad.get("SpoolOnEvict", True) is not False
-                target = self.store.root / "spool" / self.job_id if spool else self.iwd
-                self._transfer_out(target)
+                target = self._spool() if spool else self.iwd
+                with privs.as_user(self.user):
+                    self._transfer_out(target)
             return {"evicted": True, "stop": stop}
-        self._transfer_out(self.iwd)
+        with privs.as_user(self.user):
+            self._transfer_out(self.iwd)
         if status < 0:
             return {"signal": -status}
         return {"exit_code": status}
@@ -235,10 +251,14 @@ class Starter:
         stdin = open(path("In", ""), "rb")  # noqa: SIM115
         stdout = open(path("Out", "_condor_stdout"), "ab")  # noqa: SIM115
         stderr = open(path("Err", "_condor_stderr"), "ab")  # noqa: SIM115
-        for stream in (stdout, stderr):
-            with contextlib.suppress(OSError):
-                self._chown(Path(stream.name))
         return stdout, stderr, stdin
+
+    def _spool(self) -> Path:
+        """The job's spool directory: made by the pool, owned (and written) by the job's owner."""
+        target = self.store.spool_dir / self.job_id
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._chown(target)
+        return target
 
     def _write_ads(self, env: dict[str, str]) -> None:
         job = dict(self.ad)
@@ -254,16 +274,13 @@ class Starter:
         )
         for name, ad in ((".job.ad", job), (".machine.ad", machine)):
             (self.scratch / name).write_text(format_long([ad]))
-            self._chown(self.scratch / name)
 
     def _write_session_info(self, env: dict[str, str], workdir: Path) -> None:
         """What condor_ssh_to_job needs to start sshd as the job sees the world."""
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-        env_file = self.job_dir / "job_env.sh"
-        env_file.write_text(exports)
-        env_file.chmod(0o600)
-        self._chown(env_file)
-        self._chown(self.job_dir)
+        fd = os.open(self.job_dir / "job_env.sh", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as f:
+            f.write(exports)
         info = {
             "pid": os.getpid(),
             "scratch": str(self.scratch),
@@ -324,7 +341,6 @@ class Starter:
                 dest_path = Path(dest) if os.path.isabs(dest) else target / dest
                 dest_path.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.scratch / name, dest_path)
-                self._chown(dest_path)
         wanted = self.ad.get("TransferOutput")
         if wanted is not None:
             names = _file_list(wanted)
@@ -346,6 +362,8 @@ class Starter:
         eventlog.transfer(self.ad, "Finished transferring output files")
 
     def cleanup(self) -> None:
+        with privs.as_user(self.user):  # the job may have left a tree root cannot enter
+            shutil.rmtree(self.scratch, ignore_errors=True)
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -364,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     store, job_id = Store(args[0]), args[1]
     starter = Starter(store, job_id, namespace=args[2:3] == ["netns"])
+    privs.adopt_groups(starter.user)  # before the chirp server's thread starts
     signal.signal(signal.SIGTERM, starter._on_stop)
     result: dict[str, Any]
     try:

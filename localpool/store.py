@@ -1,9 +1,11 @@
 """The pool's state on disk: configuration, the job queue, the history.
 
-Every command and the pool process share it through one lock file, so the
-pool process can be stopped and started again without losing a job: the
-queue is a JSON file rewritten atomically under the lock, the history an
-append-only file of finished job ads.
+The pool process and its request children share it through one lock file,
+so the pool process can be stopped and started again without losing a job:
+the queue is a JSON file rewritten atomically under the lock, the history an
+append-only file of finished job ads. The pool directory is traversable by
+all (its socket and ``bin/`` are for everybody); every state file is 0600
+and ``jobs/`` 0700: only the pool (root) reads them.
 """
 
 from __future__ import annotations
@@ -40,10 +42,16 @@ class PoolConfig:
     gpus: int = 0
     container_os: list[str] = field(default_factory=lambda: ["Rocky9", "Debian12"])
     host: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "localhost")
-    network_namespaces: str = "auto"  # auto | on | off
+    network_namespaces: str = "auto"  # auto | on (both: "isolated") | off ("shared")
     cycle_seconds: float = 0.2  # how often the pool process matches and reaps
     periodic_seconds: float = 2.0  # PERIODIC_EXPR_INTERVAL
     ssh_ready_delay: float = 0.0  # "retry" answers from condor_ssh_to_job just after start
+    emulate: str = "25.0"  # the HTCondor version whose submit commands the pool knows
+
+    @property
+    def network(self) -> str:
+        """``isolated`` (a network namespace per job, when possible) or ``shared``."""
+        return "shared" if self.network_namespaces == "off" else "isolated"
 
 
 def _hook(obj: dict[str, Any]) -> Any:
@@ -81,7 +89,7 @@ class Store:
     """The pool directory and everything in it."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root) if root is not None else default_dir()
+        self.root = (Path(root) if root is not None else default_dir()).absolute()
 
     # layout
     @property
@@ -108,6 +116,28 @@ class Store:
     def pid_file(self) -> Path:
         return self.root / "pool.pid"
 
+    @property
+    def socket_file(self) -> Path:
+        return self.root / "pool.sock"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.root / "spool"
+
+    def prepare(self) -> None:
+        """The directory layout and its modes (the pool process does this at start)."""
+        for path, mode in (
+            (self.root, 0o755),
+            (self.root / "jobs", 0o700),
+            (self.execute_dir, 0o755),
+            (self.spool_dir, 0o755),
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(mode)
+        for name in ("queue.json", "queue.lock", "history.jsonl", "pool.json", "pool.log"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / name).chmod(0o600)
+
     def job_dir(self, job_id: str) -> Path:
         """Where the starter of one job keeps its pid, result and ssh session state."""
         return self.root / "jobs" / job_id
@@ -131,7 +161,8 @@ class Store:
     @contextlib.contextmanager
     def _lock(self, kind: int) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "queue.lock", "a") as lock:
+        fd = os.open(self.root / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with open(fd, "a") as lock:
             fcntl.flock(lock, kind)
             try:
                 yield
@@ -166,7 +197,8 @@ class Store:
     # history
     def add_history(self, ads: list[Ad]) -> None:
         """Append finished jobs (call with the queue lock held, from ``update``)."""
-        with open(self.history_file, "a", encoding="utf-8") as f:
+        fd = os.open(self.history_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "a", encoding="utf-8") as f:
             for ad in ads:
                 f.write(dumps_ad(ad) + "\n")
             f.flush()
@@ -192,7 +224,8 @@ class PoolNotFound(RuntimeError):
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from condorspawner import quoting
+from localpool import submit_commands
 from localpool.ads import Ad, Expr, parse_value
+from localpool.authz import settable
 
 VERSION = "$CondorVersion: 25.0.13 2026-11-21 localpool $"
 PLATFORM = "$CondorPlatform: X86_64-Debian_12 $"
@@ -42,6 +44,7 @@ class Submission:
     """A parsed description: the ads of its procs (cluster and proc ids still unset)."""
 
     procs: list[Ad]
+    warnings: list[str]
 
 
 def _size(value: str, default_unit_mb: float, what: str) -> int:
@@ -124,9 +127,23 @@ def _default_requirements(commands: dict[str, str]) -> str:
     return " && ".join(clauses)
 
 
-def build_ad(commands: dict[str, str], *, iwd: Path, submit_file: str, host: str, owner: str) -> Ad:
-    """The job ad condor_submit makes from one proc's expanded commands."""
-    lower = {k.lower(): v for k, v in commands.items()}
+def build_ad(
+    commands: dict[str, str],
+    *,
+    iwd: Path,
+    submit_file: str,
+    host: str,
+    owner: str,
+    env: dict[str, str] | None = None,
+) -> Ad:
+    """The job ad condor_submit makes from one proc's expanded commands.
+
+    ``env`` is the submitter's environment (``getenv``). The owner is the
+    submitter's account: a description cannot set ``Owner`` or ``User``, nor
+    localpool's own attributes (the schedd's immutable attributes).
+    """
+    aliases = submit_commands.ALIASES
+    lower = {aliases.get(k.lower(), k.lower()): v for k, v in commands.items()}
     executable_dir = iwd
     if "initialdir" in lower:  # job files are relative to it; the executable is not
         iwd = (iwd / lower["initialdir"]).resolve()
@@ -220,7 +237,8 @@ def build_ad(commands: dict[str, str], *, iwd: Path, submit_file: str, host: str
         ad[attr] = value
     env_words = []
     if _bool(lower.get("getenv", "false")):  # the submitter's environment, as condor_submit does
-        env_words = [f"{k}={v}" for k, v in os.environ.items() if "\n" not in v]
+        given_env = os.environ if env is None else env
+        env_words = [f"{k}={v}" for k, v in given_env.items() if "\n" not in v]
     if "environment" in lower:
         try:
             given = quoting.parse_submit_environment(lower["environment"])
@@ -264,6 +282,8 @@ def build_ad(commands: dict[str, str], *, iwd: Path, submit_file: str, host: str
     for key, value in commands.items():
         if key.startswith("+") or key[:3].upper() == "MY.":
             name = key[1:] if key.startswith("+") else key[3:]
+            if not settable(name):
+                continue
             try:
                 ad[name] = parse_value(value)
             except ValueError:
@@ -311,10 +331,13 @@ def parse(
     append: list[str] = (),
     queue_override: str | None = None,
     interactive: bool = False,
+    env: dict[str, str] | None = None,
+    version: submit_commands.Version = (25, 0),
 ) -> Submission:
-    """Parse a description for cluster ``cluster`` as condor_submit does.
+    """Parse a description for cluster ``cluster`` as condor_submit of ``version`` does.
 
-    Raises :class:`SubmitError` with condor_submit's own messages.
+    Raises :class:`SubmitError` with condor_submit's own messages; the lines
+    that version would not use are ignored and come back as warnings.
     """
     import htcondor2
 
@@ -356,7 +379,10 @@ def parse(
             f"ERROR: Failed to parse command file (line {line_no}).\n"
         ) from None
     count, items = _item_count(sub.getQArgs(), list(sub.itemdata() or []))
-    keys = list(sub.keys())
+    raw = {k: sub[k] for k in sub.keys()}  # noqa: SIM118 (a Submit, not a dict)
+    ignored = submit_commands.unused(raw, version)
+    warnings = [submit_commands.warning(k, raw[k]) for k in ignored]
+    keys = [k for k in raw if k not in ignored]
     procs = []
     proc = 0
     for item in items:
@@ -373,13 +399,15 @@ def parse(
             for name, value in item.items():
                 sub[name] = value
             commands = {k: sub.expand(k) for k in keys}
-            ad = build_ad(commands, iwd=iwd, submit_file=submit_file, host=host, owner=owner)
+            ad = build_ad(
+                commands, iwd=iwd, submit_file=submit_file, host=host, owner=owner, env=env
+            )
             ad.update(ClusterId=cluster, ProcId=proc)
             procs.append(ad)
             proc += 1
     for ad in procs:
         ad["TotalSubmitProcs"] = len(procs)
-    return Submission(procs)
+    return Submission(procs, warnings)
 
 
 def _bad_line(lines: list[str]) -> int:

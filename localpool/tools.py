@@ -1,14 +1,12 @@
 """The ``condor_*`` commands of localpool, with real HTCondor's output and exit codes.
 
-Each ``condor_X`` script in the pool's ``bin/`` calls :func:`main`, which
-dispatches on the program name. Outputs follow what a real HTCondor 25.0
+The pool process runs :func:`run` for each request of a ``condor_X`` client
+(``localpool.client``), dispatching on the program name. Outputs follow what a real HTCondor 25.0
 pool printed (``tests/data/htcondor``): formats, messages, codes.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,36 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from localpool import ads as adfmt
-from localpool import eventlog
+from localpool.actions import ACTIONS, Usage, job_action
 from localpool.ads import Ad
-from localpool.daemon import (
-    COMPLETED,
-    HELD,
-    HOLD_BY_USER,
-    IDLE,
-    REMOVED,
-    RUNNING,
-    duration,
-    request_hold,
-    request_release,
-    request_remove,
-    request_vacate,
-    schedd_address,
-)
+from localpool.daemon import COMPLETED, HELD, IDLE, REMOVED, RUNNING, duration, schedd_address
+from localpool.privs import Account
 from localpool.store import PoolNotFound, Store
 
 STATUS_LETTER = {IDLE: "I", RUNNING: "R", REMOVED: "X", COMPLETED: "C", HELD: "H", 6: ">", 7: "S"}
-
-
-class Usage(Exception):
-    """Bad command line: message on stderr, exit 1 (as HTCondor's tools do)."""
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
 
 
 def _stamp(when: float | None) -> str:
@@ -175,14 +150,14 @@ def _print_ads(ads: list[Ad], opts: dict[str, Any], out: Callable[[str], None]) 
         out(adfmt.format_printf(ads, opts["format"]))
 
 
-def condor_q(argv: Sequence[str], store: Store) -> int:
+def condor_q(argv: Sequence[str], store: Store, caller: Account) -> int:
     opts = _parse_query(argv)
     if opts["mode"] == "version":
         _version()
         return 0
     config = store.config()
     procs, clusters, owners = _job_filter(opts["ids"])
-    me = _user()
+    me = caller.name
     jobs = [
         _visible(ad) for ad in store.read().jobs.values() if _selected(ad, procs, clusters, owners)
     ]
@@ -315,207 +290,6 @@ def condor_history(argv: Sequence[str], store: Store) -> int:
     return 0
 
 
-# --- condor_rm / hold / release / vacate_job ----------------------------------
-
-
-ACTIONS = {
-    "condor_rm": ("removal", "marked for removal", "Job {} marked for removal"),
-    "condor_hold": ("hold", "held", "Job {} held"),
-    "condor_release": ("release", "released", "Job {} released"),
-    "condor_vacate_job": ("vacate", "vacated", "Job {} vacated"),
-}
-
-
-def _act(tool: str, ad: Ad, reason: str | None, me: str, now: float) -> bool:
-    """Apply one action to one job; False when it does not apply (wrong state)."""
-    who = f" (by user {me})"
-    status = ad["JobStatus"]
-    if tool == "condor_rm":
-        if status in (REMOVED, COMPLETED):
-            return False
-        request_remove(ad, (reason or "via condor_rm") + who, now)
-        return True
-    if tool == "condor_hold":
-        if status in (HELD, REMOVED, COMPLETED):
-            return False
-        request_hold(ad, (reason or "via condor_hold") + who, HOLD_BY_USER, now)
-        return True
-    if tool == "condor_release":
-        if status != HELD:
-            return False
-        request_release(ad, (reason or "via condor_release") + who, now)
-        return True
-    if status != RUNNING:
-        return False
-    request_vacate(ad)
-    return True
-
-
-def job_action(tool: str, argv: Sequence[str], store: Store) -> int:
-    reason = None
-    targets: list[str] = []
-    all_jobs = False
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-reason", "-r") and tool != "condor_vacate_job":
-            i += 1
-            if i >= len(argv):
-                raise Usage(f"{tool}: -reason requires an argument")
-            reason = argv[i]
-        elif arg in ("-all", "-a"):
-            all_jobs = True
-        elif arg in ("-name", "-pool"):
-            i += 1
-        elif arg in ("-fast",):
-            pass
-        elif arg.startswith("-"):
-            raise Usage(f"{tool}: unrecognized option {arg}")
-        else:
-            targets.append(arg)
-        i += 1
-    if not targets and not all_jobs:
-        raise Usage(f"Usage: {tool} [options] [cluster | cluster.proc | user ...]")
-    me = _user()
-    _, past, done = ACTIONS[tool]
-    now = time.time()
-    out: list[str] = []
-    err: list[str] = []
-    with store.update() as queue:
-        for target in targets or ["-all"]:
-            if target == "-all":
-                chosen = [ad for ad in queue.jobs.values() if ad.get("Owner") == me or me == "root"]
-            else:
-                procs, clusters, owners = _job_filter([target])
-                chosen = [
-                    ad for ad in queue.jobs.values() if _selected(ad, procs, clusters, owners)
-                ]
-            if not chosen:
-                if target in owners:
-                    err.append(
-                        f"\nCouldn't find/{past.split()[0]} all of user {target}'s job(s).\n"
-                    )
-                else:
-                    err.append(f"\nJob {target} not found\n")
-                continue
-            changed = [ad for ad in chosen if _act(tool, ad, reason, me, now)]
-            for ad in changed:
-                if tool == "condor_rm" and "LocalpoolStarterPid" not in ad:
-                    eventlog.aborted(ad, ad["RemoveReason"])
-                    store.add_history([ad])
-                    del queue.jobs[f"{ad['ClusterId']}.{ad['ProcId']}"]
-            if "." in target:
-                if changed:
-                    out.append(done.format(target))
-                else:
-                    err.append(
-                        f"\nJob {target} not {past.split()[-1]}\n"
-                        if tool != "condor_rm"
-                        else f"\nJob {target} not found\n"
-                    )
-            elif target.isdigit():
-                out.append(f"All jobs in cluster {target} have been {past}")
-            else:
-                out.append(f'All jobs of user "{target}" have been {past}')
-    sys.stdout.write("".join(line + "\n" for line in out))
-    sys.stderr.write("".join(err))
-    return 1 if err else 0
-
-
-# --- condor_submit ------------------------------------------------------------
-
-
-def condor_submit(argv: Sequence[str], store: Store) -> int:
-    from localpool.submit import SubmitError, parse
-
-    terse = interactive = False
-    append: list[str] = []
-    queue_arg: str | None = None
-    files: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "-terse":
-            terse = True
-        elif arg in ("-interactive", "-i"):
-            interactive = True
-        elif arg in ("-append", "-a"):
-            i += 1
-            if i >= len(argv):
-                raise Usage("condor_submit: -append requires an argument")
-            append.append(argv[i])
-        elif arg == "-queue":
-            queue_arg = " ".join(argv[i + 1 :])
-            break
-        elif arg in ("-name", "-pool", "-batch-name"):
-            i += 1
-            if arg == "-batch-name" and i < len(argv):
-                append.append(f"batch_name = {argv[i]}")
-        elif arg == "-" or not arg.startswith("-"):
-            files.append(arg)
-        else:
-            raise Usage(f"condor_submit: unknown option {arg}")
-        i += 1
-    if files and files[0] == "-":
-        name, text = "(stdin)", sys.stdin.read()
-    elif files:
-        name = files[0]
-        try:
-            text = Path(name).read_text()
-        except OSError as err:
-            sys.stderr.write(f"\nERROR: Failed to open command file ({name}) ({err.strerror})\n")
-            return 1
-    elif interactive:
-        name, text = "(interactive)", "request_memory = 512m\n"
-    else:
-        name, text = "(stdin)", sys.stdin.read()
-    config = store.config()
-    owner = _user()
-    if not terse:
-        sys.stdout.write("Submitting job(s)")
-        sys.stdout.flush()
-    try:
-        with store.update() as queue:
-            cluster = queue.next_cluster
-            submission = parse(
-                text,
-                cluster=cluster,
-                submit_file=name,
-                iwd=Path.cwd(),
-                owner=owner,
-                host=config.host,
-                append=append,
-                queue_override=queue_arg,
-                interactive=interactive,
-            )
-            now = int(time.time())
-            for ad in submission.procs:
-                ad.update(
-                    QDate=now,
-                    EnteredCurrentStatus=now,
-                    GlobalJobId=f"{config.host}#{cluster}.{ad['ProcId']}#{now}",
-                )
-                queue.jobs[f"{cluster}.{ad['ProcId']}"] = ad
-            queue.next_cluster = cluster + 1
-    except SubmitError as err:
-        sys.stderr.write(err.stderr)
-        return 1
-    for ad in submission.procs:
-        eventlog.submitted(ad, schedd_address(config))
-    count = len(submission.procs)
-    if terse:
-        last = count - 1
-        sys.stdout.write(f"{cluster}.0 - {cluster}.{last}\n")
-    else:
-        sys.stdout.write(f".\n{count} job(s) submitted to cluster {cluster}.\n")
-    sys.stdout.flush()
-    if interactive:
-        from localpool.sshd import interactive_session
-
-        return interactive_session(store, f"{cluster}.0")
-    return 0
-
-
 # --- condor_status ------------------------------------------------------------
 
 
@@ -589,42 +363,41 @@ def _version() -> None:
 # --- dispatch -----------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv if argv is None else argv)
+def run(
+    argv: Sequence[str], store: Store, caller: Account, env: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """Run one command for ``caller`` on this pool: (exit code, more for the client).
+
+    Called in the pool process's child for the request, with the caller's
+    stdio as ours and the caller's directory as the current one.
+    """
     tool = Path(argv[0]).name
-    args = argv[1:]
-    store = Store()
+    args = list(argv[1:])
     try:
-        if tool == "condor_chirp":
-            from localpool.chirp import client_main
-
-            return client_main(args)
-        if tool == "condor_ssh_to_job":
-            from localpool.sshd import ssh_to_job
-
-            return ssh_to_job(args, store)
         if not store.exists():
             raise PoolNotFound(store.root)
         if "-version" in args and tool != "condor_q":
             _version()
-            return 0
+            return 0, {}
         if tool == "condor_q":
-            return condor_q(args, store)
+            return condor_q(args, store, caller), {}
         if tool == "condor_history":
-            return condor_history(args, store)
+            return condor_history(args, store), {}
         if tool in ACTIONS:
-            return job_action(tool, args, store)
+            return job_action(tool, args, store, caller), {}
         if tool == "condor_submit":
-            return condor_submit(args, store)
+            from localpool.submit_tool import condor_submit
+
+            return condor_submit(args, store, caller, env)
         if tool == "condor_status":
-            return condor_status(args, store)
+            return condor_status(args, store), {}
     except Usage as err:
         sys.stderr.write(f"{err}\n")
-        return 1
+        return 1, {}
     except PoolNotFound as err:
         sys.stderr.write(f"ERROR: {err}\n")
-        return 1
+        return 1, {}
     except BrokenPipeError:
-        return 1
+        return 1, {}
     sys.stderr.write(f"localpool: {tool} is not a command this pool provides\n")
-    return 1
+    return 1, {}
