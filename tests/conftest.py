@@ -15,7 +15,7 @@ import pytest
 
 from condorspawner.render import Renderer
 from condorspawner.site import Site, parse_site
-from tests.harness import REFERENCE, Hello, Hub, Pool, case
+from tests.harness import REFERENCE, Hello, Hub, Pool, SystemPool, UnixUsers, case
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +131,46 @@ def hub(pool, tmp_path):
     h.start()
     yield h
     h.stop()
+
+
+@pytest.fixture
+def public_tmp():
+    """A fresh directory every account can traverse (pytest's own tmp dirs are 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="condorspawner-users-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def unix_users(public_tmp):
+    """``unix_users("a")`` makes a real account (``cs<random><suffix>``); all removed after."""
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.fail("unix_users needs root (useradd, userdel)")
+    if not shutil.which("useradd") or not shutil.which("userdel"):
+        pytest.fail("unix_users needs useradd and userdel (Debian package passwd)")
+    homes = public_tmp / "homes"
+    homes.mkdir(mode=0o755)
+    users = UnixUsers(homes)
+    yield users
+    users.remove_all()
+
+
+@pytest.fixture
+def system_pool(request, unix_users, public_tmp):
+    """localpool installed under a prefix and started as root; ``run(..., user=NAME)``.
+
+    Parametrise with ``@pytest.mark.parametrize("system_pool", ["shared"], indirect=True)``
+    (default ``isolated``); a dict param may also name ``emulate``.
+    """
+    param = getattr(request, "param", "isolated")
+    options = param if isinstance(param, dict) else {"network": param}
+    pool = SystemPool(public_tmp, **options)
+    pool.start()
+    yield pool
+    pool.stop()

@@ -344,3 +344,188 @@ class Hub:
             f'CondorSpawnerUser == "{user}"',
         ).stdout.split()
         return f"{out[0]}.{out[1]}" if out else None
+
+
+# --- several real accounts on one pool ----------------------------------------------
+
+
+def uids_processes(uid: int) -> list[int]:
+    """Pids of the processes whose real uid is ``uid``."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:"):
+                    if int(line.split()[1]) == uid:
+                        pids.append(int(status.parent.name))
+                    break
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+class UnixUsers:
+    """Real accounts made with ``useradd`` for one test; :meth:`remove_all` ends them."""
+
+    def __init__(self, homes: Path) -> None:
+        self.homes = homes
+        self.names: list[str] = []
+
+    def __call__(self, suffix: str = "") -> str:
+        """A new account ``cs<6 random letters><suffix>`` with a 0700 home and bash; its name."""
+        import secrets
+        import string
+        import subprocess
+
+        name = "cs" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(6)) + suffix
+        home = self.homes / name
+        subprocess.run(
+            ["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash", name],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        self.names.append(name)
+        home.chmod(0o700)
+        return name
+
+    def remove_all(self, timeout: float = 10.0) -> None:
+        """Kill what each account left running (bounded), then ``userdel``."""
+        import contextlib
+        import pwd
+        import shutil
+        import signal
+        import subprocess
+        import time
+
+        for name in self.names:
+            uid = pwd.getpwnam(name).pw_uid
+            deadline = time.monotonic() + timeout
+            while (pids := uids_processes(uid)) and time.monotonic() < deadline:
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.1)
+            subprocess.run(["userdel", name], capture_output=True, check=False, timeout=30)
+            for leftover in Path("/tmp").glob(f"{name}.condor_ssh_to_job_*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        self.names.clear()
+
+
+class SystemPool:
+    """localpool installed under a prefix and run by root, used by several accounts.
+
+    ``run(tool, ..., user=NAME)`` is ``sudo -n -u NAME PREFIX/bin/TOOL ...``: no
+    environment is passed, exactly as a hub's ``run_as`` would call a tool.
+    """
+
+    def __init__(self, base: Path, network: str = "isolated", emulate: str | None = None):
+        self.base = base
+        self.root = base / "pool"
+        self.prefix = base / "install"
+        self.bin = self.prefix / "bin"
+        self.network = network
+        self.emulate = emulate
+
+    def localpool(self, *args: str):
+        import subprocess
+
+        return subprocess.run(
+            [sys.executable, "-m", "localpool.cli", "--dir", str(self.root), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def start(self) -> None:
+        extra = ["--emulate", self.emulate] if self.emulate else []
+        started = self.localpool(
+            "start",
+            "--network",
+            self.network,
+            "--cycle-seconds",
+            "0.05",
+            "--periodic-seconds",
+            "0.5",
+            *extra,
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        installed = self.localpool("install", "--prefix", str(self.prefix))
+        assert installed.returncode == 0, installed.stderr
+
+    def stop(self) -> None:
+        self.localpool("stop", "--remove-jobs")
+
+    def home(self, user: str | None) -> Path:
+        import pwd
+
+        return Path(pwd.getpwnam(user).pw_dir) if user else self.base
+
+    def command(self, *cmd: str, user: str | None = None) -> list[str]:
+        """The argv that runs a tool of this installation as ``user`` (root if None)."""
+        tool = cmd[0] if "/" in cmd[0] else str(self.bin / cmd[0])
+        return ["sudo", "-n", "-u", user, tool, *cmd[1:]] if user else [tool, *cmd[1:]]
+
+    def run(
+        self,
+        *cmd: str,
+        user: str | None = None,
+        cwd: Path | None = None,
+        input: str | None = None,
+        timeout: float = 60,
+    ):
+        """Run a tool as ``user`` (root when None) in their home, with no environment."""
+        import subprocess
+
+        return subprocess.run(
+            self.command(*cmd, user=user),
+            cwd=cwd or self.home(user),
+            env={"PATH": "/usr/bin:/bin"} if user is None else None,
+            text=True,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def write(self, user: str | None, name: str, text: str) -> Path:
+        """A file in the user's home, owned by them."""
+        import pwd
+
+        path = self.home(user) / name
+        path.write_text(textwrap.dedent(text))
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return path
+
+    def submit(self, text: str, user: str | None = None, name: str = "job.sub") -> str:
+        """Submit a description from the user's home as the user; the first job id."""
+        self.write(user, name, text)
+        result = self.run("condor_submit", "-terse", name, user=user)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()[0]
+
+    def ad(self, job_id: str, user: str | None = None) -> dict | None:
+        """The job's ad from the queue, else from the history, else None."""
+        for tool in ("condor_q", "condor_history"):
+            result = self.run(tool, "-json", job_id, user=user)
+            assert result.returncode == 0, result.stderr
+            if result.stdout.strip():
+                return json.loads(result.stdout)[0]
+        return None
+
+    def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
+        """Poll the job's ad (as root) until ``predicate(ad)`` holds (bounded in time)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        ad = None
+        while time.monotonic() < deadline:
+            ad = self.ad(job_id)
+            if ad is not None and predicate(ad):
+                return ad
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} never reached the state; last ad: {ad}")

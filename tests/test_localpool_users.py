@@ -1,0 +1,403 @@
+"""localpool with several real accounts, as on an HTCondor access point.
+
+alice submits, bob acts: the answers are those a real HTCondor 9.1 pool gave
+(tests/data/htcondor, cases other_user_*); root is the queue super-user; no
+user reaches the pool's state or, through a symlink, a root-only file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import case
+
+SLEEP = "executable = /bin/sleep\narguments = 300\nqueue\n"
+
+
+@pytest.fixture
+def alice_job(unix_users, system_pool):
+    """(alice, bob, job id of alice's running ``sleep 300``)."""
+    alice, bob = unix_users("a"), unix_users("b")
+    job = system_pool.submit(SLEEP, user=alice)
+    system_pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    return alice, bob, job
+
+
+def recorded(name: str, job: str, **names: str) -> tuple[int, str, str]:
+    """(rc, stdout, stderr) of a recorded case with our job id and account names."""
+    rec = case(name)
+    cluster = job.split(".")[0]
+
+    def ours(text: str) -> str:
+        text = text.replace("8.0", job).replace("cluster 8", f"cluster {cluster}")
+        text = re.sub(r"^8 ", f"{cluster} ", text, flags=re.MULTILINE)  # -af ClusterId ...
+        for recorded_name, name_here in names.items():
+            text = text.replace(recorded_name, name_here)
+        return text
+
+    return rec["rc"], ours(rec["stdout"]), ours(rec["stderr"])
+
+
+def outcome(result: subprocess.CompletedProcess) -> tuple[int, str, str]:
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("case_name", "command"),
+    [
+        ("other_user_rm", ["condor_rm"]),
+        ("other_user_hold", ["condor_hold", "-reason", "x"]),
+        ("other_user_release", ["condor_release"]),
+        ("other_user_vacate", ["condor_vacate_job"]),
+        ("other_user_ssh", ["condor_ssh_to_job"]),
+    ],
+)
+def test_another_users_job_is_refused_as_htcondor_refuses(
+    system_pool, alice_job, case_name, command
+):
+    _alice, bob, job = alice_job
+    args = [*command, job, "true"] if case_name == "other_user_ssh" else [*command, job]
+    result = system_pool.run(*args, user=bob)
+    assert outcome(result) == recorded(case_name, job, bob=bob)
+    ad = system_pool.ad(job)
+    assert ad["JobStatus"] == 2 and ad["NumJobStarts"] == 1 and "HoldReason" not in ad
+
+
+def test_remove_all_by_a_user_without_jobs(system_pool, alice_job):
+    _alice, bob, job = alice_job
+    result = system_pool.run("condor_rm", "-all", user=bob)
+    assert outcome(result) == recorded("other_user_rm_all", job)
+    assert system_pool.ad(job)["JobStatus"] == 2
+
+
+def test_reading_the_queue_is_open_to_all(system_pool, alice_job):
+    alice, bob, job = alice_job
+    cluster = job.split(".")[0]
+    af = system_pool.run(
+        "condor_q", "-allusers", "-af", "ClusterId", "Owner", "JobStatus", user=bob
+    )
+    assert outcome(af) == recorded("other_user_q_allusers_af", job, alice=alice)
+    rc, _, stderr = recorded("other_user_q", job)
+    by_id = system_pool.run("condor_q", "-json", cluster, user=bob)
+    assert (by_id.returncode, by_id.stderr) == (rc, stderr)
+    [ad] = json.loads(by_id.stdout)
+    assert (ad["Owner"], ad["ClusterId"], ad["Cmd"]) == (alice, int(cluster), "/bin/sleep")
+    mine = system_pool.run("condor_q", user=alice)
+    assert mine.returncode == 0 and f"Total for {alice}: 1 jobs;" in mine.stdout
+
+
+def test_root_is_the_queue_super_user(system_pool, alice_job):
+    alice, _bob, job = alice_job
+    held = system_pool.run("condor_hold", job)
+    assert outcome(held) == (0, f"Job {job} held\n", "")
+    ad = system_pool.wait_for(job, lambda a: a["JobStatus"] == 5)
+    assert ad["HoldReason"] == "via condor_hold (by user root)"
+    removed = system_pool.run("condor_rm", alice)
+    assert outcome(removed) == (0, f'All jobs of user "{alice}" have been marked for removal\n', "")
+
+
+def test_the_owner_cannot_be_forged(system_pool, unix_users):
+    alice, bob = unix_users("a"), unix_users("b")
+    job = system_pool.submit(
+        f'{SLEEP.replace("queue", "")}request_cpus = 64\n+Owner = "{bob}"\n'
+        f'MY.User = "{bob}@x"\n+LocalpoolStarterPid = 1\nqueue\n',
+        user=alice,
+    )
+    ad = system_pool.ad(job)
+    host = system_pool.ad(job)["User"].split("@")[1]
+    assert (ad["Owner"], ad["User"]) == (alice, f"{alice}@{host}")
+    queue = json.loads((system_pool.root / "queue.json").read_text())
+    assert "LocalpoolStarterPid" not in queue["jobs"][job]
+    # bob cannot act on it either
+    assert system_pool.run("condor_rm", job, user=bob).returncode == 1
+
+
+def test_the_pools_state_is_root_only(system_pool, unix_users):
+    alice = unix_users("a")
+    system_pool.submit(SLEEP, user=alice)
+    done = system_pool.submit("executable = /bin/true\nqueue\n", user=alice)
+    system_pool.wait_for(done, lambda a: a["JobStatus"] == 4)  # and in the history
+    for name in ("queue.json", "history.jsonl", "pool.json", "queue.lock"):
+        result = subprocess.run(
+            ["sudo", "-n", "-u", alice, "cat", str(system_pool.root / name)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode != 0 and "Permission denied" in result.stderr, name
+    listing = subprocess.run(
+        ["sudo", "-n", "-u", alice, "ls", str(system_pool.root / "jobs")],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert listing.returncode != 0
+
+
+def test_an_installed_tool_needs_no_environment(system_pool, unix_users):
+    alice = unix_users("a")
+    result = subprocess.run(
+        ["sudo", "-n", "-u", alice, "env", "-i", str(system_pool.bin / "condor_q")],
+        cwd=system_pool.home(alice),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Total for {alice}: 0 jobs;" in result.stdout
+
+
+def test_the_job_runs_as_its_owner(system_pool, alice_job):
+    alice, _bob, job = alice_job
+    pid_file = system_pool.root / "jobs" / job / "job.pid"
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    status = Path(f"/proc/{pid}/status").read_text()
+    uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+    assert int(uid_line.split()[1]) == pwd.getpwnam(alice).pw_uid
+    ps = subprocess.run(
+        ["ps", "-o", "user=", "-p", str(pid)], capture_output=True, text=True, check=True
+    )
+    assert ps.stdout.strip() == alice
+
+
+@pytest.mark.parametrize("system_pool", ["isolated", "shared"], indirect=True)
+def test_ssh_to_job_as_the_owner(system_pool, alice_job):
+    alice, _bob, job = alice_job
+    result = system_pool.run("condor_ssh_to_job", job, "id -un", user=alice)
+    assert outcome(result) == (0, f"{alice}\n", "")
+    status = system_pool.localpool("status").stdout
+    assert f"network:        {system_pool.network}" in status
+    # no session directory is left once ssh has ended
+    assert not list(Path("/tmp").glob(f"{alice}.condor_ssh_to_job_*"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+UNIX_SERVER = """\
+import os, socket
+path = os.path.join(os.getcwd(), "job.sock")
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen(5)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(b"in-job-unix " + os.environ["_CONDOR_SLOT"].encode())
+    conn.close()
+"""
+
+
+def _read_through(port: int, timeout: float = 20.0) -> bytes | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                data = conn.recv(100)
+                if data:
+                    return data
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_forward_to_a_unix_socket_in_the_job(system_pool, unix_users):
+    alice = unix_users("a")
+    system_pool.write(alice, "server.py", UNIX_SERVER)
+    job = system_pool.submit(
+        "executable = /usr/bin/python3\narguments = server.py\nqueue\n", user=alice
+    )
+    system_pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    sock_path = system_pool.home(alice) / "job.sock"
+    deadline = time.monotonic() + 20
+    while not sock_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    port = _free_port()
+    tunnel = subprocess.Popen(
+        system_pool.command(
+            "condor_ssh_to_job",
+            "-ssh",
+            f"ssh -N -L 127.0.0.1:{port}:{sock_path} -oExitOnForwardFailure=yes",
+            job,
+            user=alice,
+        ),
+        cwd=system_pool.home(alice),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert _read_through(port) == b"in-job-unix slot1_1"
+    finally:
+        _kill_group(tunnel)
+
+
+def _session_dirs(user: str) -> list[Path]:
+    return list(Path("/tmp").glob(f"{user}.condor_ssh_to_job_*"))
+
+
+def _client_pid(uid: int) -> int | None:
+    """The condor_ssh_to_job process (not its -proxy helper) of this account."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.parent.stat().st_uid != uid:
+                continue
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"/condor_ssh_to_job") for a in argv) and b"-proxy" not in argv:
+            return int(cmdline.parent.name)
+    return None
+
+
+def test_killed_ssh_to_job_leaves_its_session_directory(system_pool, alice_job):
+    alice, _bob, job = alice_job
+    uid = pwd.getpwnam(alice).pw_uid
+    port = _free_port()
+    tunnel = subprocess.Popen(
+        system_pool.command(
+            "condor_ssh_to_job", "-ssh", f"ssh -N -L 127.0.0.1:{port}:127.0.0.1:9", job, user=alice
+        ),
+        cwd=system_pool.home(alice),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        sessions = _session_dirs(alice)
+        assert len(sessions) == 1 and (sessions[0] / "ssh_key").exists()
+        pid = _client_pid(uid)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        assert _session_dirs(alice) == sessions  # as real HTCondor: nobody cleans up
+    finally:
+        _kill_group(tunnel)
+
+
+SECRET = "root's secret\n"
+
+
+@pytest.fixture
+def root_secret(public_tmp):
+    """A root-only file in a root-only directory."""
+    vault = public_tmp / "vault"
+    vault.mkdir(mode=0o700)
+    secret = vault / "secret"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    return secret
+
+
+def _link(system_pool, user: str, name: str, target: Path) -> None:
+    link = system_pool.home(user) / name
+    link.symlink_to(target)
+    entry = pwd.getpwnam(user)
+    os.chown(link, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def _nothing_leaked(system_pool, user: str) -> None:
+    for path in system_pool.home(user).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert "secret" not in path.read_text(errors="replace"), path
+
+
+def test_symlinked_submit_file_log_and_output_get_nothing(system_pool, unix_users, root_secret):
+    alice = unix_users("a")
+    _link(system_pool, alice, "link.sub", root_secret)
+    refused = system_pool.run("condor_submit", "link.sub", user=alice)
+    assert outcome(refused) == (
+        1,
+        "",
+        "\nERROR: Failed to open command file (link.sub) (Permission denied)\n",
+    )
+    _link(system_pool, alice, "job.log", root_secret)
+    _link(system_pool, alice, "job.out", root_secret)
+    job = system_pool.submit(
+        "executable = /bin/echo\narguments = overwritten\nlog = job.log\noutput = job.out\nqueue\n",
+        user=alice,
+    )
+    system_pool.wait_for(job, lambda a: a["JobStatus"] == 4)
+    assert root_secret.read_text() == SECRET
+    _nothing_leaked(system_pool, alice)
+
+
+def test_symlinked_input_and_transferred_output_get_nothing(system_pool, unix_users, root_secret):
+    alice = unix_users("a")
+    _link(system_pool, alice, "in.txt", root_secret)
+    _link(system_pool, alice, "result.txt", root_secret)
+    job = system_pool.submit(
+        """\
+        executable = /bin/sh
+        arguments = "-c 'cat in.txt; echo overwritten > result.txt'"
+        transfer_executable = false
+        should_transfer_files = YES
+        transfer_input_files = in.txt
+        output = out.txt
+        queue
+        """,
+        user=alice,
+    )
+    system_pool.wait_for(job, lambda a: a["JobStatus"] == 4)
+    assert root_secret.read_text() == SECRET
+    _nothing_leaked(system_pool, alice)
+
+
+@pytest.mark.parametrize("system_pool", [{"network": "isolated", "emulate": "9.1"}], indirect=True)
+def test_commands_unknown_to_the_emulated_version_warn(system_pool, unix_users):
+    alice = unix_users("a")
+    system_pool.write(alice, "w.sub", "executable = /bin/true\nwant_io_proxy = true\nqueue\n")
+    result = system_pool.run("condor_submit", "w.sub", user=alice)
+    rec = case("submit_want_io_proxy_9_1")
+    cluster = result.stdout.split()[-1].rstrip(".")
+    stdout = rec["stdout"].replace("cluster 9.", f"cluster {cluster}.")
+    assert outcome(result) == (rec["rc"], stdout, rec["stderr"])
+    assert system_pool.ad(f"{cluster}.0")["WantIOProxy"] is False
+    assert "HTCondor 9.1" in system_pool.localpool("status").stdout
+
+
+def test_commands_known_to_25_do_not_warn_but_typos_do(pool):
+    (pool.submit_dir / "w.sub").write_text(
+        "executable = /bin/true\nwant_io_proxy = true\nrequst_cpus = 2\nqueue\n"
+    )
+    result = pool.run("condor_submit", "-terse", "w.sub")
+    assert result.returncode == 0
+    assert result.stderr == (
+        "WARNING: the line 'requst_cpus = 2' was unused by condor_submit. Is it a typo?\n"
+    )
+    assert pool.ad(result.stdout.split()[0])["WantIOProxy"] is True
