@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A stand-in for jupyterhub-singleuser in benchmarks: answers 200 at once.
 
-Port and address from --ip/--port (condorspawner's launcher), else from
-$JUPYTERHUB_SERVICE_URL (how batchspawner-singleuser passes them).
+A Unix socket from --sock (condorspawner's launcher), else the address from
+--ip/--port or $JUPYTERHUB_SERVICE_URL (how batchspawner-singleuser passes it).
 """
 
 import argparse
 import os
+import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
@@ -24,10 +25,22 @@ class Answer(BaseHTTPRequestHandler):
         pass
 
 
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):  # a Unix peer has no address; the handler wants one
+        request, _ = super().get_request()
+        return request, ("unix", 0)
+
+
 if __name__ == "__main__":
     service = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
     parser = argparse.ArgumentParser()
     parser.add_argument("--ip", default=service.hostname or "127.0.0.1")
     parser.add_argument("--port", type=int, default=service.port)
+    parser.add_argument("--sock")
     args, _ = parser.parse_known_args()
-    ThreadingHTTPServer((args.ip, args.port), Answer).serve_forever()
+    if args.sock:
+        UnixServer(args.sock, Answer).serve_forever()
+    else:
+        ThreadingHTTPServer((args.ip, args.port), Answer).serve_forever()

@@ -129,13 +129,17 @@ class Condor:
     pool: Pool = field(default_factory=Pool)
     timeout: float | None = None
 
+    def user_prefix(self, user: str | None) -> list[str]:
+        """The site's run-as prefix for ``user`` (empty without one or without a user)."""
+        if user is None or not self.pool.run_as:
+            return []
+        if not _USER_RE.match(user):
+            raise ValueError(f"{user!r} is not a user name")
+        return [part.replace("{user}", user) for part in self.pool.run_as]
+
     def command(self, tool: str, args: Sequence[str], user: str | None = None) -> list[str]:
         """The full argument list: run-as prefix, tool, schedd/pool options, args."""
-        prefix: list[str] = []
-        if user is not None and self.pool.run_as:
-            if not _USER_RE.match(user):
-                raise ValueError(f"{user!r} is not a user name")
-            prefix = [part.replace("{user}", user) for part in self.pool.run_as]
+        prefix = self.user_prefix(user)
         location: list[str] = []
         if tool in (
             "condor_submit",

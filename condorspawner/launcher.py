@@ -1,70 +1,71 @@
 """condorspawner-singleuser: starts the notebook server inside the HTCondor job.
 
-Runs under ``wrapper.sh`` in the job. It binds the notebook to 127.0.0.1 on
-port P as the hub chose it (another if P is taken) and uses port Q, where the
-hub's tunnel forwards to the hub API, publishes both into the job ad with chirp
-(``NotebookPort``, ``HubApiPort``) and starts
-``jupyterhub-singleuser`` with the hub's environment, which arrived as a
-private file (never in the job ad). The server's start-up overlaps the hub
-opening its tunnel; if the reverse forward on Q never comes, the server is
-ended. It stops the server a grace period before the job's runtime limit, so
-HTCondor transfers the work directory back before it would hold the job.
+Runs under ``wrapper.sh`` in the job, as the job's owner. It reads the
+private file the hub sent (the server's environment with the API token, the
+site settings condorsub needs, the spawn's rendezvous; see
+:mod:`condorspawner.protocol`) and removes it, makes the rendezvous directory
+(0700), and starts ``jupyterhub-singleuser`` on the Unix socket ``nb.sock``
+there: no port on the execute point's shared loopback, nothing another user's
+job could squat or answer for.
+
+The server reaches the hub API through a port this launcher binds before the
+server starts and keeps for the job's life; each connection goes on to the
+newest ``hub-*.sock`` in the directory, which the hub's current tunnel
+forwards back to the hub (``ssh -R``). If no tunnel ever comes, the server is
+ended. The server is stopped a grace period before the job's runtime limit,
+so HTCondor transfers the work directory back before it would hold the job.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
+import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
-import socket
-import subprocess
+import stat
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
-PORT_ATTR, HUB_PORT_ATTR = "NotebookPort", "HubApiPort"
+from condorspawner.protocol import HUB_SOCKET_RE, SECRET_FILE, JobSecret, ProtocolError
+from proxy_tunnel.procs import die_with_parent
 
-
-def free_port(wanted: int | None = None) -> int:
-    """``wanted`` if nothing listens there, else a port the kernel picks."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", wanted or 0))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# jupyter_server refuses --sock with any port but its default (8888)
+SOCKET_SERVICE_PORT = 8888
+COPY_CHUNK = 65536
 
 
-def choose_ports(planned: dict[str, int], tunnel: bool) -> tuple[int, int | None]:
-    """(notebook port, hub API port) as the hub planned them, its tunnel already on its way.
-
-    The notebook port is ours to bind: another if it is taken. The hub API port
-    is where the hub's tunnel listens (``ssh -R``), maybe already: used as planned.
-    """
-    notebook = free_port(planned.get("notebook"))
-    if not tunnel:
-        return notebook, None
-    return notebook, planned.get("hub_api") or free_port()
-
-
-def read_secret(path: Path) -> dict[str, Any]:
-    """What the hub sent (the server's environment, API token included; the site file's
-    text); the file is removed once read."""
+def read_secret(path: Path) -> JobSecret:
+    """What the hub sent; the file is removed once read."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
+        secret = JobSecret.loads(path.read_text())
+    except (OSError, ProtocolError) as err:
         raise SystemExit(f"condorspawner-singleuser: cannot read {path}: {err}") from None
     path.unlink(missing_ok=True)
-    env = data.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise SystemExit(f"condorspawner-singleuser: {path} holds no environment")
-    return data
+    return secret
+
+
+def private_directory(path: Path) -> Path:
+    """The rendezvous directory, ours alone (0700); a previous run's leftovers cleared.
+
+    Its name is secret, so it exists already only if this user's earlier run of
+    the same job left it here: then it must be our own real directory.
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise SystemExit(
+                f"condorspawner-singleuser: {path} exists and is not this user's directory"
+            ) from None
+        for leftover in path.iterdir():
+            leftover.unlink(missing_ok=True)
+    path.chmod(0o700)
+    return path
 
 
 def batch_environment(site_text: str | None) -> dict[str, str]:
@@ -78,36 +79,8 @@ def batch_environment(site_text: str | None) -> dict[str, str]:
     return env
 
 
-def publish(attributes: dict[str, int], attempts: int = 20) -> None:
-    """Set job attributes through chirp (retrying while the starter's chirp server starts)."""
-    import htchirp
-
-    for attempt in range(attempts):
-        try:
-            with htchirp.HTChirp() as chirp:
-                for name, value in attributes.items():
-                    chirp.set_job_attr(name, str(value))
-            return
-        except (OSError, RuntimeError) as err:
-            if attempt == attempts - 1:
-                raise SystemExit(f"condorspawner-singleuser: chirp failed: {err}") from None
-            time.sleep(0.25)
-
-
-def wait_for_port(port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
-    """Wait until something accepts connections on 127.0.0.1:port (the reverse forward)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive():
-        with socket.socket() as s:
-            s.settimeout(1)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
-
-
 def runtime_limit() -> int | None:
-    """Seconds the job may execute (AllowedExecuteDuration, else MaxRuntime) from its ad."""
+    """Seconds the job may execute (MaxRuntime, else AllowedExecuteDuration) from its ad."""
     path = os.environ.get("_CONDOR_JOB_AD")
     if not path:
         return None
@@ -115,29 +88,136 @@ def runtime_limit() -> int | None:
         text = Path(path).read_text()
     except OSError:
         return None
-    for attr in ("AllowedExecuteDuration", "MaxRuntime"):
+    for attr in ("MaxRuntime", "AllowedExecuteDuration"):
         match = re.search(rf"^{attr} = (\d+)$", text, re.MULTILINE)
         if match:
             return int(match.group(1))
     return None
 
 
-def singleuser_command(port: int, extra: list[str], server: str | None = None) -> list[str]:
+def singleuser_command(sock: str, extra: list[str], server: str | None = None) -> list[str]:
     """The server's command line: jupyterhub-singleuser beside this Python, or ``server``."""
     if server:
-        return [*shlex.split(server), "--ip=127.0.0.1", f"--port={port}", *extra]
+        return [*shlex.split(server), f"--sock={sock}", *extra]
     beside = Path(sys.executable).parent / "jupyterhub-singleuser"
     program = str(beside) if beside.exists() else "jupyterhub-singleuser"
-    command = [program, "--ip=127.0.0.1", f"--port={port}", *extra]
+    command = [program, f"--sock={sock}", "--sock-mode=0600", *extra]
     if os.geteuid() == 0:  # only ever in test pools: real jobs do not run as root
         command.append("--ServerApp.allow_root=True")
     return command
 
 
+def hub_sockets(directory: Path) -> list[Path]:
+    """The tunnels' hub-API sockets, newest first."""
+    found = []
+    for entry in directory.iterdir():
+        if HUB_SOCKET_RE.match(entry.name):
+            with contextlib.suppress(OSError):
+                found.append((entry.lstat().st_mtime, entry))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(COPY_CHUNK):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+class HubRelay:
+    """The server's hub-API port: each connection to the newest live tunnel socket."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for path in hub_sockets(self.directory):
+            try:
+                up_reader, up_writer = await asyncio.open_unix_connection(str(path))
+            except ConnectionRefusedError:
+                path.unlink(missing_ok=True)  # its tunnel is gone
+                continue
+            except OSError:
+                continue
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            return
+        writer.close()
+
+    def tunnel_arrived(self) -> bool:
+        return bool(hub_sockets(self.directory))
+
+
+async def run(args: argparse.Namespace, secret: JobSecret) -> int:
+    directory = private_directory(Path(secret.rendezvous.directory))
+    env = {**os.environ, **secret.env, **batch_environment(secret.site)}
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{SOCKET_SERVICE_PORT}{prefix}"
+    relay = None
+    if secret.hub_api == "tunnel":
+        relay = HubRelay(directory)
+        port = await relay.start()
+        hub_api = env.get("JUPYTERHUB_API_URL", "")
+        local_api = f"http://127.0.0.1:{port}/hub/api"
+        for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
+            if hub_api and env.get(key, "").startswith(hub_api):
+                env[key] = local_api + env[key][len(hub_api) :]
+        env["JUPYTERHUB_API_URL"] = local_api
+    extra = list(args.extra)
+    if args.root_dir and not args.server:
+        Path(args.root_dir).mkdir(parents=True, exist_ok=True)
+        extra.append(f"--ServerApp.root_dir={Path(args.root_dir).resolve()}")
+    # The server starts at once: its start-up overlaps the hub opening the tunnel
+    # (jupyterhub-singleuser retries its first hub API call while that happens).
+    server = await asyncio.create_subprocess_exec(
+        *singleuser_command(secret.rendezvous.notebook_socket, extra, args.server),
+        env=env,
+        preexec_fn=die_with_parent,  # never a server without its relay
+    )
+    stopping: list[str] = []
+
+    def stop(why: str) -> None:
+        stopping.append(why)
+        if server.returncode is None:
+            server.send_signal(signal.SIGTERM)
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop, "signal")
+    loop.add_signal_handler(signal.SIGINT, stop, "signal")
+    limit = runtime_limit()
+    if limit is not None:
+        loop.call_later(max(1, limit - args.grace), stop, "runtime limit")
+    if relay is not None:
+        deadline = loop.time() + args.wait_for_hub
+        while server.returncode is None and not relay.tunnel_arrived():
+            if loop.time() > deadline:
+                print(
+                    f"condorspawner-singleuser: the hub's tunnel did not arrive within "
+                    f"{args.wait_for_hub:g} s",
+                    file=sys.stderr,
+                )
+                stop("no tunnel")
+                break
+            await asyncio.sleep(0.1)
+    code = await server.wait()
+    shutil.rmtree(directory, ignore_errors=True)
+    if stopping:
+        return 1 if stopping == ["no tunnel"] else 0
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="condorspawner-singleuser", description=__doc__)
     parser.add_argument("--secret", default=SECRET_FILE, type=Path)
-    parser.add_argument("--hub-api", choices=("tunnel", "direct"), default="tunnel")
     parser.add_argument(
         "--grace", type=int, default=300, help="stop this many seconds before the runtime limit"
     )
@@ -145,62 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         "--wait-for-hub",
         type=float,
         default=600,
-        help="seconds to wait for the hub's reverse forward",
+        help="seconds to wait for the hub's tunnel",
     )
     parser.add_argument("--root-dir", help="the directory the notebook shows (the work directory)")
-    parser.add_argument("--server", help="another server command line (gets --ip and --port)")
+    parser.add_argument("--server", help="another server command line (gets --sock=PATH)")
     parser.add_argument("extra", nargs="*", help="more jupyterhub-singleuser arguments")
     args = parser.parse_args(argv)
-
-    sent = read_secret(args.secret)
-    env = {**os.environ, **sent["env"], **batch_environment(sent.get("site"))}
-    port, hub_port = choose_ports(sent.get("ports", {}), tunnel=args.hub_api == "tunnel")
-    published = {PORT_ATTR: port}
-    if hub_port is not None:
-        published[HUB_PORT_ATTR] = hub_port
-        tunnel_api = f"http://127.0.0.1:{hub_port}/hub/api"
-        hub_api = env.get("JUPYTERHUB_API_URL", "")
-        for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
-            if hub_api and env.get(key, "").startswith(hub_api):
-                env[key] = tunnel_api + env[key][len(hub_api) :]
-        env["JUPYTERHUB_API_URL"] = tunnel_api
-    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{port}{prefix}"
-    publish(published)
-    extra = list(args.extra)
-    if args.root_dir and not args.server:
-        Path(args.root_dir).mkdir(parents=True, exist_ok=True)
-        extra.append(f"--ServerApp.root_dir={Path(args.root_dir).resolve()}")
-    # Start the server at once: its own start-up overlaps the hub opening the tunnel
-    # (jupyterhub-singleuser retries its first hub API call while that happens).
-    server = subprocess.Popen(singleuser_command(port, extra, args.server), env=env)
-    stopping = []
-
-    def stop(*_: object) -> None:
-        stopping.append(True)
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    limit = runtime_limit()
-    if limit is not None:
-        signal.signal(signal.SIGALRM, stop)
-        signal.alarm(max(1, limit - args.grace))
-    if args.hub_api == "tunnel" and not wait_for_port(
-        published[HUB_PORT_ATTR], args.wait_for_hub, alive=lambda: server.poll() is None
-    ):
-        if server.poll() is None:
-            print(
-                f"condorspawner-singleuser: the hub's tunnel did not arrive within "
-                f"{args.wait_for_hub:g} s",
-                file=sys.stderr,
-            )
-            server.terminate()
-        code = server.wait()
-        return 0 if stopping else code or 1
-    code = server.wait()
-    return 0 if stopping or code == 0 else code
+    return asyncio.run(run(args, read_secret(args.secret)))
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ class NotebookPayload:
     command: tuple[str, ...]
     hub_id: str
     user: str
+    server: str = ""  # the named server's name ("" for the default server)
+    spawn: str = ""  # this spawn's public id: finds a job whose id was lost
     input_files: tuple[str, ...] = ()
     output_files: tuple[str, ...] = ()
     initialdir: str = "."
@@ -107,6 +109,8 @@ class NotebookPayload:
         _check("log directory", quoting.submit_path, self.log_dir)
         _check("hub id", quoting.submit_classad_string, self.hub_id)
         _check("user", quoting.submit_classad_string, self.user)
+        _check("server name", quoting.submit_classad_string, self.server)
+        _check("spawn id", quoting.submit_classad_string, self.spawn)
         for path in (*self.input_files, *self.output_files):
             _check("transferred file", lambda p: quoting.submit_path(p, in_list=True), path)
 

@@ -309,3 +309,19 @@ def load_site(path: str | os.PathLike[str] | None = None) -> Site:
         return parse_site(data, source=str(path))
     except SiteError as err:
         raise SiteError(f"site file {path}: {err}") from None
+
+
+_CACHE: dict[tuple[str | None, float | None], Site] = {}
+
+
+def cached_site(path: str | os.PathLike[str] | None = None) -> Site:
+    """``load_site`` once per file and modification time (one hub, many spawners)."""
+    resolved = None if path is None else str(path)
+    try:
+        mtime = os.stat(resolved).st_mtime if resolved else None
+    except OSError:
+        mtime = None
+    key = (resolved, mtime)
+    if key not in _CACHE:
+        _CACHE[key] = load_site(path)
+    return _CACHE[key]

@@ -3,9 +3,12 @@
 Spawners register the jobs they follow; the watcher asks the schedd for all
 of this hub's jobs at once (``CondorSpawnerHub == "<hub id>"``), faster while
 some spawn is waiting, with jitter so that many hubs do not beat in step.
-A job missing from the queue is looked up once in ``condor_history``. A
-query that fails or times out changes nothing: the jobs' state is then
-"unknown", never "gone".
+A job missing from the queue is looked up in ``condor_history`` at once,
+then, while the history does not know it either, less and less often (the
+interval doubling up to a minute). A query that fails or times out changes
+nothing: the jobs' state is then "unknown", never "gone". A job that a
+successful look finds in neither is marked ``missing`` (since when), for the
+spawner to settle from the job's own event log or after a bound.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ ATTRIBUTES = (
     "HoldReasonCode",
     "LastRejMatchReason",
     "RemoteHost",
-    "NotebookPort",
-    "HubApiPort",
     "ExitCode",
     "ExitBySignal",
     "ExitSignal",
@@ -43,7 +44,9 @@ ATTRIBUTES = (
     "RemoveReason",
     "Err",
     "Iwd",
+    "CondorSpawnerSpawn",
 )
+HISTORY_RECHECK = 60.0  # at most this long between history look-ups of a missing job
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
 
 
@@ -55,6 +58,9 @@ class JobState:
     ad: dict[str, Any] | None = None  # latest ad (queue or history)
     in_queue: bool = True
     gone: bool = False  # left the queue: the history says how
+    missing_since: float | None = None  # monotonic: in neither queue nor history since
+    history_checked: float = 0.0
+    history_misses: int = 0
     updated: float = 0.0  # monotonic time of the last successful look
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -191,10 +197,15 @@ class QueueWatcher:
             ad = seen.get(job_id)
             if ad is not None:
                 self._update(state, ad, in_queue=True)
-            elif not state.gone:
+            elif not state.gone and now - state.history_checked >= self._history_wait(state):
                 missing.append(job_id)
         if missing:
             await self._look_in_history(missing)
+
+    def _history_wait(self, state: JobState) -> float:
+        if not state.history_misses:
+            return 0.0
+        return min(HISTORY_RECHECK, self.interval * 2 ** min(state.history_misses, 16))
 
     async def _look_in_history(self, job_ids: Iterable[str]) -> None:
         ids = list(job_ids)
@@ -211,19 +222,28 @@ class QueueWatcher:
             log.warning("condor_history failed (job states unknown): %s", err)
             return
         found = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in ads}
+        now = time.monotonic()
         for job_id in ids:
             state = self.jobs.get(job_id)
             if state is None:
                 continue
+            state.history_checked = now
             if job_id in found:
                 self._update(state, found[job_id], in_queue=False)
-            # neither in the queue nor in the history: not (yet) known; look again next time
+            else:
+                state.history_misses += 1
+            if job_id not in found and state.missing_since is None:
+                # in neither: not (yet) known; the spawner decides after a bound
+                state.missing_since = now
+                state.changed.set()
+                state.changed = asyncio.Event()
 
     def _update(self, state: JobState, ad: dict[str, Any], *, in_queue: bool) -> None:
         before = (state.ad, state.in_queue)
         state.ad = ad
         state.in_queue = in_queue
         state.gone = not in_queue
+        state.missing_since, state.history_misses = None, 0
         state.updated = time.monotonic()
         if before != (state.ad, state.in_queue):
             state.changed.set()

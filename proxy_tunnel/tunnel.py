@@ -1,12 +1,15 @@
 """A supervised port forward into an HTCondor job through ``condor_ssh_to_job``.
 
-``condor_ssh_to_job -ssh "ssh -N -L 127.0.0.1:L:127.0.0.1:P [-R 127.0.0.1:Q:HOST:PORT] ..." JOB``
+``condor_ssh_to_job -ssh "ssh -N -L 127.0.0.1:L:TARGET [-R SOURCE:HOST:PORT] ..." JOB``
 reaches the job over CCB / shared port, so neither side needs an inbound
-path to the other. The tunnel counts as up only when a request through L is
-answered by the server inside the job; when the forward drops it is started
-again with backoff, and closing it ends its whole process group (HTCondor's
-``-proxy`` helpers can otherwise outlive their job). With ``setpriv`` on the
-machine the forward also dies with the process that started it.
+path to the other. TARGET is a port on the job's loopback or, better, a Unix
+socket in a directory only the job's owner can enter (no other user's job can
+answer there); SOURCE likewise. The tunnel counts as up only when a request
+through L is answered by the server inside the job; when the forward drops it
+is started again with backoff. Each forward runs under a keeper
+(:mod:`proxy_tunnel.keeper`) that ends the whole tree, whatever the run-as
+prefix (``sudo``) did to sessions and parent-death signals, when the tunnel is
+closed or the process that opened it dies.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from proxy_tunnel.procs import alive, descendants, signal_all
 
 log = logging.getLogger("proxy_tunnel")
 
@@ -76,20 +81,39 @@ async def answers_http(port: int, timeout: float = 2.0) -> bool:
             await writer.wait_closed()
 
 
+def forward_end(where: int | str) -> str:
+    """One end of a forward on the job's side: a loopback port or a Unix socket path."""
+    if isinstance(where, int) and not isinstance(where, bool):
+        if not 1 <= where <= 65535:
+            raise ValueError(f"{where} is not a port")
+        return f"127.0.0.1:{where}"
+    if (
+        not isinstance(where, str)
+        or not where.startswith("/")
+        or any(c.isspace() or c in ":'\"\\" for c in where)
+    ):
+        raise ValueError(f"{where!r} is neither a port nor a plain socket path")
+    return where
+
+
 @dataclass
 class Tunnel:
-    """Forward 127.0.0.1:``local_port`` here to 127.0.0.1:``remote_port`` in ``job_id``.
+    """Forward 127.0.0.1:``local_port`` here to ``remote`` in ``job_id``.
 
-    ``reverse`` = (Q, host, port) also forwards 127.0.0.1:Q in the job back to
-    host:port here (the notebook's way to the hub API). ``program`` is how to
-    run condor_ssh_to_job: a run-as-user prefix and schedd options may come
-    with it (``["sudo", "-n", "-u", "alice", "condor_ssh_to_job", "-name", "ap1"]``).
+    ``remote`` is a port on the job's loopback or a Unix socket path in the job.
+    ``reverse`` = (Q, host, port) also forwards Q in the job (a port or a socket
+    path) back to host:port here (the notebook's way to the hub API).
+    ``program`` is how to run condor_ssh_to_job: a run-as-user prefix and schedd
+    options may come with it (``["sudo", "-n", "-u", "alice", "condor_ssh_to_job"]``).
+    ``fresh_reverse``, when given, makes a new ``reverse`` for every (re)start:
+    a socket path per generation never collides with one an ended ssh left.
+    ``mark`` labels the tunnel's keeper, so leftovers can be found later.
     """
 
     job_id: str
-    remote_port: int
+    remote: int | str
     local_port: int = 0
-    reverse: tuple[int, str, int] | None = None
+    reverse: tuple[int | str, str, int] | None = None
     program: Sequence[str] = ("condor_ssh_to_job",)
     env: dict[str, str] | None = None
     server_alive_interval: int = 15
@@ -97,6 +121,8 @@ class Tunnel:
     ready_timeout: float = 60.0
     max_restarts: int = 5
     ssh_options: Sequence[str] = ()
+    mark: str = ""
+    fresh_reverse: Callable[[], tuple[int | str, str, int]] | None = None
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
     _closing: bool = field(default=False, repr=False)
@@ -110,10 +136,10 @@ class Tunnel:
     # --- the command --------------------------------------------------------
 
     def ssh_command(self) -> str:
-        parts = ["ssh", "-N", "-L", f"127.0.0.1:{self.local_port}:127.0.0.1:{self.remote_port}"]
+        parts = ["ssh", "-N", "-L", f"127.0.0.1:{self.local_port}:{forward_end(self.remote)}"]
         if self.reverse is not None:
             q, host, port = self.reverse
-            parts += ["-R", f"127.0.0.1:{q}:{host}:{port}"]
+            parts += ["-R", f"{forward_end(q)}:{host}:{int(port)}"]
         parts += [
             "-oExitOnForwardFailure=yes",
             f"-oServerAliveInterval={self.server_alive_interval}",
@@ -123,9 +149,11 @@ class Tunnel:
         return " ".join(parts)
 
     def command(self) -> list[str]:
-        """The argument list: [setpriv --pdeathsig TERM --] PROGRAM -ssh "ssh ..." JOB."""
-        deathsig = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
-        return [*deathsig, *self.program, "-ssh", self.ssh_command(), self.job_id]
+        """The argument list: the keeper, then PROGRAM -ssh "ssh ..." JOB."""
+        keeper = [sys.executable, "-m", "proxy_tunnel.keeper", "--parent", str(os.getpid())]
+        if self.mark:
+            keeper += ["--mark", self.mark]
+        return [*keeper, "--", *self.program, "-ssh", self.ssh_command(), self.job_id]
 
     # --- life cycle ---------------------------------------------------------
 
@@ -140,6 +168,8 @@ class Tunnel:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _spawn(self) -> asyncio.subprocess.Process:
+        if self.fresh_reverse is not None:
+            self.reverse = self.fresh_reverse()
         return await asyncio.create_subprocess_exec(
             *self.command(),
             stdin=asyncio.subprocess.DEVNULL,
@@ -207,17 +237,21 @@ class Tunnel:
         return self.failure is not None
 
     async def _terminate(self) -> None:
+        """Ask the keeper to end the tree; if it cannot, kill what is below it."""
         proc = self._process
         if proc is None or proc.returncode is not None:
             return
-        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-            try:
-                await asyncio.wait_for(proc.wait(), wait)
-                return
-            except TimeoutError:
-                continue
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 10.0)
+            return
+        except TimeoutError:
+            pass
+        tree = [p for p in descendants(proc.pid) if alive(p)]
+        signal_all([proc.pid, *tree], signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 3.0)
 
     async def close(self) -> None:
         """Stop supervising and end the forward's whole process group."""
@@ -228,7 +262,3 @@ class Tunnel:
                 await self._supervisor
             self._supervisor = None
         await self._terminate()
-        if self._process is not None:
-            # helpers that left the group leader's session are ended with it too
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._process.pid, signal.SIGKILL)

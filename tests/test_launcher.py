@@ -1,29 +1,38 @@
-"""condorspawner-singleuser in a localpool job: ports published, stop before the limit."""
+"""condorspawner-singleuser: the private file, the rendezvous directory, the hub relay."""
 
-import json
+import asyncio
+import os
+import socket
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
+from condorspawner.launcher import HubRelay, private_directory, read_secret
+from condorspawner.protocol import JobSecret, ProtocolError, Rendezvous
 from condorspawner.quoting import submit_arguments
 
 STANDIN = Path(__file__).resolve().parents[1] / "benchmarks" / "standin_server.py"
 
 
-def test_launcher_publishes_ports_and_stops_before_the_runtime_limit(pool):
+def unix_get(path: str) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return s.recv(1000)
+
+
+def test_launcher_serves_on_its_socket_and_stops_before_the_runtime_limit(pool):
+    meeting = Rendezvous.new()
     secret = pool.submit_dir / "condorspawner.secret"
-    secret.write_text(json.dumps({"env": {"JUPYTERHUB_SERVICE_PREFIX": "/user/x/"}}))
+    secret.write_text(
+        JobSecret(env={"JUPYTERHUB_SERVICE_PREFIX": "/user/x/"}, rendezvous=meeting).dumps()
+    )
     secret.chmod(0o600)
     arguments = submit_arguments(
-        [
-            "-m",
-            "condorspawner.launcher",
-            "--hub-api",
-            "direct",
-            "--grace",
-            "2",
-            "--server",
-            f"{sys.executable} {STANDIN}",
-        ]
+        ["-m", "condorspawner.launcher", "--grace", "2", "--server", f"{sys.executable} {STANDIN}"]
     )
     job = pool.submit(f"""
         executable = {sys.executable}
@@ -31,44 +40,93 @@ def test_launcher_publishes_ports_and_stops_before_the_runtime_limit(pool):
         arguments = {arguments}
         transfer_input_files = condorspawner.secret
         should_transfer_files = YES
-        want_io_proxy = true
-        allowed_execute_duration = 5
+        MY.MaxRuntime = 6
         output = launcher.out
         error = launcher.err
         log = launcher.log
         queue
     """)
-    ad = pool.wait_for(job, lambda a: a.get("NotebookPort"), timeout=20)
-    assert isinstance(ad["NotebookPort"], int) and "HubApiPort" not in ad
-    # stopped by the launcher 2 s before the 5 s limit: a normal exit, not a hold
-    ad = pool.wait_for(job, lambda a: a["JobStatus"] in (4, 5), timeout=30)
+    pool.wait_for(job, lambda a: a["JobStatus"] == 2, timeout=20)
+    sock = Path(meeting.notebook_socket)
+    deadline = time.monotonic() + 20
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert oct(Path(meeting.directory).stat().st_mode & 0o777) == "0o700"
+    assert oct(sock.stat().st_mode & 0o777) in ("0o600", "0o755", "0o777")
+    # a tunnel's hub socket arrives (as ssh -R would make it): the server keeps running
+    hub = socket.socket(socket.AF_UNIX)
+    hub.bind(meeting.hub_socket("0123456789abcdef"))
+    hub.listen()
+    try:
+        assert unix_get(str(sock)).startswith(b"HTTP/1.0 200")
+        # stopped by the launcher 2 s before the 6 s limit: a normal exit, not a hold
+        ad = pool.wait_for(job, lambda a: a["JobStatus"] in (4, 5), timeout=30)
+    finally:
+        hub.close()
     assert (ad["JobStatus"], ad["ExitCode"]) == (4, 0), (
         pool.submit_dir / "launcher.err"
     ).read_text()
     assert secret.exists()  # the hub's copy; the job's copy was read and removed in the job
+    assert not Path(meeting.directory).exists()  # the launcher cleans up after itself
 
 
-def test_ports_as_planned_and_the_tunnels_port_left_to_the_tunnel():
-    import socket
-
-    from condorspawner.launcher import choose_ports
-
-    with socket.socket() as taken, socket.socket() as tunnel:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        tunnel.bind(("127.0.0.1", 0))
-        tunnel.listen()  # the hub's ssh -R got there first
-        busy, q = taken.getsockname()[1], tunnel.getsockname()[1]
-        port, hub_port = choose_ports({"notebook": busy, "hub_api": q}, tunnel=True)
-        assert port != busy and hub_port == q
-    free = free_port_here()
-    assert choose_ports({"notebook": free, "hub_api": q}, tunnel=True) == (free, q)
-    assert choose_ports({"notebook": free}, tunnel=False) == (free, None)
+def test_the_private_file_is_read_once_and_checked(tmp_path):
+    meeting = Rendezvous.new()
+    path = tmp_path / "secret"
+    path.write_text(JobSecret(env={"A": "b"}, rendezvous=meeting).dumps())
+    assert read_secret(path).rendezvous == meeting and not path.exists()
+    for bad in ('{"env": {"A": 1}, "rendezvous": {"nonce": "00"}}', "not json", "{}"):
+        with pytest.raises(ProtocolError):
+            JobSecret.loads(bad)
 
 
-def free_port_here() -> int:
-    import socket
+def test_a_rendezvous_directory_that_is_not_ours_is_refused(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "condorspawner-x"
+    link.symlink_to(target)
+    with pytest.raises(SystemExit, match="not this user's directory"):
+        private_directory(link)
+    # our own leftover from an earlier run on this machine: cleared and reused
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "hub-0123456789abcdef.sock").write_text("stale")
+    assert private_directory(mine) == mine and not list(mine.iterdir())
+    assert oct(mine.stat().st_mode & 0o777) == "0o700"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+async def test_the_relay_follows_the_newest_live_tunnel(tmp_path):
+    """Each tunnel generation has its own socket; a dead one is skipped and removed."""
+    relay = HubRelay(tmp_path)
+    port = await relay.start()
+    answers = []
+
+    async def hub(name: str):
+        async def handle(reader, writer):
+            writer.write(name.encode())
+            await writer.drain()
+            writer.close()
+
+        return await asyncio.start_unix_server(handle, str(tmp_path / f"hub-{name}.sock"))
+
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        data = await reader.read()
+        writer.close()
+        return data
+
+    assert not relay.tunnel_arrived()
+    old = await hub("aaaaaaaaaaaaaaaa")
+    answers.append(await ask())
+    await asyncio.sleep(0.05)
+    new = await hub("bbbbbbbbbbbbbbbb")
+    answers.append(await ask())
+    new.close()
+    await new.wait_closed()
+    # the newest tunnel died (its socket file left behind): back to the older one
+    (tmp_path / "hub-bbbbbbbbbbbbbbbb.sock").touch()
+    os.utime(tmp_path / "hub-bbbbbbbbbbbbbbbb.sock")
+    answers.append(await ask())
+    old.close()
+    assert answers == [b"aaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbb", b"aaaaaaaaaaaaaaaa"]
+    assert not (tmp_path / "hub-bbbbbbbbbbbbbbbb.sock").exists()

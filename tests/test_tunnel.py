@@ -12,73 +12,73 @@ import urllib.request
 
 import pytest
 
+from condorspawner.protocol import Rendezvous, new_generation
 from proxy_tunnel import Tunnel, TunnelError, answers_http, free_port
+from proxy_tunnel.procs import alive, descendants
 
 SERVER = """\
-import http.server, socketserver, htchirp, os, urllib.request
+import glob, http.client, http.server, os, socket, socketserver, sys
+DIRECTORY = sys.argv[1]
+class UnixHTTP(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(max(glob.glob(DIRECTORY + "/hub-*.sock"), key=os.path.getmtime))
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/via-hub":
-            with htchirp.HTChirp() as chirp:
-                port = chirp.get_job_attr("HubApiPort")
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+            conn = UnixHTTP("hub")
+            conn.request("GET", "/")
+            body = conn.getresponse().read()
         else:
             body = b"in-job:" + os.environ["_CONDOR_SCRATCH_DIR"].encode()
         self.send_response(200); self.end_headers(); self.wfile.write(body)
     do_HEAD = do_GET
     def log_message(self, *a): pass
-s = socketserver.TCPServer(("127.0.0.1", 0), H)
-with htchirp.HTChirp() as c:
-    c.set_job_attr("NotebookPort", str(s.server_address[1]))
-s.serve_forever()
+class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    def get_request(self):
+        return self.socket.accept()[0], ("unix", 0)
+os.makedirs(DIRECTORY, mode=0o700)
+S(DIRECTORY + "/nb.sock", H).serve_forever()
 """
 
 
 @pytest.fixture
 def web_job(pool):
-    """A running job with an HTTP server on 127.0.0.1 inside it; yields (job id, port)."""
+    """A running job with an HTTP server on a Unix socket inside it; yields (job, rendezvous)."""
+    meeting = Rendezvous.new()
     (pool.submit_dir / "server.py").write_text(SERVER)
     job = pool.submit(f"""
         executable = {sys.executable}
         transfer_executable = false
-        arguments = server.py
+        arguments = server.py {meeting.directory}
         transfer_input_files = server.py
         should_transfer_files = YES
-        want_io_proxy = true
-        MY.HubApiPort = {free_port()}
         output = server.out
         error = server.err
         queue
     """)
-    ad = pool.wait_for(job, lambda a: a.get("NotebookPort"))
-    return job, ad["NotebookPort"], ad["HubApiPort"]
+    pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    return job, meeting
 
 
 def fetch(port: int, path: str = "/") -> bytes:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).read()
 
 
-def group_alive(group: int) -> bool:
-    """Does any live (not zombie) process remain in this process group?"""
-    out = subprocess.run(
-        ["ps", "-o", "stat=", "-g", str(group)], capture_output=True, text=True, check=False
-    ).stdout
-    return any(not state.startswith("Z") for state in out.split())
-
-
 def ssh_children(tunnel: Tunnel) -> list[int]:
-    out = subprocess.run(
-        ["pgrep", "-g", str(tunnel._process.pid), "-x", "ssh"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return [int(p) for p in out.split()]
+    """The ssh processes below the tunnel's keeper."""
+    tree = descendants(tunnel._process.pid)
+    return [p for p in tree if open(f"/proc/{p}/comm").read().strip() == "ssh"]
 
 
 async def test_forward_reverse_restart_and_close(pool, web_job, host_server):
-    job, port, hub_port = web_job
-    tunnel = Tunnel(job, port, reverse=(hub_port, "127.0.0.1", host_server), env=pool.env)
+    job, meeting = web_job
+    tunnel = Tunnel(
+        job,
+        meeting.notebook_socket,
+        fresh_reverse=lambda: (meeting.hub_socket(new_generation()), "127.0.0.1", host_server),
+        env=pool.env,
+    )
     await tunnel.start()
     try:
         body = await asyncio.to_thread(fetch, tunnel.local_port)
@@ -101,14 +101,17 @@ async def test_forward_reverse_restart_and_close(pool, web_job, host_server):
         assert tunnel.restarts == 1 and not tunnel.failed
         assert (await asyncio.to_thread(fetch, tunnel.local_port)).startswith(b"in-job:")
     finally:
-        group = tunnel._process.pid
+        keeper = tunnel._process.pid
+        tree = descendants(keeper)
         await tunnel.close()
-    # every process of the tunnel's group is gone (killed ones may take a moment to be reaped)
+    # every process of the tunnel is gone (killed ones may take a moment to be reaped)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and group_alive(group):
+    while time.monotonic() < deadline and any(alive(p) for p in [keeper, *tree]):
         await asyncio.sleep(0.1)
-    assert not group_alive(group), subprocess.run(
-        ["ps", "-o", "pid,stat,cmd", "-g", str(group)], capture_output=True, text=True
+    assert not [p for p in [keeper, *tree] if alive(p)], subprocess.run(
+        ["ps", "-o", "pid,stat,cmd", "-p", ",".join(map(str, [keeper, *tree]))],
+        capture_output=True,
+        text=True,
     ).stdout
     assert not await answers_http(tunnel.local_port, 0.5)
 
@@ -122,12 +125,20 @@ async def test_a_job_that_is_not_there_fails_clearly(pool):
 async def test_the_command_is_an_argument_list():
     program = ["sudo", "-n", "-u", "alice", "condor_ssh_to_job", "-name", "ap1"]
     tunnel = Tunnel(
-        "7.0", 8888, local_port=9999, reverse=(7777, "127.0.0.1", 8081), program=program
+        "7.0", "/tmp/d/nb.sock", local_port=9999, reverse=(7777, "127.0.0.1", 8081), program=program
     )
     command = tunnel.command()
     assert command[-3:] == ["-ssh", tunnel.ssh_command(), "7.0"]
     assert command[-3 - len(program) : -3] == program
+    assert command[1:3] == ["-m", "proxy_tunnel.keeper"]
     assert tunnel.ssh_command().startswith(
-        "ssh -N -L 127.0.0.1:9999:127.0.0.1:8888 -R 127.0.0.1:7777:127.0.0.1:8081 "
+        "ssh -N -L 127.0.0.1:9999:/tmp/d/nb.sock -R 127.0.0.1:7777:127.0.0.1:8081 "
         "-oExitOnForwardFailure=yes -oServerAliveInterval=15 -oServerAliveCountMax=3"
     )
+
+
+@pytest.mark.parametrize("bad", ["/tmp/x -oProxyCommand=evil", "-oFoo", "/a:b", 0, 70000, True])
+def test_no_value_becomes_an_ssh_option(bad):
+    """A forward end is a port number or a plain absolute socket path, nothing else."""
+    with pytest.raises(ValueError):
+        Tunnel("7.0", bad, local_port=9999).ssh_command()

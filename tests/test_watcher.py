@@ -75,7 +75,22 @@ async def test_failures_are_unknown_and_the_history_says_gone():
     condor.ads = ads(1)  # job 2 left the queue ...
     await asyncio.sleep(0.2)
     assert not two.gone  # ... but the history does not know it yet: still not gone
+    assert two.missing_since is not None  # in neither queue nor history: marked
     condor.history_ads = [{"ClusterId": 2, "ProcId": 0, "JobStatus": 4, "ExitCode": 0}]
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.8)  # the history is asked again after a growing pause
+    assert two.missing_since is None
     assert two.gone and two.status == 4 and one.status == 2
+    await watcher.stop()
+
+
+async def test_a_job_in_neither_queue_nor_history_is_not_looked_up_every_interval():
+    condor = CountingCondor([])
+    watcher = QueueWatcher(condor, "hub", interval=0.02, jitter=0.0)
+    ghost = watcher.watch("9.0")
+    await asyncio.sleep(1.0)  # about 50 intervals
+    assert ghost.missing_since is not None and not ghost.gone
+    assert condor.q_calls > 30 and condor.history_calls <= 7, (
+        condor.q_calls,
+        condor.history_calls,
+    )
     await watcher.stop()

@@ -1,0 +1,108 @@
+"""The hub's way into one running notebook job: one tunnel generation at a time.
+
+Used by ``start`` (first attach) and by ``poll`` (the hub restarted, the job
+runs again after an eviction, the tunnel gave up). Each generation forwards
+``127.0.0.1:L`` on the hub to the notebook's socket in the job's rendezvous
+directory and, in tunnel mode, a socket of its own there back to the hub API,
+so it never collides with an earlier generation still alive. L is kept when
+it is still free (the proxy routes to it); when it is not, the caller moves
+the route. Tunnels a previous hub left behind for this spawn are found by the
+rendezvous marker on their command lines and ended before a new one opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from condorspawner.protocol import Rendezvous, new_generation
+from proxy_tunnel import Tunnel, TunnelError, port_bindable
+from proxy_tunnel.procs import alive, processes_carrying, signal_all
+
+log = logging.getLogger("condorspawner.attach")
+
+
+class AttachError(RuntimeError):
+    """The job runs but the hub cannot reach its server; the message says why."""
+
+
+async def end_leftovers(marker: str, uids: set[int], wait: float = 5.0) -> int:
+    """End processes of these users carrying this spawn's marker (an earlier hub's
+    tunnels: the keeper, sudo, condor_ssh_to_job, ssh); how many."""
+    import signal
+
+    found = processes_carrying(marker, uids)
+    if not found:
+        return 0
+    signal_all(found, signal.SIGTERM)
+    deadline = asyncio.get_running_loop().time() + wait
+    while any(alive(p) for p in found) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    signal_all([p for p in found if alive(p)], signal.SIGKILL)
+    return len(found)
+
+
+@dataclass
+class Attachment:
+    """The tunnel to one job's notebook, and which run of the job it reaches."""
+
+    job_id: str
+    rendezvous: Rendezvous
+    program: Sequence[str]
+    hub_api: tuple[str, int] | None  # (host, port) on the hub, when the job uses the tunnel
+    env: dict[str, str] = field(default_factory=dict)
+    owners: set[int] = field(default_factory=lambda: {os.getuid()})  # whose leftovers to end
+    local_port: int = 0
+    max_restarts: int = 5
+    ready_timeout: float = 120.0
+    tunnel: Tunnel | None = None
+    run: int | None = None  # JobCurrentStartDate of the run it reaches
+    swept: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.tunnel is not None and not self.tunnel.failed
+
+    @property
+    def failure(self) -> str | None:
+        return self.tunnel.failure if self.tunnel is not None else None
+
+    async def open(self, run: int | None) -> int:
+        """A new generation to the job's current run; returns the local port."""
+        await self.close()
+        if not self.swept:
+            ended = await end_leftovers(self.rendezvous.marker, self.owners)
+            if ended:
+                log.info("ended %d tunnel processes an earlier hub left for %s", ended, self.job_id)
+            self.swept = True
+        local = self.local_port if self.local_port and await port_bindable(self.local_port) else 0
+        tunnel = Tunnel(
+            job_id=self.job_id,
+            remote=self.rendezvous.notebook_socket,
+            local_port=local,
+            fresh_reverse=self._reverse if self.hub_api is not None else None,
+            program=self.program,
+            env=self.env,
+            max_restarts=self.max_restarts,
+            ready_timeout=self.ready_timeout,
+            mark=self.rendezvous.marker,
+        )
+        try:
+            await tunnel.start()
+        except TunnelError as err:
+            raise AttachError(f"Could not reach the notebook in job {self.job_id}: {err}") from None
+        self.tunnel, self.run, self.local_port = tunnel, run, tunnel.local_port
+        return self.local_port
+
+    def _reverse(self) -> tuple[str, str, int]:
+        assert self.hub_api is not None
+        host, port = self.hub_api
+        return (self.rendezvous.hub_socket(new_generation()), host, port)
+
+    async def close(self) -> None:
+        if self.tunnel is not None:
+            tunnel, self.tunnel = self.tunnel, None
+            await tunnel.close()

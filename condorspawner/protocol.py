@@ -1,0 +1,145 @@
+"""The hub–job protocol: what the hub sends a notebook job, and where each side listens.
+
+Nothing the hub connects to is read from the job ad (its owner can change it
+with chirp or ``condor_qedit``) or from a TCP port on the execute point's
+loopback (another user's job may squat it). Instead the hub picks a secret per
+spawn, the *rendezvous*, and sends it in the job's private file. From it both
+sides derive one private directory in the job (0700, made by the launcher; its
+name cannot be guessed, so nobody else can make it first):
+
+- ``nb.sock``: the notebook server listens there (a Unix socket, not a port);
+  the hub's tunnel forwards ``127.0.0.1:L`` on the hub to it (``ssh -L``).
+- ``hub-<generation>.sock``: each tunnel generation forwards one of these back
+  to the hub API (``ssh -R``). The launcher owns the hub-API port the server
+  talks to for the job's whole life and passes each connection to the newest
+  such socket, so a new tunnel never collides with an old one that is still
+  alive (a hub restart, a tunnel left behind).
+
+Only the job's owner (and root) can enter the directory, so whatever answers
+there is the owner's own server: the browser's traffic and the API token go
+to nobody else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
+NOTEBOOK_SOCKET = "nb.sock"
+HUB_SOCKET_RE = re.compile(r"^hub-([0-9a-f]{8,32})\.sock\Z")
+# job-ad marks set at submission (public: anyone may read the queue)
+HUB_ATTR = "CondorSpawnerHub"
+USER_ATTR = "CondorSpawnerUser"
+SERVER_ATTR = "CondorSpawnerServer"
+SPAWN_ATTR = "CondorSpawnerSpawn"
+
+_NONCE_RE = re.compile(r"^[0-9a-f]{32}\Z")
+_ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,40}\Z")
+
+
+class ProtocolError(ValueError):
+    """A value of the hub–job protocol that is not what it must be."""
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    """The per-spawn secret and the private directory in the job derived from it."""
+
+    nonce: str
+    root: str = "/tmp"  # noqa: S108 (a private 0700 directory with a secret name)
+
+    def __post_init__(self) -> None:
+        if not _NONCE_RE.match(self.nonce):
+            raise ProtocolError("the rendezvous nonce must be 32 lowercase hex digits")
+        if not _ROOT_RE.match(self.root) or ".." in self.root.split("/"):
+            raise ProtocolError(f"{self.root!r} is not a plain absolute directory")
+
+    @classmethod
+    def new(cls, root: str = "/tmp") -> Rendezvous:  # noqa: S108
+        return cls(secrets.token_hex(16), root)
+
+    @property
+    def directory(self) -> str:
+        return f"{self.root.rstrip('/')}/condorspawner-{self.nonce}"
+
+    @property
+    def notebook_socket(self) -> str:
+        return f"{self.directory}/{NOTEBOOK_SOCKET}"
+
+    def hub_socket(self, generation: str) -> str:
+        if not HUB_SOCKET_RE.match(f"hub-{generation}.sock"):
+            raise ProtocolError(f"{generation!r} is not a tunnel generation")
+        return f"{self.directory}/hub-{generation}.sock"
+
+    @property
+    def marker(self) -> str:
+        """A string only this spawn's tunnel processes carry on their command line
+        (the forward ``-L 127.0.0.1:L:<socket>``; the server in the job says ``--sock=``)."""
+        return f":{self.notebook_socket}"
+
+
+def new_generation() -> str:
+    """A fresh name for one tunnel generation's hub-API socket."""
+    return secrets.token_hex(8)
+
+
+@dataclass
+class JobSecret:
+    """The private file: what the hub hands the launcher, never in the job ad."""
+
+    env: dict[str, str]
+    rendezvous: Rendezvous
+    site: str | None = None  # the site settings condorsub needs in the job (TOML)
+    hub_api: str = "tunnel"  # "tunnel" (through ssh -R) or "direct"
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "env": self.env,
+                "rendezvous": {"nonce": self.rendezvous.nonce, "root": self.rendezvous.root},
+                "site": self.site,
+                "hub_api": self.hub_api,
+            }
+        )
+
+    @classmethod
+    def loads(cls, text: str) -> JobSecret:
+        try:
+            data = json.loads(text)
+            env = data["env"]
+            meeting = Rendezvous(**data["rendezvous"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ProtocolError(f"not a condorspawner private file ({err})") from None
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise ProtocolError("the private file holds no environment")
+        site = data.get("site")
+        hub_api = data.get("hub_api", "tunnel")
+        if (site is not None and not isinstance(site, str)) or hub_api not in ("tunnel", "direct"):
+            raise ProtocolError("the private file's site or hub_api is malformed")
+        return cls(env=env, rendezvous=meeting, site=site, hub_api=hub_api)
+
+
+def job_start(ad: dict[str, Any]) -> int | None:
+    """Which run of the job an ad describes (JobCurrentStartDate, set by HTCondor)."""
+    value = ad.get("JobCurrentStartDate")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+__all__ = [
+    "HUB_ATTR",
+    "SECRET_FILE",
+    "SERVER_ATTR",
+    "SPAWN_ATTR",
+    "USER_ATTR",
+    "JobSecret",
+    "ProtocolError",
+    "Rendezvous",
+    "job_start",
+    "new_generation",
+]

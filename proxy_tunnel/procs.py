@@ -1,0 +1,105 @@
+"""Linux process facts a tunnel needs: parent-death signals, subreapers, descendants.
+
+A tunnel runs ``condor_ssh_to_job`` through the site's run-as prefix, often a
+set-user-ID ``sudo``, whose exec clears a parent-death signal; the helpers it
+starts can also leave its process group (``sudo`` with ``use_pty`` starts a
+new session). So the tunnel's keeper marks itself a *subreaper* (orphans of
+its tree come back to it, not to init) and ends its whole tree by walking
+``/proc``, whatever the processes' users and sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """This process gets ``sig`` when its parent ends (Linux; cleared by a set-user-ID exec)."""
+    _prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants are re-parented to this process instead of init."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid for every process we can see."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: fields start after the last ')'
+        fields = stat[stat.rfind(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first), as /proc shows them now."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        current = todo.pop(0)
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def processes_carrying(marker: str, uids: Iterable[int] | None = None) -> list[int]:
+    """Processes (not this one, of these users if given) whose command line contains ``marker``."""
+    me, owners = os.getpid(), None if uids is None else set(uids)
+    found = []
+    for entry in Path("/proc").iterdir():
+        pid = int(entry.name) if entry.name.isdigit() else me
+        if pid == me or not any(marker in part for part in command_line(pid)):
+            continue
+        try:
+            if owners is None or entry.stat().st_uid in owners:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def signal_all(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def alive(pid: int) -> bool:
+    """Is ``pid`` a live process (not a zombie)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
