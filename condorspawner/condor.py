@@ -155,7 +155,8 @@ class Condor:
                 location += ["-name", self.pool.schedd]
             if self.pool.collector:
                 location += ["-pool", self.pool.collector]
-        return [*prefix, tool, *location, *args]
+        program = os.path.join(self.pool.bin_dir, tool) if self.pool.bin_dir else tool
+        return [*prefix, program, *location, *args]
 
     def environment(self) -> dict[str, str]:
         """The process environment for HTCondor tools: ours plus the site's extras."""

@@ -75,7 +75,7 @@ class JobPaths:
 
 def job_site_text(site: Site) -> str | None:
     """The site settings condorsub needs in the job, as TOML: never the hub's own
-    (how it runs tools as users, notebook settings)."""
+    (how it runs tools as users and where, notebook settings)."""
     source = Path(site.source)
     if not source.is_file():
         return None
@@ -84,7 +84,8 @@ def job_site_text(site: Site) -> str | None:
     data = tomllib.loads(source.read_text())
     data.pop("notebook", None)
     if isinstance(data.get("pool"), dict):
-        data["pool"].pop("run_as", None)
+        for hub_only in ("run_as", "bin_dir"):  # the job finds its tools by _CONDOR_BIN
+            data["pool"].pop(hub_only, None)
     return _toml(data)
 
 

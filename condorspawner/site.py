@@ -59,6 +59,7 @@ class Pool:
     collector: str = ""
     run_as: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
+    bin_dir: str = ""  # where the condor_* tools are ("" = found on PATH)
     command_timeout: float = 60.0
 
 
@@ -167,7 +168,12 @@ def _limit(name: str, raw: Any) -> Limit:
 
 
 def _pool(raw: Any) -> Pool:
-    t = _table("pool", raw, {"schedd", "collector", "run_as", "environment", "command_timeout"})
+    t = _table(
+        "pool", raw, {"schedd", "collector", "run_as", "environment", "command_timeout", "bin_dir"}
+    )
+    bin_dir = _check_type("pool.bin_dir", t.get("bin_dir", ""), _STR)
+    if bin_dir and not os.path.isabs(bin_dir):
+        raise SiteError(f"pool.bin_dir: must be an absolute directory, got {bin_dir!r}")
     run_as = _str_list("pool.run_as", t.get("run_as", []))
     env = t.get("environment", {})
     if not isinstance(env, dict):
@@ -187,6 +193,7 @@ def _pool(raw: Any) -> Pool:
         run_as=run_as,
         environment=dict(env),
         command_timeout=float(timeout),
+        bin_dir=bin_dir,
     )
 
 

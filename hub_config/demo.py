@@ -22,6 +22,7 @@ from hub_config.configure import REPO
 PASSWORD = "condor-demo"  # noqa: S105 (the documented demo login)
 SITE = """\
 # The demo's site file (see hub_config/site.example.toml for every key).
+{pool}
 [limits.cpus]
 default = 1
 max = 4
@@ -44,15 +45,25 @@ label = "Debian 12"
 image = "/containers/debian12.sif"
 
 [notebook]
-work_directory = "{work}/{{username}}/jupyter"
+work_directory = "{work_directory}"
 start_timeout = "{start_timeout}"
 grace_period = "1m"
 """
 
 
-def site_toml(work: Path, start_timeout: str = "2m") -> str:
-    """The demo's site file (the tests use it too, with a shorter start timeout)."""
-    return SITE.format(work=work, start_timeout=start_timeout)
+def site_toml(work: Path | None, start_timeout: str = "2m", run_as_users: str | None = None) -> str:
+    """The demo's site file (the tests use it too, with a shorter start timeout).
+
+    ``work`` holds every user's work directory (tools run as the hub's account);
+    with ``run_as_users`` (the directory of the condor_* tools) the hub acts as each
+    user through sudo and work directories are in the users' homes.
+    """
+    if run_as_users:
+        pool = f'[pool]\nrun_as = ["sudo", "-n", "-u", "{{user}}"]\nbin_dir = "{run_as_users}"\n'
+        work_directory = "~/jupyter"
+    else:
+        pool, work_directory = "", f"{work}/{{username}}/jupyter"
+    return SITE.format(pool=pool, work_directory=work_directory, start_timeout=start_timeout)
 
 
 def _write_config(root: Path, port: int, token: str | None) -> Path:

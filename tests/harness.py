@@ -165,7 +165,8 @@ class Hub:
             lines = []
         return {tool: lines.count(tool) for tool in ("condor_q", "condor_history")}
 
-    def __init__(self, root: Path, pool: Pool, extra_config: str = "") -> None:
+    def __init__(self, root: Path, pool: Pool, extra_config: str = "", site: str | None = None):
+        """``site``: the site file's text (default: the demo's, tools as the hub's account)."""
         self.root = root
         self.pool = pool
         root.mkdir(parents=True, exist_ok=True)
@@ -173,14 +174,20 @@ class Hub:
         from proxy_tunnel import free_port
 
         self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
-        (root / "site.toml").write_text(site_for_tests(self.work_root))
+        (root / "site.toml").write_text(site or site_for_tests(self.work_root))
         # condor_q and condor_history that count their calls (benchmarks), and a condor_q
         # that fails while the flag file exists (tests of "unknown" states)
         self.fail_flag = root / "fail-condor_q"
         self.calls = root / "condor-calls.log"
         shim = root / "shim"
         shim.mkdir(exist_ok=True)
-        for tool in ("condor_q", "condor_history"):
+        self.calls.touch(mode=0o666)
+        self.calls.chmod(0o666)
+        for tool in sorted(os.listdir(pool.bin)):
+            if tool not in ("condor_q", "condor_history"):
+                (shim / tool).write_text(f'#!/bin/sh\nexec {pool.bin}/{tool} "$@"\n')
+                (shim / tool).chmod(0o755)
+                continue
             fail = (
                 (
                     f"if [ -e {self.fail_flag} ]; then\n"
@@ -194,7 +201,9 @@ class Hub:
                 f'#!/bin/sh\necho {tool} >> {self.calls}\n{fail}exec {pool.bin}/{tool} "$@"\n'
             )
             (shim / tool).chmod(0o755)
-        self.env = {**pool.env, "PATH": f"{shim}{os.pathsep}{pool.env['PATH']}"}
+        self.shim = shim
+        base = getattr(pool, "env", None) or {**os.environ}
+        self.env = {**base, "PATH": f"{shim}{os.pathsep}{base['PATH']}"}
         chp = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
         (root / "jupyterhub_config.py").write_text(
             textwrap.dedent(f"""\
