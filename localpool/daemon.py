@@ -41,6 +41,7 @@ STOP_FILE, RESULT_FILE, STARTER_FILE, JOB_PID_FILE = (
     "job.pid",
 )
 HOLD_BY_USER, HOLD_PERIODIC, HOLD_DURATION = 1, 3, 47
+STARTER_TIMEOUT = 3.0  # how long the loop waits for a just-started job's starter
 
 
 def schedd_address(config: PoolConfig) -> str:
@@ -102,6 +103,8 @@ class PoolProcess:
         self.namespaces = use_namespaces(self.config)
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.requests: set[int] = set()  # pids of the children serving clients
+        self.running = True  # any job with a starter (then every cycle looks)
+        self.just_started: list[str] = []
         self.last_periodic = 0.0
         self.stopping = False
         self.listener = listen(store)
@@ -118,6 +121,7 @@ class PoolProcess:
             except Exception as err:  # keep the pool up; the log says what went wrong
                 print(f"localpool: cycle failed: {err!r}", file=sys.stderr, flush=True)
             self._reap_children()
+            self._await_starters()
             self._serve_until(started + self.config.cycle_seconds)
         self.listener.close()
 
@@ -131,6 +135,29 @@ class PoolProcess:
             if readable:
                 self._fork_request()
             self._reap_requests()
+
+    def _await_starters(self, timeout: float = STARTER_TIMEOUT) -> None:
+        """Let jobs started this cycle get running before the next client is answered.
+
+        As a schedd whose shadow has started the job: a client that sees
+        ``JobStatus == 2`` finds the job's output files open and its starter
+        ready for ``condor_ssh_to_job``.
+        """
+        deadline = time.monotonic() + timeout
+        waiting = set(self.just_started)
+        self.just_started.clear()
+        while waiting and time.monotonic() < deadline:
+            for job_id in list(waiting):
+                job_dir = self.store.job_dir(job_id)
+                proc = self.children.get(job_id)
+                if (
+                    (job_dir / STARTER_FILE).exists()
+                    or (job_dir / RESULT_FILE).exists()
+                    or (proc is not None and proc.poll() is not None)
+                ):
+                    waiting.discard(job_id)
+            if waiting:
+                time.sleep(0.01)
 
     def _fork_request(self) -> None:
         try:
@@ -172,6 +199,10 @@ class PoolProcess:
         """One pass: reap finished starters, enforce stops and policy, start what fits."""
         now = time.time()
         periodic = now - self.last_periodic >= self.config.periodic_seconds
+        # Nothing runs and nobody changed the queue since our last pass: the same
+        # idle jobs would fail the same match (1000 of them cost the clients' time).
+        if not (periodic or self.running) and self.store.written == self.store.stamp():
+            return
         with self.store.update() as queue:
             for job_id, ad in list(queue.jobs.items()):
                 if "LocalpoolStarterPid" in ad:
@@ -183,6 +214,7 @@ class PoolProcess:
                 for job_id, ad in list(queue.jobs.items()):
                     self._policy(queue, job_id, ad, now)
             self._match(queue, now, record_rejects=periodic)
+            self.running = any("LocalpoolStarterPid" in ad for ad in queue.jobs.values())
 
     # --- running jobs ---------------------------------------------------------
 
@@ -373,6 +405,7 @@ class PoolProcess:
         )
         log.close()
         self.children[job_id] = proc
+        self.just_started.append(job_id)
         ad["LocalpoolStarterPid"] = proc.pid
 
     def _reap_children(self) -> None:

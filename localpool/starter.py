@@ -168,7 +168,6 @@ class Starter:
         with privs.as_user(self.user):
             self._write_ads(env)
         workdir = self.workdir
-        self._write_session_info(env, workdir)
         if "Arguments" in self.ad:
             args = split_v2(self.ad["Arguments"])
         else:
@@ -222,6 +221,7 @@ class Starter:
             os.close(cwd_fd)
         # the job runs in a process group of its own: whoever cleans up must know it
         (self.job_dir / JOB_PID_FILE).write_text(str(self.process.pid))
+        self._write_session_info(env, workdir)  # the job runs: ssh may come in
         status = self._wait()
         if chirp is not None:
             chirp.close()

@@ -193,6 +193,17 @@ class Store:
                 self.queue_file,
                 f'{{"next_cluster": {queue.next_cluster},\n"jobs": {{\n{jobs}\n}}}}\n',
             )
+            self.written = self.stamp()
+
+    written: tuple[int, int, int] | None = None  # stamp of this object's last queue write
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        """Identity of the queue file's current version (a rewrite is a new inode)."""
+        try:
+            st = self.queue_file.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
     # history
     def add_history(self, ads: list[Ad]) -> None:
