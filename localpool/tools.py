@@ -104,9 +104,12 @@ def _parse_query(argv: Sequence[str]) -> dict[str, Any]:
             opts.setdefault("format", []).append((argv[i + 1], argv[i + 2]))
             i += 2
         elif low in ("-af", "-autoformat"):
+            # attributes up to the next option, as condor_q reads them
             opts["mode"] = "af"
-            opts["af"] = list(argv[i + 1 :])
-            break
+            opts["af"] = []
+            while i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                i += 1
+                opts["af"].append(argv[i])
         elif low in ("-attributes", "-attrs"):
             i += 1
             opts["attributes"] = [a for a in argv[i].split(",") if a] if i < len(argv) else []

@@ -193,6 +193,12 @@ def test_json_long_and_autoformat(pool):
     )
     af = pool.run("condor_q", "-af", "ClusterId", "ProcId", "Owner", "14").stdout.splitlines()
     assert af[0] == f"{job.split('.')[0]} 0 {ME} 14"
+    # -af takes attributes up to the next option: a constraint after it still applies
+    for wanted, expected in (("true", [f"{job.split('.')[0]}"]), ("false", [])):
+        selected = pool.run(
+            "condor_q", "-af", "ClusterId", "-constraint", f"IsNotebookJob == {wanted}"
+        )
+        assert selected.stdout.split() == expected, selected
     long = pool.run("condor_q", "-l", job).stdout
     assert f'Owner = "{ME}"\n' in long and "IsNotebookJob = true\n" in long
     keys = [line.split(" = ")[0] for line in long.splitlines() if line]
