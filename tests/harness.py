@@ -418,6 +418,11 @@ class UnixUsers:
             subprocess.run(["userdel", name], capture_output=True, check=False, timeout=30)
             for leftover in Path("/tmp").glob(f"{name}.condor_ssh_to_job_*"):
                 shutil.rmtree(leftover, ignore_errors=True)
+            # what the account's killed jobs left in /tmp (notebook rendezvous directories)
+            for leftover in Path("/tmp").glob("condorspawner-*"):
+                with contextlib.suppress(OSError):
+                    if leftover.lstat().st_uid == uid:
+                        shutil.rmtree(leftover, ignore_errors=True)
         self.names.clear()
 
 

@@ -1,0 +1,251 @@
+"""The hub as a site runs it: root, acting for real Unix accounts through sudo, on a shared pool.
+
+JupyterHub runs as root with ``run_as = ["sudo", "-n", "-u", "{user}"]``; every
+user is a real account (``useradd``) with a home; localpool is installed under
+a prefix and run by root, and its tools identify callers by their uid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from hub_config.demo import site_toml
+from tests.harness import Hub
+from tests.test_spawner import run_in_kernel, start_kernel, wait_ready
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
+
+
+@pytest.fixture
+def sudo_hub(system_pool, public_tmp):
+    """A real JupyterHub as root, acting for each user through sudo on the system pool."""
+    root = public_tmp / "hub"
+    root.mkdir(mode=0o755)
+    shim = root / "shim"
+    hub = Hub(
+        root,
+        system_pool,
+        site=site_toml(None, start_timeout="20s", run_as_users=str(shim)),
+        extra_config='c.CondorSpawner.submit_root = "{home}/.condorspawner"\n',
+    )
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+SPY = r"""
+import glob, json, re, socket, sys, threading, time
+ad = open(sys.argv[1]).read()
+ports = {int(v) for v in re.findall(r"= (\d{4,5})$", ad, re.M)}
+heard, tried = [], {}
+def listen(port):
+    try:
+        s = socket.socket(); s.bind(("127.0.0.1", port)); s.listen()
+    except OSError:
+        return
+    while True:
+        c, _ = s.accept(); c.settimeout(2)
+        try:
+            heard.append(c.recv(65536).decode(errors="replace"))
+        except OSError:
+            pass
+for p in ports:
+    if 1024 < p < 65536:
+        threading.Thread(target=listen, args=(p,), daemon=True).start()
+deadline = time.time() + 25
+while time.time() < deadline:
+    for path in glob.glob("/tmp/condorspawner-*"):
+        for name in ("nb.sock", "hub-0000000000000000.sock"):
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(path + "/" + name); s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                tried[path + "/" + name] = "connected"
+            except OSError as err:
+                tried[path + "/" + name] = type(err).__name__
+            finally:
+                s.close()
+    time.sleep(0.5)
+print(json.dumps({"heard": heard, "tried": tried, "ports": sorted(ports)}))
+"""
+
+
+def owner_of(path: Path) -> str:
+    return pwd.getpwuid(path.lstat().st_uid).pw_name
+
+
+def server_process_users() -> dict[str, set[str]]:
+    """Who runs the launchers and notebook servers on this machine (ps)."""
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "user:32,args"], capture_output=True, text=True, check=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        user, _, args = line.strip().partition(" ")
+        for name in ("condorspawner.launcher", "jupyterhub-singleuser"):
+            if name in args:
+                found.setdefault(name, set()).add(user)
+    return found
+
+
+def test_two_users_at_once_each_as_their_own_account(sudo_hub, system_pool, unix_users):
+    alice, bob = unix_users("a"), unix_users("b")
+    for user in (alice, bob):
+        sudo_hub.request_spawn(user, {})
+    for user in (alice, bob):
+        sudo_hub.wait_ready(user)
+        assert sudo_hub.api("GET", f"/user/{user}/api/status", through_proxy=True)[0] == 200
+    jobs = {user: sudo_hub.job_of(user) for user in (alice, bob)}
+    for user, job in jobs.items():
+        assert system_pool.ad(job)["Owner"] == user
+        home = Path(pwd.getpwnam(user).pw_dir)
+        submit_dir = home / ".condorspawner" / "default"
+        assert owner_of(submit_dir) == user and oct(submit_dir.stat().st_mode & 0o777) == "0o700"
+        for name in ("job.sub", "wrapper.sh", "condorspawner.secret", "notebook.log"):
+            assert owner_of(submit_dir / name) == user, name
+        secret = submit_dir / "condorspawner.secret"
+        assert oct(secret.stat().st_mode & 0o777) == "0o600"
+        assert owner_of(home / "jupyter") == user
+    # the launcher and the notebook servers run as their users, and only as them
+    users = server_process_users()
+    assert users["condorspawner.launcher"] == {alice, bob}, users
+    assert users["jupyterhub-singleuser"] == {alice, bob}, users
+    # alice can touch nothing of bob's: not his job, not his files
+    bob_job = jobs[bob]
+    for tool, verb in (("condor_rm", "remove"), ("condor_hold", "hold")):
+        result = system_pool.run(tool, bob_job, user=alice)
+        assert result.returncode == 1
+        assert f"Permission denied to {verb} job {bob_job}" in result.stderr
+    ssh = system_pool.run("condor_ssh_to_job", bob_job, "true", user=alice)
+    assert ssh.returncode == 1 and "is not authorized" in ssh.stderr
+    bob_submit = Path(pwd.getpwnam(bob).pw_dir) / ".condorspawner" / "default"
+    peek = subprocess.run(
+        ["sudo", "-n", "-u", alice, "cat", str(bob_submit / "condorspawner.secret")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert peek.returncode != 0 and not peek.stdout
+    assert system_pool.ad(bob_job)["JobStatus"] == 2
+
+
+def test_batch_jobs_from_each_notebook_belong_to_its_user(sudo_hub, system_pool, unix_users):
+    user = unix_users("c")
+    sudo_hub.spawn(user, {})
+    kernel = start_kernel(sudo_hub, user)
+    out = asyncio.run(
+        run_in_kernel(
+            sudo_hub,
+            user,
+            kernel,
+            textwrap.dedent("""
+            import subprocess
+            r = subprocess.run(["condorsub", "submit", "--name", "mine", "/bin/sleep", "300"],
+                               capture_output=True, text=True)
+            print("rc", r.returncode, "ids", r.stdout.split(), "err", r.stderr.strip())
+            """),
+        )
+    )
+    assert "rc 0" in out, out
+    batch = out.split("ids ['")[1].split("'")[0]
+    assert system_pool.ad(batch)["Owner"] == user
+
+
+def test_root_and_system_accounts_get_no_job(sudo_hub, system_pool):
+    for name in ("root", "daemon"):
+        sudo_hub.api("POST", f"/users/{name}")
+        _status, _ = sudo_hub.api("POST", f"/users/{name}/server", {"user_options": {}})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            _, model = sudo_hub.api("GET", f"/users/{name}")
+            if not model["servers"]:
+                break
+            time.sleep(0.2)
+        assert not model["servers"], model
+    log = sudo_hub.log_tail(200)
+    assert "'root' may not run notebook servers" in log
+    assert "'daemon' may not run notebook servers" in log
+    assert system_pool.run("condor_q", "-allusers", "-json").stdout == ""
+
+
+def test_a_users_symlinks_make_root_touch_nothing_of_theirs(sudo_hub, system_pool, unix_users):
+    """~/jupyter -> a root-only directory and ~/.condorspawner -> another: root writes,
+    chowns and reads nothing there; the spawn fails with the user's own permission error."""
+    user = unix_users("d")
+    home = Path(pwd.getpwnam(user).pw_dir)
+    precious = system_pool.base / "precious"
+    precious.mkdir(mode=0o700)
+    (precious / "keep").write_text("root's")
+    secret_dir = system_pool.base / "rootonly"
+    secret_dir.mkdir(mode=0o700)
+    for link, target in ((home / "jupyter", precious), (home / ".condorspawner", secret_dir)):
+        os.symlink(target, link)
+        os.lchown(link, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+    sudo_hub.request_spawn(user, {})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, model = sudo_hub.api("GET", f"/users/{user}")
+        if not model["servers"]:
+            break
+        time.sleep(0.3)
+    assert not model["servers"], model
+    assert owner_of(precious) == "root" and oct(precious.stat().st_mode & 0o777) == "0o700"
+    assert [p.name for p in precious.iterdir()] == ["keep"]
+    assert list(secret_dir.iterdir()) == []
+    assert "Cannot write the job's files in your directories" in sudo_hub.log_tail(100)
+    assert system_pool.run("condor_q", "-allusers", "-json").stdout == ""
+
+
+@pytest.mark.parametrize("system_pool", ["shared"], indirect=True)
+def test_another_users_job_on_the_same_loopback_gets_nothing(sudo_hub, system_pool, unix_users):
+    """bob's job shares 127.0.0.1 with alice's notebook: it squats every port alice's job
+    ad names, tries every rendezvous socket, and records what reaches it."""
+    alice, bob = unix_users("e"), unix_users("f")
+    sudo_hub.spawn(alice, {})
+    alice_job = sudo_hub.job_of(alice)
+    system_pool.write(
+        bob, "alice.ad", system_pool.run("condor_q", "-l", alice_job, user=bob).stdout
+    )
+    spy = system_pool.write(bob, "spy.py", SPY)
+    spy_job = system_pool.submit(
+        f"""
+        executable = {os.path.realpath(sys.executable)}
+        arguments = {spy.name} alice.ad
+        transfer_input_files = {spy.name}, alice.ad
+        should_transfer_files = YES
+        transfer_executable = false
+        output = spy.out
+        error = spy.err
+        queue
+        """,
+        user=bob,
+    )
+    system_pool.wait_for(spy_job, lambda a: a["JobStatus"] == 2)
+    # alice works through the hub: her token and cookies travel to her server
+    for _ in range(5):
+        assert sudo_hub.api("GET", f"/user/{alice}/api/status", through_proxy=True)[0] == 200
+        assert sudo_hub.api("GET", f"/user/{alice}/api/contents", through_proxy=True)[0] == 200
+    system_pool.wait_for(spy_job, lambda a: a["JobStatus"] == 4, timeout=60)
+    report = json.loads((Path(pwd.getpwnam(bob).pw_dir) / "spy.out").read_text())
+    assert report["heard"] == [], report
+    assert "connected" not in report["tried"].values(), report
+    alice_dirs = [p for p in Path("/tmp").glob("condorspawner-*") if owner_of(p) == alice]
+    assert alice_dirs, "alice's notebook has no rendezvous directory"
+    for directory in alice_dirs:
+        assert report["tried"][f"{directory}/nb.sock"] == "PermissionError", report
+    token = json.loads(
+        (
+            Path(pwd.getpwnam(alice).pw_dir) / ".condorspawner/default/condorspawner.secret"
+        ).read_text()
+    )["env"]["JUPYTERHUB_API_TOKEN"]
+    assert token not in json.dumps(report)
+    wait_ready(sudo_hub, alice)
