@@ -11,9 +11,10 @@ job could squat or answer for.
 The server reaches the hub API through a port this launcher binds before the
 server starts and keeps for the job's life; each connection goes on to the
 newest ``hub-*.sock`` in the directory, which the hub's current tunnel
-forwards back to the hub (``ssh -R``). If no tunnel ever comes, the server is
-ended. The server is stopped a grace period before the job's runtime limit,
-so HTCondor transfers the work directory back before it would hold the job.
+forwards back to the hub (``ssh -R``); if no tunnel comes in time, the server
+is ended. (With ``hub_api = "direct"`` the server talks to the hub itself.)
+The server is stopped a grace period before the job's runtime limit, so
+HTCondor transfers the work directory back before it would hold the job.
 """
 
 from __future__ import annotations

@@ -330,17 +330,16 @@ class CondorSpawner(Spawner):
                 self._watcher().settle(self.job_id)
         return "127.0.0.1", self.local_port
 
-    def _marks(self) -> str:
+    def _marks(self, **more: str) -> str:
+        """A constraint for this server's jobs. The marks are public and anybody can set
+        them, so the job's ``Owner`` (set by the schedd) must be the user too."""
         import classad2
 
-        return " && ".join(
-            f"{attr} == {classad2.quote(value)}"
-            for attr, value in (
-                (HUB_ATTR, self.hub_id),
-                (USER_ATTR, self.user.name),
-                (SERVER_ATTR, self.name or ""),
-            )
-        )
+        marks = {HUB_ATTR: self.hub_id, USER_ATTR: self.user.name, SERVER_ATTR: self.name or ""}
+        if self.run_as:
+            marks["Owner"] = self.run_as
+        marks.update(more)
+        return " && ".join(f"{attr} == {classad2.quote(value)}" for attr, value in marks.items())
 
     async def _settle_leftovers(self) -> None:
         """Never two jobs for one server: end (safely) what an earlier spawn left."""
@@ -430,11 +429,9 @@ class CondorSpawner(Spawner):
 
     async def _find_by_spawn_id(self) -> str | None:
         """The job this spawn submitted, when condor_submit's answer was lost."""
-        import classad2
-
         with contextlib.suppress(CondorError):
             ads = await self.condor.q(
-                constraint=f"{SPAWN_ATTR} == {classad2.quote(self.spawn_id)}",
+                constraint=self._marks(**{SPAWN_ATTR: self.spawn_id}),
                 attributes=("ClusterId", "ProcId"),
                 all_users=True,
             )
@@ -702,6 +699,7 @@ class CondorSpawner(Spawner):
             await self._finish("stopped by JupyterHub")
         except JobNotFinished as err:
             self.keep_job = True  # User.stop clears the state next: keep the job in it
+            self.log.error("%s: stop failed: %s", self._log_name, err)
             raise SpawnError(str(err)) from None
         self.keep_job = False
         self._forget_job()

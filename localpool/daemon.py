@@ -298,7 +298,7 @@ class PoolProcess:
                         if "LocalpoolStarterPid" not in ad:
                             self._leave_queue(queue, job_id, ad, now)
                     else:
-                        request_hold(ad, reason, HOLD_PERIODIC, now)
+                        request_hold(ad, _hold_reason(ad, reason), HOLD_PERIODIC, now)
                     return
         if status == RUNNING and "AllowedExecuteDuration" in ad:
             started = ad.get("JobCurrentStartExecutingDate", ad.get("JobCurrentStartDate", now))
@@ -412,6 +412,16 @@ class PoolProcess:
         for job_id, proc in list(self.children.items()):
             if proc.poll() is not None:
                 del self.children[job_id]
+
+
+def _hold_reason(ad: Ad, default: str) -> str:
+    """``periodic_hold_reason`` evaluated in the job's ad, else HTCondor's own text."""
+    expr = ad.get("PeriodicHoldReason")
+    try:
+        value = evaluate(str(expr), ad) if isinstance(expr, Expr) else expr
+    except Exception:
+        return default
+    return value if isinstance(value, str) and value else default
 
 
 def _evaluates_true(expr: Any, ad: Ad) -> bool:

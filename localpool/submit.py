@@ -267,6 +267,8 @@ def build_ad(
             ad[attr] = _bool(lower[key])
     for key, attr in (
         ("periodic_hold", "PeriodicHold"),
+        ("periodic_hold_reason", "PeriodicHoldReason"),
+        ("periodic_hold_subcode", "PeriodicHoldSubCode"),
         ("periodic_remove", "PeriodicRemove"),
         ("periodic_release", "PeriodicRelease"),
     ):

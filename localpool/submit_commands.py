@@ -26,7 +26,8 @@ _CLASSIC = (  # noqa: SIM905
     "initialdir remote_initialdir requirements rank priority notification "
     "request_cpus request_memory request_disk request_gpus should_transfer_files "
     "when_to_transfer_output transfer_input_files transfer_output_files "
-    "transfer_executable periodic_hold periodic_release periodic_remove on_exit_hold "
+    "transfer_executable periodic_hold periodic_hold_reason periodic_hold_subcode "
+    "periodic_release periodic_remove on_exit_hold "
     "on_exit_remove accounting_group batch_name max_retries nice_user job_lease_duration "
     "stream_output stream_error leave_in_queue transfer_output_remaps"
 ).split()
@@ -47,7 +48,8 @@ KNOWN: dict[str, Version] = {
     "container_image": (10, 0),
     # Unknown to 9.1.0 (case submit_want_io_proxy_9_1); known to 25.0.13 (case submit_chirp).
     "want_io_proxy": (25, 0),
-    # Unknown to 9.1 (docs/design.md "Who is trusted"); 25.0.13 holds jobs over it (q_held cases).
+    # Unknown to 9.1 (condor_submit there warns the line was unused: reported from the
+    # real 9.1 pool in the project's issue on many users); 25.0.13 holds jobs over it.
     "allowed_execute_duration": (25, 0),
 }
 

@@ -254,7 +254,7 @@ class Tunnel:
             await asyncio.wait_for(proc.wait(), 3.0)
 
     async def close(self) -> None:
-        """Stop supervising and end the forward's whole process group."""
+        """Stop supervising; the keeper ends the tunnel's tree (what it cannot, we kill)."""
         self._closing = True
         if self._supervisor is not None:
             self._supervisor.cancel()

@@ -174,3 +174,23 @@ def system_pool(request, unix_users, public_tmp):
     pool.start()
     yield pool
     pool.stop()
+
+
+@pytest.fixture
+def sudo_hub(system_pool, public_tmp):
+    """A real JupyterHub as root acting for each user through sudo (the site's run_as)
+    on the system pool, as a site runs it."""
+    from hub_config.demo import site_toml
+
+    root = public_tmp / "hub"
+    root.mkdir(mode=0o755)
+    shim = root / "shim"
+    hub = Hub(
+        root,
+        system_pool,
+        site=site_toml(None, start_timeout="20s", run_as_users=str(shim)),
+        extra_config='c.CondorSpawner.submit_root = "{home}/.condorspawner"\n',
+    )
+    hub.start()
+    yield hub
+    hub.stop()

@@ -157,6 +157,13 @@ def drive_terminal(
 class Hub:
     """A real JupyterHub (with configurable-http-proxy) using CondorSpawner on a localpool."""
 
+    def flag(self, kind: str, tool: str, value: str = "") -> Path:
+        """Make ``tool`` fail (kind "fail") or answer late (kind "slow", value seconds)."""
+        path = self.root / f"{kind}-{tool}"
+        path.write_text(value)
+        path.chmod(0o644)
+        return path
+
     def count_calls(self) -> dict[str, int]:
         """condor_q / condor_history calls the hub made so far."""
         try:
@@ -175,8 +182,9 @@ class Hub:
 
         self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
         (root / "site.toml").write_text(site or site_for_tests(self.work_root))
-        # condor_q and condor_history that count their calls (benchmarks), and a condor_q
-        # that fails while the flag file exists (tests of "unknown" states)
+        # every tool through a shim that counts its calls (benchmarks), fails while a file
+        # fail-TOOL exists (tests of "unknown" states) and, while slow-TOOL holds a number of
+        # seconds, answers only that long after it has done its work (a lost answer)
         self.fail_flag = root / "fail-condor_q"
         self.calls = root / "condor-calls.log"
         shim = root / "shim"
@@ -184,21 +192,16 @@ class Hub:
         self.calls.touch(mode=0o666)
         self.calls.chmod(0o666)
         for tool in sorted(os.listdir(pool.bin)):
-            if tool not in ("condor_q", "condor_history"):
-                (shim / tool).write_text(f'#!/bin/sh\nexec {pool.bin}/{tool} "$@"\n')
-                (shim / tool).chmod(0o755)
-                continue
-            fail = (
-                (
-                    f"if [ -e {self.fail_flag} ]; then\n"
-                    "  echo '-- Failed to fetch ads from: <127.0.0.1:9618> : test' >&2\n"
-                    "  exit 1\nfi\n"
-                )
-                if tool == "condor_q"
-                else ""
-            )
+            real = pool.bin / tool
             (shim / tool).write_text(
-                f'#!/bin/sh\necho {tool} >> {self.calls}\n{fail}exec {pool.bin}/{tool} "$@"\n'
+                "#!/bin/sh\n"
+                f"echo {tool} >> {self.calls}\n"
+                f"if [ -e {root}/fail-{tool} ]; then\n"
+                "  echo '-- Failed to fetch ads from: <127.0.0.1:9618> : test' >&2\n"
+                "  exit 1\nfi\n"
+                f"if [ -e {root}/slow-{tool} ]; then\n"
+                f'  {real} "$@"; rc=$?; sleep "$(cat {root}/slow-{tool})"; exit $rc\nfi\n'
+                f'exec {real} "$@"\n'
             )
             (shim / tool).chmod(0o755)
         self.shim = shim

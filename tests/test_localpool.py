@@ -330,6 +330,22 @@ def test_periodic_expressions_and_the_runtime_limit(pool):
     assert ad["HoldReason"] == "The job exceeded allowed execute duration of 0+00:00:01"
 
 
+def test_periodic_hold_with_its_own_reason_and_no_warning(pool):
+    """The templates' runtime limit: periodic_hold on MaxRuntime with periodic_hold_reason."""
+    (pool.submit_dir / "limit.sub").write_text(
+        sleep_job(
+            extra="MY.MaxRuntime = 1\n"
+            "periodic_hold = (JobStatus == 2)"
+            " && (time() - JobCurrentStartExecutingDate > MaxRuntime)\n"
+            'periodic_hold_reason = "over the runtime limit"'
+        )
+    )
+    submitted = pool.run("condor_submit", "-terse", "limit.sub")
+    assert submitted.returncode == 0 and "unused" not in submitted.stderr, submitted.stderr
+    ad = pool.wait_for(submitted.stdout.split()[0], lambda a: a["JobStatus"] == 5, timeout=20)
+    assert (ad["HoldReasonCode"], ad["HoldReason"]) == (3, "over the runtime limit")
+
+
 def test_pool_restart_loses_no_job(pool):
     running = pool.submit(sleep_job(3))
     queued = pool.submit(sleep_job(extra="request_cpus = 64"))

@@ -19,28 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from hub_config.demo import site_toml
-from tests.harness import Hub
 from tests.test_spawner import run_in_kernel, start_kernel, wait_ready
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
-
-
-@pytest.fixture
-def sudo_hub(system_pool, public_tmp):
-    """A real JupyterHub as root, acting for each user through sudo on the system pool."""
-    root = public_tmp / "hub"
-    root.mkdir(mode=0o755)
-    shim = root / "shim"
-    hub = Hub(
-        root,
-        system_pool,
-        site=site_toml(None, start_timeout="20s", run_as_users=str(shim)),
-        extra_config='c.CondorSpawner.submit_root = "{home}/.condorspawner"\n',
-    )
-    hub.start()
-    yield hub
-    hub.stop()
 
 
 SPY = r"""
