@@ -56,15 +56,25 @@ def from_classad_value(value: Any) -> Any:
     return value
 
 
-def parse_value(text: str) -> Any:
-    """A ClassAd expression's text as a value: literals become Python values."""
+def _parse_as(name: str, text: str) -> Any:
+    """``text`` as the value of ``name`` in a ClassAd that must hold nothing else."""
     try:
-        ad = classad2.ClassAd(f"[v = {text}; localpool_end = 1]")
+        ad = classad2.ClassAd(f"[{name} = {text}; {name}_end = 1]")
     except Exception:
         raise ValueError(f"not a ClassAd expression: {text!r}") from None
-    if set(ad.keys()) != {"v", "localpool_end"}:
+    if set(ad.keys()) != {name, f"{name}_end"}:
         raise ValueError(f"not a single ClassAd expression: {text!r}")
-    value = from_classad_value(ad["v"])
+    return ad[name]
+
+
+def parse_value(text: str) -> Any:
+    """A ClassAd expression's text as a value: literals become Python values."""
+    parsed = _parse_as("v", text)
+    if ";" in text:
+        # "1; v = 2" assigns v again and would pass as one expression; under
+        # another name the extra assignment shows
+        _parse_as("w", text)
+    value = from_classad_value(parsed)
     # an expression keeps the text as written (classad2 would respell =!= as isnt)
     return Expr(text.strip()) if isinstance(value, Expr) else value
 

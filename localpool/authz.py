@@ -32,7 +32,21 @@ def may_modify(caller: Account, ad: Mapping[str, Any]) -> bool:
     return is_super_user(caller) or ad.get("Owner") == caller.name
 
 
-def settable(name: str) -> bool:
-    """May a user set this attribute (submit description, chirp)?"""
+def protection(name: str) -> str | None:
+    """Why no user may set this attribute, in HTCondor's words; None: they may.
+
+    "immutable": the job's identity (HTCondor's IMMUTABLE_JOB_ATTRS);
+    "secure": localpool's bookkeeping, which only the pool sets (as only the
+    schedd sets HTCondor's SECURE_JOB_ATTRS).
+    """
     low = name.lower()
-    return low not in PROTECTED and not low.startswith("localpool")
+    if low in PROTECTED:
+        return "immutable"
+    if low.startswith("localpool"):
+        return "secure"
+    return None
+
+
+def settable(name: str) -> bool:
+    """May a user set this attribute (submit description, chirp, condor_qedit)?"""
+    return protection(name) is None

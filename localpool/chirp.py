@@ -6,7 +6,8 @@ starter does with ``want_io_proxy = true``; the ``htchirp`` client and our
 ``condor_chirp`` (``localpool.chirpclient``) both speak to it. Supported:
 ``cookie``, ``set_job_attr[_delayed]``, ``get_job_attr[_delayed]``, ``ulog``.
 The job may not set the attributes the schedd keeps for itself (the owner,
-the job's id, localpool's bookkeeping): those answer "invalid request".
+the job's id, localpool's bookkeeping): those answer "invalid request"
+(``localpool.jobattrs``, the path ``condor_qedit`` takes too).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import secrets
 import socketserver
 import threading
 
-from localpool import eventlog
-from localpool.ads import literal, parse_value
-from localpool.authz import settable
+from localpool import eventlog, jobattrs
+from localpool.ads import literal
 from localpool.store import Store
 
 OK, NOT_AUTHENTICATED, DOESNT_EXIST, INVALID_REQUEST = 0, -1, -3, -8
@@ -115,16 +115,14 @@ class ChirpServer:
 
     def set_attr(self, name: str, text: str) -> int:
         try:
-            value = parse_value(text)
-        except ValueError:
-            return INVALID_REQUEST
-        if not name.replace("_", "a").isalnum() or not settable(name):
+            value = jobattrs.value_for(name, text)
+        except jobattrs.Refused:
             return INVALID_REQUEST
         with self.store.update() as queue:
             ad = queue.jobs.get(self.job_id)
             if ad is None:
                 return DOESNT_EXIST
-            ad[name] = value
+            jobattrs.store(ad, name, value)
         eventlog.attribute_set(ad, name, literal(value))
         return OK
 

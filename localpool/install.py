@@ -25,6 +25,7 @@ TOOLS = (
     "condor_hold",
     "condor_release",
     "condor_vacate_job",
+    "condor_qedit",
     "condor_ssh_to_job",
     "condor_status",
     "condor_chirp",

@@ -394,6 +394,10 @@ def run(
             return condor_submit(args, store, caller, env)
         if tool == "condor_status":
             return condor_status(args, store), {}
+        if tool == "condor_qedit":
+            from localpool.qedit import condor_qedit
+
+            return condor_qedit(args, store, caller), {}
     except Usage as err:
         sys.stderr.write(f"{err}\n")
         return 1, {}

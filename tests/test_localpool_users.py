@@ -401,3 +401,113 @@ def test_commands_known_to_25_do_not_warn_but_typos_do(pool):
         "WARNING: the line 'requst_cpus = 2' was unused by condor_submit. Is it a typo?\n"
     )
     assert pool.ad(result.stdout.split()[0])["WantIOProxy"] is True
+
+
+# condor_qedit: messages as HTCondor's src/condor_tools/qedit.cpp prints them (no recording)
+QEDIT_NOT_SET = "Transaction failed.  No attributes were set.\n"
+QEDIT_QUEUE_NOT_SET = "Queue transaction failed.  No attributes were set.\n"
+
+
+def test_qedit_by_the_owner_sets_the_values_condor_q_shows(system_pool, alice_job):
+    alice, _bob, job = alice_job
+    cluster = job.split(".")[0]
+    by_id = system_pool.run("condor_qedit", job, "Note", '"text"', "Foo", "5", user=alice)
+    assert outcome(by_id) == (
+        0,
+        'Set attribute "Foo" for 1 matching jobs.\nSet attribute "Note" for 1 matching jobs.\n',
+        "",
+    )
+    by_cluster = system_pool.run("condor_qedit", cluster, "Flag=true", "jobprio", "7", user=alice)
+    assert outcome(by_cluster) == (
+        0,
+        'Set attribute "Flag" for 1 matching jobs.\nSet attribute "jobprio" for 1 matching jobs.\n',
+        "",
+    )
+    by_owner = system_pool.run("condor_qedit", alice, "Expr", "RequestCpus * 2", user=alice)
+    assert outcome(by_owner) == (0, 'Set attribute "Expr" for 1 matching jobs.\n', "")
+    ad = system_pool.ad(job, user=alice)  # condor_q -json as alice
+    assert (ad["Foo"], ad["Note"], ad["Flag"], ad["JobPrio"]) == (5, "text", True, 7)
+    assert ad["Expr"] == "/Expr(RequestCpus * 2)/"
+    assert "jobprio" not in ad  # the existing attribute, not a second spelling
+    assert ad["JobStatus"] == 2  # the running job runs on
+
+
+def test_qedit_of_another_users_job_is_refused_and_changes_nothing(system_pool, alice_job):
+    alice, bob, job = alice_job
+    cluster = job.split(".")[0]
+    by_id = system_pool.run("condor_qedit", job, "Foo", "5", user=bob)
+    assert outcome(by_id) == (
+        1,
+        "",
+        f'Failed to set attribute "Foo" for job {job}.\n{QEDIT_QUEUE_NOT_SET}',
+    )
+    by_cluster = system_pool.run("condor_qedit", cluster, "Foo", "5", user=bob)
+    assert outcome(by_cluster) == (
+        1,
+        "",
+        f'Failed to set attribute "Foo" by constraint: ( (ClusterId == {cluster} ) )\n'
+        + QEDIT_QUEUE_NOT_SET,
+    )
+    by_owner = system_pool.run("condor_qedit", alice, "Foo", "5", user=bob)
+    assert outcome(by_owner) == (
+        1,
+        "",
+        f'Failed to set attribute "Foo" by constraint: ( (Owner=="{alice}") )\n'
+        + QEDIT_QUEUE_NOT_SET,
+    )
+    # a constraint alone selects only bob's own jobs: none
+    by_constraint = system_pool.run("condor_qedit", "-constraint", "true", "Foo", "5", user=bob)
+    assert outcome(by_constraint) == (
+        1,
+        "",
+        f'Failed to set attribute "Foo" by constraint: ( (true) )\n{QEDIT_QUEUE_NOT_SET}',
+    )
+    assert "Foo" not in system_pool.ad(job)
+    # root, the queue super-user, may
+    assert outcome(system_pool.run("condor_qedit", job, "Foo", "6")) == (
+        0,
+        'Set attribute "Foo" for 1 matching jobs.\n',
+        "",
+    )
+    assert system_pool.ad(job)["Foo"] == 6
+
+
+def test_qedit_of_protected_attributes_is_refused(system_pool, alice_job):
+    alice, bob, job = alice_job
+    for args, user, refused in [
+        (["Owner", f'"{bob}"'], alice, [("immutable", "Owner")]),
+        (["Foo", "5", "ClusterId", "99"], alice, [("immutable", "ClusterId")]),
+        (["ProcId=3", "User", '"x@y"'], alice, [("immutable", "ProcId"), ("immutable", "User")]),
+        (["LocalpoolStarterPid", "1"], alice, [("secure", "LocalpoolStarterPid")]),
+        (["owner", f'"{bob}"'], None, [("immutable", "owner")]),  # root neither
+    ]:
+        result = system_pool.run("condor_qedit", job, *args, user=user)
+        expected = "".join(
+            f'Update of {kind} attribute "{a}" is not allowed.\n' for kind, a in refused
+        )
+        assert outcome(result) == (1, "", expected + QEDIT_NOT_SET), args
+    ad = system_pool.ad(job)
+    assert (ad["Owner"], ad["ProcId"], "Foo" in ad) == (alice, 0, False)
+    assert ad["User"].startswith(f"{alice}@") and f"{ad['ClusterId']}.0" == job
+    queue = json.loads((system_pool.root / "queue.json").read_text())
+    assert queue["jobs"][job]["LocalpoolStarterPid"] != 1
+
+
+def test_qedit_of_a_value_that_is_no_classad_expression_is_refused(system_pool, alice_job):
+    alice, _bob, job = alice_job
+    for value in ["1 +", '"unterminated', "", "1; v = 2", "a\nb"]:
+        result = system_pool.run("condor_qedit", job, "Foo", "5", "Bar", value, user=alice)
+        assert outcome(result) == (
+            1,
+            "",
+            f"Update aborted, illegal value for : Bar\n{QEDIT_NOT_SET}",
+        ), value
+    named = system_pool.run("condor_qedit", job, "Foo.Bar", "5", user=alice)
+    assert outcome(named) == (
+        1,
+        "",
+        'Update aborted, illegal attribute-name specified for attribute "Foo.Bar".\n'
+        + QEDIT_NOT_SET,
+    )
+    ad = system_pool.ad(job)
+    assert "Foo" not in ad and "Bar" not in ad
