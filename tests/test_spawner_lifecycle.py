@@ -1,0 +1,277 @@
+"""Never lose a job, a file or a tunnel: the spawner against JupyterHub's contract, as root
+acting for real accounts through sudo (tunnels then cannot rely on parent-death signals)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy_tunnel.procs import alive, command_line, processes_carrying
+from tests.test_spawner import wait_ready
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
+
+
+def submit_dir(user: str, server: str = "") -> Path:
+    base = Path(pwd.getpwnam(user).pw_dir) / ".condorspawner"
+    return base / "named" / server if server else base / "default"
+
+
+def nonce(user: str, server: str = "") -> str:
+    """The spawn's rendezvous nonce, from the job's private file on the hub."""
+    secret = json.loads((submit_dir(user, server) / "condorspawner.secret").read_text())
+    return secret["rendezvous"]["nonce"]
+
+
+def tunnel_pids(nonces: list[str]) -> list[int]:
+    """Live processes of these spawns' tunnels (keeper, sudo, condor_ssh_to_job, ssh)."""
+    pids = []
+    for n in nonces:
+        pids += [p for p in processes_carrying(f":/tmp/condorspawner-{n}/nb.sock") if alive(p)]
+    return pids
+
+
+def cmdline(pid: int) -> str:
+    return " ".join(command_line(pid))
+
+
+def program(pid: int) -> str:
+    return Path((command_line(pid) or [""])[0]).name
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def server_gone(hub, user: str, server: str = "") -> bool:
+    _, model = hub.api("GET", f"/users/{user}")
+    return server not in model["servers"]
+
+
+def ssh_session_dirs(user: str) -> list[Path]:
+    return list(Path("/tmp").glob(f"{user}.condor_ssh_to_job_*"))
+
+
+def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool, unix_users):
+    """Issue 16.1: SIGTERM, then SIGKILL of the hub; the second time an old tunnel is even
+    left alive on purpose (its keeper killed first): the new hub ends it and re-attaches."""
+    users = [unix_users("g"), unix_users("h")]
+    for user in users:
+        sudo_hub.request_spawn(user, {})
+    for user in users:
+        sudo_hub.wait_ready(user)
+    jobs = {user: sudo_hub.job_of(user) for user in users}
+    nonces = [nonce(user) for user in users]
+    assert tunnel_pids(nonces)
+    sudo_hub.stop()  # SIGTERM
+    wait_until(lambda: not tunnel_pids(nonces), 15, "the old hub's tunnels gone")
+    sudo_hub.start()
+    for user in users:
+        wait_ready(sudo_hub, user, timeout=60)
+    # now the worst case: a tunnel that outlives its keeper and the hub (SIGKILL to both)
+    keepers = [p for p in tunnel_pids(nonces) if "proxy_tunnel.keeper" in cmdline(p)]
+    for pid in keepers:
+        os.kill(pid, signal.SIGKILL)
+    os.killpg(sudo_hub.process.pid, signal.SIGKILL)
+    sudo_hub.process.wait(timeout=10)
+    time.sleep(1)
+    assert tunnel_pids(nonces), "the orphaned tunnels should still be alive here"
+    sudo_hub.start()
+    for user in users:
+        wait_ready(sudo_hub, user, timeout=60)
+        assert sudo_hub.job_of(user) == jobs[user]
+    # only the new hub's tunnels are left: one keeper per session
+    keepers = [p for p in tunnel_pids(nonces) if "proxy_tunnel.keeper" in cmdline(p)]
+    assert len(keepers) == len(users)
+
+
+def test_a_held_job_is_finished_not_forgotten(sudo_hub, system_pool, unix_users):
+    """Issue 16.2: a hold behind the hub's back: the server is reported stopped only after
+    the hub removed the job (its files back) and closed the tunnel; the reason reaches the
+    user; the next spawn leaves one job."""
+    user = unix_users("i")
+    sudo_hub.spawn(user, {})
+    job = sudo_hub.job_of(user)
+    n = nonce(user)
+    work = Path(pwd.getpwnam(user).pw_dir) / "jupyter"
+    status, _ = sudo_hub.api(
+        "PUT",
+        f"/user/{user}/api/contents/kept.txt",
+        {"type": "file", "format": "text", "content": "kept"},
+        through_proxy=True,
+    )
+    assert status in (200, 201)
+    held = system_pool.run("condor_hold", "-reason", "quota exceeded", job, user=user)
+    assert held.returncode == 0, held.stderr
+    wait_until(lambda: server_gone(sudo_hub, user), 30, "the hub noticed the hold")
+    wait_until(
+        lambda: system_pool.ad(job)["JobStatus"] in (3, 4) or not sudo_hub.job_of(user),
+        20,
+        "the held job removed",
+    )
+    assert sudo_hub.job_of(user) is None
+    assert (work / "kept.txt").read_text() == "kept"
+    wait_until(lambda: not tunnel_pids([n]), 15, "the tunnel closed")
+    _, model = sudo_hub.api("GET", f"/users/{user}?include_stopped_servers=1")
+    state = json.dumps(model)
+    assert "quota exceeded" in state, model
+    sudo_hub.spawn(user, {})
+    assert (
+        len(
+            system_pool.run(
+                "condor_q", "-allusers", "-af", "ClusterId", "-constraint", f'Owner == "{user}"'
+            ).stdout.split()
+        )
+        == 1
+    )
+
+
+def test_stop_never_removes_a_job_whose_files_are_not_back(sudo_hub, system_pool, unix_users):
+    """Issue 16.3: condor_rm fails: the job stays (held, files back), the state keeps it, the
+    stop fails with a message; the next start ends it first: never two jobs."""
+    user = unix_users("j")
+    sudo_hub.spawn(user, {})
+    job = sudo_hub.job_of(user)
+    flag = sudo_hub.flag("fail", "condor_rm")
+    try:
+        sudo_hub.api("DELETE", f"/users/{user}/server")
+        wait_until(lambda: system_pool.ad(job)["JobStatus"] == 5, 30, "the job held")
+        time.sleep(3)
+        assert system_pool.ad(job)["JobStatus"] == 5  # held, not removed
+        assert "it is kept" in sudo_hub.log_tail(200)
+    finally:
+        flag.unlink()
+    _, model = sudo_hub.api("GET", f"/users/{user}?include_stopped_servers=1")
+    assert job in json.dumps(model), model  # the saved state still names the job
+    sudo_hub.spawn(user, {})
+    assert sudo_hub.job_of(user) != job
+    wait_until(lambda: system_pool.ad(job)["JobStatus"] in (3, 4), 20, "the old job removed")
+
+
+def test_a_lost_submit_answer_loses_no_job(sudo_hub, system_pool, unix_users):
+    """Issue 16.5: condor_submit queues the job but its answer comes after the timeout:
+    the spawn finds its job by the spawn mark; one job, and it is the server's."""
+    user = unix_users("k")
+    config = sudo_hub.root / "site.toml"
+    config.write_text(config.read_text().replace("[pool]\n", "[pool]\ncommand_timeout = 3\n"))
+    sudo_hub.stop()
+    sudo_hub.start()
+    flag = sudo_hub.flag("slow", "condor_submit", "6")
+    try:
+        sudo_hub.spawn(user, {})
+    finally:
+        flag.unlink()
+    jobs = system_pool.run(
+        "condor_q", "-allusers", "-af", "ClusterId", "-constraint", f'Owner == "{user}"'
+    ).stdout.split()
+    assert len(jobs) == 1, jobs
+    assert sudo_hub.api("GET", f"/user/{user}/api/status", through_proxy=True)[0] == 200
+
+
+def test_named_servers_have_their_own_directories(sudo_hub, system_pool, unix_users):
+    """Issue 16.9: a default server and a named one called "default" share nothing;
+    deleting the named server for good removes what the hub kept for it."""
+    user = unix_users("l")
+    config = sudo_hub.root / "jupyterhub_config.py"
+    config.write_text(config.read_text() + "c.JupyterHub.allow_named_servers = True\n")
+    sudo_hub.stop()
+    sudo_hub.start()
+    sudo_hub.spawn(user, {})
+    sudo_hub.api("POST", f"/users/{user}/servers/default", {"user_options": {}})
+    wait_until(
+        lambda: sudo_hub.api("GET", f"/users/{user}")[1]["servers"].get("default", {}).get("ready"),
+        60,
+        "the named server ready",
+    )
+    assert submit_dir(user) != submit_dir(user, "default")
+    assert (submit_dir(user) / "job.sub").exists()
+    assert (submit_dir(user, "default") / "job.sub").exists()
+    home = Path(pwd.getpwnam(user).pw_dir)
+    assert (home / "jupyter").is_dir() and (home / "jupyter-default").is_dir()
+    status, _ = sudo_hub.api("DELETE", f"/users/{user}/servers/default", {"remove": True})
+    assert status in (202, 204)
+    wait_until(lambda: not submit_dir(user, "default").exists(), 30, "named files removed")
+    assert (submit_dir(user) / "job.sub").exists()
+
+
+def test_no_session_directories_pile_up(sudo_hub, system_pool, unix_users):
+    """Issue 16.10: spawns, stops and a killed tunnel leave no condor_ssh_to_job session
+    directories behind."""
+    user = unix_users("m")
+    for _ in range(2):
+        sudo_hub.spawn(user, {})
+        n = nonce(user)
+        ssh = [p for p in tunnel_pids([n]) if program(p) == "ssh"]
+        for pid in ssh:
+            os.kill(pid, signal.SIGKILL)  # condor_ssh_to_job's own cleanup runs
+        wait_ready(sudo_hub, user, timeout=30)
+        sudo_hub.api("DELETE", f"/users/{user}/server")
+        wait_until(lambda: server_gone(sudo_hub, user), 60, "the server stopped")
+    assert ssh_session_dirs(user) == []
+
+
+def test_a_forged_job_attribute_changes_no_ssh_option(sudo_hub, system_pool, unix_users):
+    """Issue 11.2: the job's owner sets the old port attributes to ssh options
+    (condor_qedit); the hub's next tunnel carries none of it."""
+    user = unix_users("n")
+    sudo_hub.spawn(user, {})
+    job = sudo_hub.job_of(user)
+    for attr, value in (
+        ("HubApiPort", '"1 -oProxyCommand=touch /tmp/pwned-forge"'),
+        ("NotebookPort", '"-oLocalCommand=x"'),
+        ("CondorSpawnerEndpoint", '"/etc -oProxyCommand=x"'),
+    ):
+        forged = system_pool.run("condor_qedit", job, attr, value, user=user)
+        assert forged.returncode == 0, forged.stderr
+    n = nonce(user)
+    for pid in tunnel_pids([n]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_ready(sudo_hub, user, timeout=60)
+    commands = " ".join(cmdline(p) for p in tunnel_pids([n]))
+    assert "ProxyCommand=touch" not in commands and "LocalCommand" not in commands
+    assert not Path("/tmp/pwned-forge").exists()
+
+
+def test_the_private_file_goes_when_the_job_ends(sudo_hub, system_pool, unix_users):
+    """Issue 11.5: the job gets only the site settings it uses; the hub's copy of the
+    private file is removed once the job is over."""
+    user = unix_users("o")
+    sudo_hub.spawn(user, {})
+    secret = submit_dir(user) / "condorspawner.secret"
+    site = json.loads(secret.read_text())["site"] or ""
+    assert "run_as" not in site and "bin_dir" not in site and "[notebook]" not in site
+    assert "limits" in site
+    sudo_hub.api("DELETE", f"/users/{user}/server")
+    wait_until(lambda: server_gone(sudo_hub, user), 60, "the server stopped")
+    assert not secret.exists()
+
+
+@pytest.mark.parametrize("system_pool", ["shared"], indirect=True)
+def test_the_notebook_listens_on_no_port_of_the_execute_point(sudo_hub, system_pool, unix_users):
+    """Issue 16.7 / 11.3: nothing to squat: the server in the job binds no TCP port of its
+    own for the browser (only its Unix socket); the launcher holds the hub-API port."""
+    user = unix_users("p")
+    sudo_hub.spawn(user, {})
+    uid = pwd.getpwnam(user).pw_uid
+    out = subprocess.run(["ss", "-Hltnpe"], capture_output=True, text=True, check=True).stdout
+    servers = [line for line in out.splitlines() if f"uid:{uid}" in line]
+    assert all("jupyterhub-sing" not in line for line in servers), servers
+    sock = [p for p in Path("/tmp").glob("condorspawner-*") if p.lstat().st_uid == uid]
+    assert sock and oct(sock[0].lstat().st_mode & 0o777) == "0o700"
+    # the launcher (the same user) holds the hub-API port the server talks to
+    assert any("python" in line for line in servers), servers
