@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy_tunnel.procs import alive, command_line, processes_carrying
+from proxy_tunnel.procs import alive, command_line, descendants, processes_carrying
 from tests.test_spawner import wait_ready
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
@@ -94,9 +94,11 @@ def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool
     for user in users:
         wait_ready(sudo_hub, user, timeout=60)
         assert sudo_hub.job_of(user) == jobs[user]
-    # only the new hub's tunnels are left: one keeper per session
+    # only the new hub's tunnels are left: one keeper per session, everything below them
     keepers = [p for p in tunnel_pids(nonces) if "proxy_tunnel.keeper" in cmdline(p)]
     assert len(keepers) == len(users)
+    below = {p for k in keepers for p in descendants(k)} | set(keepers)
+    assert set(tunnel_pids(nonces)) <= below, [cmdline(p) for p in tunnel_pids(nonces)]
 
 
 def test_a_held_job_is_finished_not_forgotten(sudo_hub, system_pool, unix_users):
