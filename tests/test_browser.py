@@ -1,80 +1,150 @@
 """The demo in a real browser: headless Debian Chromium driven by Playwright.
 
-Log in, see the form with the site's limits and container labels, choose
-Debian 12 and 2 CPUs, watch the progress page (job id, "running on"), land
-in JupyterLab, run a cell that prints the container OS and OMP_NUM_THREADS,
-stop the server from the hub's home page. Screenshots go to test-artifacts/.
+The demo runs as a site runs the hub (root, sudo, one Unix account per user).
+Two users log in from two browser contexts; a name that cannot be an account is
+refused with a message. The first sees the form with the site's limits and
+container labels, chooses Debian 12 and 2 CPUs, watches the progress page (job
+id, "running on"), lands in JupyterLab, and runs a cell that prints the
+container OS and OMP_NUM_THREADS; the second spawns with the defaults. Each
+job runs as its own account ``demo-<name>`` (its Owner, and ``ps`` of its
+processes). The first stops the server from the hub's home page: the job
+leaves the queue and the home page offers Start again. Ctrl-C of the demo keeps
+the accounts; ``--clean`` removes them. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from hub_config.demo_auth import account_exists
 from proxy_tunnel import free_port
+from tests.test_demo_command import Demo
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the demo's jobs need network namespaces"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the demo creates accounts: it needs root"),
 ]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CELL = (
     'import os, re; ad = open(os.environ["_CONDOR_JOB_AD"]).read(); '
     'print("OS=" + re.search(r\'^ContainerOS = "(.*)"$\', ad, re.M).group(1), '
     '"THREADS=" + os.environ["OMP_NUM_THREADS"])'
 )
+FIRST, SECOND = "physicist", "chemist"
+ACCOUNTS = [f"demo-{FIRST}", f"demo-{SECOND}"]
 
 
 @pytest.fixture
-def demo(tmp_path):
-    """The README's demo (hub_config.demo) on a free port, stopped after the test."""
-    port = free_port()
-    log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hub_config.demo",
-            "--port",
-            str(port),
-            "--dir",
-            str(tmp_path / "demo"),
-        ],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
+def demo(tmp_path, public_tmp):
+    """The README's demo (hub_config.demo, as scripts/demo runs it) in a fresh 0755
+    directory (every account enters it) on a free port; stopped and cleaned
+    (``--clean``) after the test."""
+    for name in ACCOUNTS:
+        if account_exists(name):
+            pytest.fail(f"an account {name} exists already: the test would remove it")
+    d = Demo(
+        [sys.executable, "-m", "hub_config.demo"],
+        REPO,
+        tmp_path / "demo.log",
+        demo_dir=public_tmp / "demo",
+        port=free_port(),
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the demo exited: {(tmp_path / 'demo.log').read_text()}")
+    try:
+        d.start(timeout=180)
+        yield d
+    finally:
         try:
-            urllib.request.urlopen(f"{url}/hub/login", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
-    log.close()
+            d.stop()
+        finally:
+            if (d.dir / "jupyterhub.log").exists():  # --clean removes it
+                shutil.copy(d.dir / "jupyterhub.log", tmp_path / "jupyterhub.log")
+            cleaned = d.clean()
+            leftovers = [name for name in ACCOUNTS if account_exists(name)]
+            assert cleaned.returncode == 0 and not leftovers, (
+                cleaned.stdout + cleaned.stderr + f"\nleft: {leftovers}"
+            )
 
 
-def test_login_choose_spawn_run_a_cell_and_stop(demo):
+def login(page, url: str, name: str) -> None:
+    page.goto(f"{url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", "condor-demo")
+    page.click("#login_submit")
+
+
+def job_of(demo: Demo, account: str) -> dict[str, str]:
+    """The account's notebook job (id, Owner, status), asked as root with the installed condor_q."""
+    result = demo.condor(
+        "condor_q",
+        "-allusers",
+        "-af",
+        "ClusterId",
+        "ProcId",
+        "Owner",
+        "JobStatus",
+        "-constraint",
+        f'CondorSpawnerUser == "{account}"',
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip()]
+    assert len(rows) == 1, f"jobs of {account}: {result.stdout!r}"
+    cluster, proc, owner, status = rows[0]
+    return {"id": f"{cluster}.{proc}", "owner": owner, "status": status}
+
+
+def processes_of(account: str) -> list[tuple[str, str]]:
+    """(user, command line) of every process of the account's uid, as ``ps -o user=`` shows them
+    (``user:32`` so that long names are not cut to 8 characters)."""
+    uid = pwd.getpwnam(account).pw_uid
+    out = subprocess.run(
+        ["ps", "-ww", "-u", str(uid), "-o", "user:32=,args="],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    return [tuple(line.strip().split(None, 1)) for line in out.splitlines() if line.strip()]
+
+
+def singleuser_owners() -> set[str]:
+    """Users running a notebook server (jupyterhub-singleuser) for a demo account, machine-wide."""
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "user:32=,args="], capture_output=True, text=True, timeout=30
+    ).stdout
+    users = set()
+    for line in out.splitlines():
+        user, _, args = line.strip().partition(" ")
+        if "jupyterhub-singleuser" in args and user.startswith("demo-"):
+            users.add(user)
+    return users
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{what} (waited {timeout:g} s)")
+
+
+def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
     from playwright.sync_api import expect, sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is not installed (scripts/bootstrap with CONDORSPAWNER_BROWSER=1)")
     ARTIFACTS.mkdir(exist_ok=True)
+    url = demo.url
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
@@ -89,14 +159,20 @@ def test_login_choose_spawn_run_a_cell_and_stop(demo):
                 "--disable-sync",
             ],
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(60_000)
+        # two users: two browser contexts (own cookies each)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        other = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        for p in (page, other):
+            p.set_default_timeout(60_000)
         try:
-            page.goto(f"{demo}/hub/login")
-            page.fill("#username_input", "physicist")
-            page.fill("#password_input", "condor-demo")
-            page.click("#login_submit")
+            # a name that cannot become an account: refused, with the reason, nothing made
+            login(other, url, "No_Such-Name")
+            expect(other.locator("body")).to_contain_text("1 to 20 lowercase letters and digits")
+            assert "/hub/login" in other.url
+            other.screenshot(path=str(ARTIFACTS / "0-refused-name.png"))
+            assert demo.accounts() == []
 
+            login(page, url, FIRST)
             page.wait_for_selector("#cs-container")
             form_text = page.inner_text("form")
             assert "CPUs (1 to 4)" in form_text and "Memory (128MB to 4GB)" in form_text
@@ -108,13 +184,40 @@ def test_login_choose_spawn_run_a_cell_and_stop(demo):
             page.click("form [type=submit]")
 
             page.wait_for_function(
-                "() => /running on slot1_/.test(document.body.textContent)", timeout=60_000
+                "() => /running on slot1_/.test(document.body.textContent)", timeout=120_000
             )
             progress = page.content()
             assert "Submitted as HTCondor job" in progress
             page.screenshot(path=str(ARTIFACTS / "2-progress.png"))
 
-            page.wait_for_url("**/user/physicist/lab**", timeout=120_000)
+            login(other, url, SECOND)
+            other.wait_for_selector("#cs-container")
+            other.click("form [type=submit]")
+
+            page.wait_for_url(f"**/user/demo-{FIRST}/lab**", timeout=180_000)
+            other.wait_for_url(f"**/user/demo-{SECOND}/lab**", timeout=180_000)
+            other.wait_for_selector(".jp-LabShell", timeout=120_000)
+            other.screenshot(path=str(ARTIFACTS / "5-second-user.png"))
+            other.goto(f"{url}/hub/home")  # one JupyterLab in the browser is enough
+
+            # each login is a real account, recorded for --clean, with a home in /home
+            assert sorted(demo.accounts()) == sorted(ACCOUNTS)
+            jobs = {}
+            for account in ACCOUNTS:
+                entry = pwd.getpwnam(account)
+                assert entry.pw_uid >= 1000 and entry.pw_dir == f"/home/{account}"
+                jobs[account] = job = job_of(demo, account)
+                assert job["owner"] == account and job["status"] == "2", job
+                # the job's processes (found by its Owner's uid) run as that account
+                procs = processes_of(job["owner"])
+                commands = " ".join(args for _, args in procs)
+                assert "condorspawner.launcher" in commands, procs
+                assert "jupyterhub-singleuser" in commands, procs
+                assert {user for user, _ in procs} == {account}, procs
+            assert jobs[ACCOUNTS[0]]["id"] != jobs[ACCOUNTS[1]]["id"]
+            # machine-wide, the demo's notebook servers run as exactly these accounts
+            assert singleuser_owners() == set(ACCOUNTS)
+
             page.locator(".jp-LauncherCard[title*='Python 3']").first.click()
             # the kernel starts in the job: run the cell once it is idle
             expect(page.locator(".jp-StatusBar-Widget", has_text="| Idle").first).to_be_visible(
@@ -128,10 +231,43 @@ def test_login_choose_spawn_run_a_cell_and_stop(demo):
             expect(output).to_contain_text("OS=Debian12 THREADS=2", timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "3-jupyterlab.png"))
 
-            page.goto(f"{demo}/hub/home")
+            page.goto(f"{url}/hub/home")
             page.click("#stop")
-            expect(page.locator("#start")).to_be_visible(timeout=90_000)
+            first_job = jobs[ACCOUNTS[0]]["id"]
+
+            def left_queue() -> bool:
+                result = demo.condor("condor_q", first_job, "-af", "ClusterId")
+                return result.returncode == 0 and not result.stdout.strip()
+
+            wait_until(left_queue, 90, f"job {first_job} is still in the queue after the stop")
+            history = demo.condor("condor_history", first_job, "-af", "JobStatus")
+            assert history.stdout.split() == ["3"], history  # removed, after its files came back
+
+            def home_offers_start() -> bool:
+                page.goto(f"{url}/hub/home")
+                return page.locator("#stop").count() == 0
+
+            wait_until(home_offers_start, 60, "the home page still shows the Stop button")
+            expect(page.locator("#start")).to_have_text("Start My Server")
             page.screenshot(path=str(ARTIFACTS / "4-stopped.png"))
+            # the other user's job is untouched
+            assert job_of(demo, ACCOUNTS[1])["status"] == "2"
         finally:
             page.screenshot(path=str(ARTIFACTS / "last.png"))
             browser.close()
+
+    # Ctrl-C: hub and pool stop, the jobs go, the accounts stay (and the demo says so)
+    demo.stop()
+    said = demo.log()
+    assert "demo: stopping the pool and removing its jobs" in said
+    assert f"Kept: the accounts demo-* ({', '.join(ACCOUNTS)})" in said, said[-2000:]
+    assert all(account_exists(name) for name in ACCOUNTS)
+    wait_until(lambda: not singleuser_owners(), 15, "notebook servers outlived the demo")
+    # --clean removes them, their homes and the demo directory
+    cleaned = demo.clean()
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    for name in ACCOUNTS:
+        assert f"removing the account {name}" in cleaned.stdout
+        assert not account_exists(name)
+        assert not Path(f"/home/{name}").exists()
+    assert not demo.dir.exists()
