@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -18,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from condorspawner.units import UnitError, parse_size_mb
 from localpool.daemon import JOB_PID_FILE, namespaces_available, pool_pid
 from localpool.install import install, write_tools
 from localpool.store import DEFAULT_DIR_ENV, PoolConfig, Store
@@ -27,13 +28,19 @@ from localpool.submit_commands import DEFAULT_VERSION, parse_version
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 NETWORK = {"isolated": "auto", "shared": "off"}  # --network -> network_namespaces
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])(?:i?b)?|(b))?\s*", re.IGNORECASE)
+_MB_PER_UNIT = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024, "b": 1 / (1024 * 1024)}
 
 
 def _size(text: str) -> int:
-    try:
-        return parse_size_mb(text)
-    except UnitError as err:
-        raise argparse.ArgumentTypeError(f"{text!r} {err}") from None
+    """Megabytes, binary as HTCondor counts (``16GB``, ``512M``, ``1.5GiB``, ``100B``; bare: MB)."""
+    match = _SIZE_RE.fullmatch(text) if len(text) <= 64 else None
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (write it like 4GB, 512MB, 1.5G or 4096 for MB)"
+        )
+    number, unit, byte = match.groups()
+    return math.ceil(float(number) * _MB_PER_UNIT[(unit or byte or "m").lower()])
 
 
 def start(args: argparse.Namespace, store: Store) -> int:

@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from condorspawner.quoting import parse_v2_environment, split_v2
 from localpool import eventlog, privs
 from localpool.ads import Ad, format_long
 from localpool.chirp import ChirpServer
 from localpool.daemon import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
 from localpool.matchmaker import machine_ad
 from localpool.store import Store
+from localpool.v2syntax import environment_from_raw, split_words
 
 # What HTCondor sets in every job from the CPUs it got (recorded on a 25.0 pool).
 THREAD_VARIABLES = (
@@ -118,7 +118,7 @@ class Starter:
         """The job's environment: its own plus what HTCondor's starter sets."""
         env: dict[str, str] = {}
         if self.ad.get("Environment"):
-            env.update(parse_v2_environment(self.ad["Environment"]))
+            env.update(environment_from_raw(self.ad["Environment"]))
         elif self.ad.get("Env"):
             env.update(e.split("=", 1) for e in self.ad["Env"].split(";") if "=" in e)
         cpus = str(self.ad.get("LocalpoolSlotCpus", 1))
@@ -169,7 +169,7 @@ class Starter:
             self._write_ads(env)
         workdir = self.workdir
         if "Arguments" in self.ad:
-            args = split_v2(self.ad["Arguments"])
+            args = split_words(self.ad["Arguments"])
         else:
             args = self.ad.get("Args", "").split()
         exe = self.ad["Cmd"]

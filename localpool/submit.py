@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from condorspawner import quoting
 from localpool import submit_commands
 from localpool.ads import Ad, Expr, parse_value
 from localpool.authz import settable
+from localpool.v2syntax import (
+    V2SyntaxError,
+    is_new_syntax,
+    join_words,
+    parse_arguments,
+    parse_environment,
+)
 
 VERSION = "$CondorVersion: 25.0.13 2026-11-21 localpool $"
 PLATFORM = "$CondorPlatform: X86_64-Debian_12 $"
@@ -62,38 +68,19 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("true", "yes", "1", "t", "y")
 
 
-def v2_canonical(args: list[str]) -> str:
-    """HTCondor's own V2 spelling: each white-space character in its own quotes."""
-    out = []
-    for arg in args:
-        if arg == "":
-            out.append("''")
-            continue
-        word = ""
-        for char in arg:
-            if char.isspace():
-                word += f"'{char}'"
-            elif char == "'":
-                word += "''''"
-            else:
-                word += char
-        out.append(word)
-    return " ".join(out)
-
-
 def _arguments(value: str) -> tuple[str, str]:
     """(attribute, value) for the job ad: Arguments (new syntax) or Args (old)."""
-    if value.strip().startswith('"'):
+    if is_new_syntax(value):
         try:
-            words = quoting.parse_submit_arguments(value)
-        except quoting.QuotingError:
+            words = parse_arguments(value)
+        except V2SyntaxError:
             stripped = value.strip()
             raise SubmitError(
                 "ERROR: Unterminated double-quote.\n"
                 f"The full arguments you specified were: {stripped}\n",
                 "Submitting job(s)",
             ) from None
-        return "Arguments", v2_canonical(words)
+        return "Arguments", join_words(words)
     return "Args", value
 
 
@@ -241,13 +228,13 @@ def build_ad(
         env_words = [f"{k}={v}" for k, v in given_env.items() if "\n" not in v]
     if "environment" in lower:
         try:
-            given = quoting.parse_submit_environment(lower["environment"])
-        except quoting.QuotingError as err:
+            given = parse_environment(lower["environment"])
+        except V2SyntaxError as err:
             raise SubmitError(f"\nERROR: environment: {err}\n") from None
         env_words += [f"{k}={v}" for k, v in given.items()]
     if env_words:
         merged = dict(w.split("=", 1) for w in env_words)
-        ad["Environment"] = v2_canonical([f"{k}={v}" for k, v in merged.items()])
+        ad["Environment"] = join_words([f"{k}={v}" for k, v in merged.items()])
     if "remote_initialdir" in lower:  # where the job runs on the execute point (no transfer)
         ad["RemoteIwd"] = lower["remote_initialdir"]
     if "request_memory" in lower:
