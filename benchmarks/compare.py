@@ -17,32 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.harness import Hub, Pool
-
-BENCH = Path(__file__).resolve().parent
-STANDIN = BENCH / "standin_server.py"
-
-
-def start_pool(root: Path, sessions: int, namespaces: str) -> Pool:
-    """A localpool with room for `sessions` notebook jobs (and a few more)."""
-    pool = Pool(root / "pool", root / "submit")
-    pool.submit_dir.mkdir(parents=True)
-    result = pool.localpool(
-        "start",
-        "--cpus",
-        str(sessions + 8),
-        "--memory",
-        "512GB",
-        "--disk",
-        "20TB",
-        "--cycle-seconds",
-        "0.1",
-        "--network-namespaces",
-        namespaces,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"localpool did not start: {result.stderr}")
-    return pool
+from benchmarks.common import STANDIN, descendants, hub_pid, rss_kb, start_pool, timings
+from tests.harness import Hub
 
 
 def ours_config(interval: float) -> str:
@@ -108,8 +84,6 @@ def time_to_answer(hub: Hub, user: str, timeout: float = 120) -> float:
 def measure(hub: Hub, spawns: int, sessions: int, window: float, interval: float) -> dict:
     """P1 (spawns one at a time), P2 (condor_q per interval with `sessions` running) and
     P4 (hub memory per session)."""
-    from benchmarks.spawner_bench import descendants, hub_pid, rss_kb, timings
-
     time.sleep(1)
     idle_rss = rss_kb(hub_pid(hub))
     latencies = [time_to_answer(hub, f"one{n}") for n in range(spawns)]

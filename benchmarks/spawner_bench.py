@@ -17,70 +17,23 @@ Run: python benchmarks/spawner_bench.py [--sessions 100] [--real 3] [--window 60
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.compare import start_pool
-from tests.harness import Hub
-
-TIMING = re.compile(
-    r"spawn timings for job \S+: submit ([\d.]+) s, queue wait ([\d.]+) s, "
-    r"start in the job and tunnel ([\d.]+) s, total ([\d.]+) s"
+from benchmarks.common import (
+    STANDIN,
+    descendants,
+    hub_pid,
+    pss_kb,
+    rss_kb,
+    start_pool,
+    timings,
 )
-STANDIN = Path(__file__).resolve().parent / "standin_server.py"
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of a process (0 if it has just ended)."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return 0
-    for line in lines:
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def descendants(pid: int) -> list[tuple[int, str]]:
-    out = subprocess.run(
-        ["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True, text=True, check=True
-    ).stdout
-    children: dict[int, list[tuple[int, str]]] = {}
-    for line in out.splitlines():
-        p, pp, comm = line.split(None, 2)
-        children.setdefault(int(pp), []).append((int(p), comm))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child[0])
-    return found
-
-
-def hub_pid(hub: Hub) -> int:
-    return int((hub.root / "jupyterhub.pid").read_text())
-
-
-def timings(hub: Hub) -> list[tuple[float, ...]]:
-    text = (hub.root / "jupyterhub.log").read_text(errors="replace")
-    return [tuple(float(x) for x in m.groups()) for m in TIMING.finditer(text)]
+from tests.harness import Hub
 
 
 def spawn_all(hub: Hub, users: list[str], batch: int) -> None:

@@ -1,7 +1,7 @@
 """condorsub: batch jobs, interactive shells and tunnels on the pool, from the notebook's templates.
 
-Only argparse is imported here, so ``condorsub --help`` starts fast; each
-subcommand imports what it needs. Exit codes: 0 success, 1 a failed
+Only argparse and the exit codes are imported here, so ``condorsub --help``
+starts fast; each subcommand imports what it needs. Exit codes: 0 success, 1 a failed
 operation, 2 bad usage or input (one line on stderr, never a traceback).
 """
 
@@ -10,15 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-USAGE, FAILED = 2, 1
-
-
-class CliError(Exception):
-    """A message for the user and the exit code that goes with it."""
-
-    def __init__(self, message: str, code: int = FAILED) -> None:
-        super().__init__(message)
-        self.code = code
+from condorspawner.cli.exits import CliError
 
 
 def _resources(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from condorspawner.cli import USAGE, CliError
+from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.condor import Condor, CondorError, JobNotFound
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.site import Site, SiteError, load_site

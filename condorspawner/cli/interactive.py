@@ -8,8 +8,8 @@ import signal
 import subprocess
 from typing import Any
 
-from condorspawner.cli import USAGE, CliError
 from condorspawner.cli.context import condor, job_dir, job_request, site
+from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.condor import check_job_ids
 from condorspawner.render import InteractivePayload, Renderer
 from condorspawner.request import RequestError

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from condorspawner.cli import USAGE, CliError
 from condorspawner.cli.context import condor, run, site
+from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.condor import check_job_ids
 
 STATUS = {

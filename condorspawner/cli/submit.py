@@ -12,8 +12,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from condorspawner.cli import USAGE, CliError
 from condorspawner.cli.context import condor, job_dir, job_request, run, site
+from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.render import BatchPayload, Renderer
 from condorspawner.request import RequestError
 
