@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import cli_bench, compare, localpool_bench, throughput
+from benchmarks import cli_bench, compare, faults, localpool_bench, throughput
 
 
 def row(name: str, values: list[float] | float, target: str, unit: str = "") -> dict:
@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 "%",
             ),
         ]
+    # faults: 5 sessions through sudo; tunnels killed, hub restarted, condor_q failing,
+    # a hold and a removal behind the hub's back (the full run only: about 3 minutes)
+    if not q:
+        for name, value in faults.run(sessions=5, outage=60).items():
+            rows.append(row(f"faults: {name}", value, "0" if "lost" in name else ""))
     # P5 and localpool's own figures
     cli = cli_bench.measure(5 if q else 20)
     rows += [

@@ -1,0 +1,119 @@
+"""poll(): a running server stays reachable; a dead one is ended safely before it is reported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from condorspawner.attach import AttachError
+from condorspawner.finish import JobNotFinished
+from condorspawner.joblog import ended_in_log
+from condorspawner.protocol import job_start
+from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING
+
+
+class HealthMixin:
+    """JupyterHub calls stop() only while poll() says running: so poll ends jobs itself."""
+
+    async def poll(self) -> int | None:
+        """None while the server lives; else it has been ended safely first. Never raises."""
+        try:
+            return await self._poll()
+        except Exception:
+            self.log.exception("%s: poll failed; the server counts as running", self._log_name)
+            return None
+
+    async def _poll(self) -> int | None:
+        if not self.job_id:
+            return 0
+        watcher = self._watcher()
+        state = watcher.watch(self.job_id)
+        if state.ad is None:
+            await watcher.ensure_fresh(max_age=self.queue_poll_interval)
+        ad = state.ad
+        if state.missing_since is not None:
+            return await self._settle_missing(time.monotonic() - state.missing_since)
+        if ad is None:
+            return None  # unknown: never "gone" on a failed or empty look
+        status = ad.get("JobStatus")
+        if state.gone or status in (REMOVED, COMPLETED):
+            await self._close_tunnel()
+            code = ad.get("ExitCode")
+            return code if isinstance(code, int) and code != 0 else 1 if code is None else 0
+        if status == HELD:
+            return await self._end(f"HTCondor held job {self.job_id}: {ad.get('HoldReason')}")
+        if status == IDLE:
+            waited = time.time() - (ad.get("EnteredCurrentStatus") or time.time())
+            if waited > self.site.notebook.start_timeout:
+                return await self._end(
+                    f"job {self.job_id} was evicted and waited {waited:.0f} s to run again"
+                )
+            return None  # evicted: HTCondor runs it again, the next poll re-attaches
+        if status == RUNNING:
+            return await self._check_tunnel(ad)
+        return None
+
+    async def _settle_missing(self, missing_for: float) -> int | None:
+        """In neither queue nor history: the job's own event log, else a bound."""
+        text = await self.files.tail(str(Path(self.submit_dir) / "notebook.log"), 400)
+        ended = ended_in_log(text, self.job_id)
+        if ended is None and missing_for < self.unknown_timeout:
+            return None
+        await self._close_tunnel()
+        self.last_end = (
+            f"job {self.job_id} {ended} (its event log says so)"
+            if ended
+            else f"job {self.job_id} is in neither the queue nor the history since "
+            f"{missing_for:.0f} s; its server is taken as gone"
+        )
+        self.log.warning("%s: %s", self._log_name, self.last_end)
+        return 1
+
+    async def _check_tunnel(self, ad: dict[str, Any]) -> int | None:
+        """Running job: the tunnel must reach this run, or be made to (restart, eviction)."""
+        attachment = self._attach()
+        run = job_start(ad)
+        if attachment.tunnel is not None and attachment.run == run:
+            if attachment.healthy:
+                return None
+            return await self._end(f"the tunnel to job {self.job_id} failed: {attachment.failure}")
+        before = attachment.local_port
+        try:
+            self.local_port = await attachment.open(run)
+        except AttachError as err:
+            return await self._end(str(err))
+        self.run = run
+        self.log.info(
+            "%s: tunnel to job %s (run %s) on 127.0.0.1:%s",
+            self._log_name,
+            self.job_id,
+            run,
+            self.local_port,
+        )
+        if before and self.local_port != before:
+            await self._move_route()
+        return None
+
+    async def _move_route(self) -> None:
+        """The tunnel had to take another local port: the proxy's route follows it."""
+        if self.server is None:
+            return
+        self.server.port = self.local_port
+        self.db.commit()
+        proxy = self.user.settings.get("proxy")
+        if proxy is not None and not self.pending:
+            await proxy.add_user(self.user, self.name)
+            self.log.info("%s: proxy route moved to port %s", self._log_name, self.local_port)
+
+    async def _end(self, why: str) -> int | None:
+        """poll() found the server dead: end its job safely first, then report it (1)."""
+        self.log.warning("%s: %s; ending the job", self._log_name, why)
+        await self._close_tunnel()
+        try:
+            await self._finish(why)
+        except JobNotFinished as err:
+            self.log.error("%s: %s", self._log_name, err)
+            return None  # still ours, still followed: the next poll tries again
+        self.last_end = why
+        return 1

@@ -1,0 +1,115 @@
+"""CondorSpawner's configuration: every trait an admin sets, with its help text."""
+
+from __future__ import annotations
+
+import sys
+
+from traitlets import Callable, Float, HasTraits, Integer, List, Unicode, Union, default
+
+from condorspawner.accounts import DEFAULT_DENIED
+from condorspawner.site import cached_site
+
+
+class SpawnerConfig(HasTraits):
+    """The traits of CondorSpawner (its behaviour lives in the mixins and spawner.py).
+
+    A HasTraits mixin, not a Spawner: JupyterHub refuses Spawner subclasses that do
+    not define start, stop and poll; ``c.CondorSpawner.<trait>`` configures these."""
+
+    site_file = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""The site file (TOML). Default: $CONDORSPAWNER_SITE, else
+        /etc/condorspawner/site.toml, else built-in defaults. Read and checked when
+        the spawner is made (at hub start-up for every running server).""",
+    )
+    hub_id = Unicode(
+        config=True,
+        help="""Marks this hub's jobs (job attribute CondorSpawnerHub), so one query finds
+        them all and two hubs on one schedd never touch each other's jobs.""",
+    )
+
+    @default("hub_id")
+    def _default_hub_id(self) -> str:
+        import socket
+
+        return f"jupyterhub@{socket.getfqdn()}"
+
+    submit_root = Unicode(
+        "{home}/.condorspawner",
+        config=True,
+        help="""Where each server's job files (description, wrapper, logs, the private
+        token file) are written, in the user's name. {home} and {username} are replaced.""",
+    )
+    work_directory = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""The user's work directory that goes into the job and comes back when it
+        ends or is evicted. Default: the site file's notebook.work_directory. '~' is the
+        user's home; {username} is replaced. A named server gets '<directory>-<name>'.""",
+    )
+    job_python = Unicode(
+        sys.executable,
+        config=True,
+        help="""The Python that has condorspawner and jupyterhub installed, on the
+        execute points (the job runs `-m condorspawner.launcher`) and on the hub (file
+        operations as the user). Every user must be able to run it: not under /root.""",
+    )
+    launcher_args = List(
+        Unicode(),
+        config=True,
+        help="""More arguments for condorspawner-singleuser in the job, e.g.
+        ["--server", "/opt/bin/my-server"] or ["--wait-for-hub", "120"].""",
+    )
+    queue_poll_interval = Float(
+        10.0, config=True, help="Seconds between the shared watcher's condor_q calls."
+    )
+    queue_poll_interval_pending = Float(
+        1.0, config=True, help="Seconds between condor_q calls while some spawn is waiting."
+    )
+    tunnel_max_restarts = Integer(
+        5, config=True, help="Failed tunnel restarts in a row before the server is ended."
+    )
+    stop_timeout = Float(
+        60.0,
+        config=True,
+        help="""Seconds stop() waits for the work directory to come back. A job whose
+        files are not back by then is kept held (never removed) and the stop fails.""",
+    )
+    unknown_timeout = Float(
+        600.0,
+        config=True,
+        help="""Seconds a job may be in neither the queue nor the history (nor ended in
+        its own event log) before its server is reported gone.""",
+    )
+    min_uid = Integer(
+        1000, config=True, help="Users whose account has a lower uid get no notebook job."
+    )
+    denied_users = List(
+        Unicode(),
+        default_value=list(DEFAULT_DENIED),
+        config=True,
+        help="Accounts that never get a notebook job (root is always refused).",
+    )
+    profile_list = Union(
+        [List(), Callable()],
+        default_value=[],
+        config=True,
+        help="""Presets offered in the form, like kubespawner's. Each is a dict:
+        {"display_name": "...", "slug": "small", "default": True,
+         "user_options": {"cpus": 2, "memory": "4GB"},
+         "allowed_containers": ["Rocky9"]}.
+        The user's own values override a profile's user_options; allowed_containers
+        restricts the OS choice. May be a callable (spawner) -> list.""",
+    )
+
+    @default("start_timeout")
+    def _default_start_timeout(self) -> int:
+        # our own idle limit (site file) ends a queued spawn first, with its reason
+        return int(cached_site(self.site_file).notebook.start_timeout) + 120
+
+    @default("http_timeout")
+    def _default_http_timeout(self) -> int:
+        return 120

@@ -1,0 +1,18 @@
+"""The fault-injection run of benchmarks/faults.py as a test: its checks must all hold."""
+
+import os
+
+import pytest
+
+from benchmarks import faults
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root"),
+]
+
+
+def test_five_sessions_survive_every_fault_and_leave_nothing_behind():
+    figures = faults.run(sessions=5, outage=15)
+    assert figures["servers lost during a 15 s condor_q outage"] == 0
+    assert figures["notice a hold, s"] < 30 and figures["notice a removal, s"] < 30

@@ -1,0 +1,229 @@
+"""The spawner's parts on their own: accounts, paths, the job's site copy, the event log,
+ending a job safely, a site file checked at once, poll that never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from condorspawner.accounts import AccountRefused, check_account
+from condorspawner.condor import JobNotFound, ScheddUnavailable
+from condorspawner.finish import JobNotFinished, finish_job
+from condorspawner.jobfiles import JobPathError, JobPaths, job_site_text
+from condorspawner.joblog import ended_in_log
+from condorspawner.site import SiteError, load_site
+from tests.harness import REFERENCE
+
+# --- accounts -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("root", "may not run notebook servers"),
+        ("daemon", "may not run notebook servers"),
+        ("nosuchuser-xyz", "there is no account"),
+        ("games", "system account"),
+    ],
+)
+def test_root_system_and_unknown_accounts_are_refused(name, why):
+    with pytest.raises(AccountRefused, match=why):
+        check_account(name, min_uid=1000, denied=("root", "daemon"))
+
+
+def test_root_is_refused_whatever_the_minimum_uid():
+    with pytest.raises(AccountRefused):
+        check_account("root", min_uid=0, denied=())
+
+
+# --- paths ------------------------------------------------------------------------------
+
+
+def paths(server: str, home: str | None = "/home/ann") -> JobPaths:
+    return JobPaths.for_server(
+        submit_root="{home}/.condorspawner",
+        work_directory="~/jupyter",
+        user="ann",
+        home=home,
+        server=server,
+    )
+
+
+def test_each_server_has_its_own_directories():
+    default, named, called_default = paths(""), paths("fit"), paths("default")
+    assert default.submit_dir == Path("/home/ann/.condorspawner/default")
+    assert named.submit_dir == Path("/home/ann/.condorspawner/named/fit")
+    assert called_default.submit_dir != default.submit_dir
+    assert default.work_dir == Path("/home/ann/jupyter")
+    assert named.work_dir == Path("/home/ann/jupyter-fit")
+    assert len({p.work_dir for p in (default, named, called_default)}) == 3
+
+
+@pytest.mark.parametrize("server", ["../x", "a/b", ".hidden", "x" * 65, "sp ace"])
+def test_server_names_that_are_not_plain_are_refused(server):
+    with pytest.raises(JobPathError):
+        paths(server)
+
+
+def test_a_home_is_needed_for_home_paths():
+    with pytest.raises(JobPathError, match="no home"):
+        paths("", home=None)
+
+
+# --- the job's copy of the site file ----------------------------------------------
+
+
+def test_the_job_gets_no_hub_only_settings(tmp_path):
+    source = Path(__file__).resolve().parents[1] / "hub_config" / "site.example.toml"
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(
+        source.read_text().replace('bin_dir = ""', 'bin_dir = "/opt/condor/bin"', 1)
+    )
+    text = job_site_text(load_site(site_file))
+    data = tomllib.loads(text)
+    assert "notebook" not in data
+    assert "run_as" not in data["pool"] and "bin_dir" not in data["pool"]
+    assert data["limits"] == tomllib.loads(site_file.read_text())["limits"]
+    load_site_from_text = tmp_path / "job-site.toml"
+    load_site_from_text.write_text(text)
+    assert load_site(load_site_from_text).catalogue  # still a valid site file
+
+
+# --- the event log --------------------------------------------------------------------
+
+
+def test_the_event_log_tells_a_terminated_or_aborted_job():
+    logs = REFERENCE / "eventlogs"
+    assert ended_in_log((logs / "eventlog_exit3.log").read_text(), "23.0") == "terminated"
+    sleep = (logs / "eventlog_sleep.log").read_text()
+    assert ended_in_log(sleep, "14") == "aborted"
+    assert ended_in_log(sleep, "14.1") is None
+    assert ended_in_log(sleep, "99.0") is None
+    assert ended_in_log("001 (007.000.000) 2026-01-01 00:00:00 Job executing\n...\n", "7.0") is None
+
+
+# --- ending a job safely ----------------------------------------------------------------
+
+
+class FakeState:
+    def __init__(self, ad):
+        self.ad = ad
+        self.gone = False
+
+
+class FakeWatcher:
+    """Answers like the shared watcher: the job's ad, or a failing look."""
+
+    def __init__(self, ad):
+        self.state = FakeState(ad)
+        self.last_error = None
+        self.failing = False
+
+    def watch(self, job_id):
+        return self.state
+
+    async def ensure_fresh(self, max_age):
+        self.last_error = "condor_q failed" if self.failing else None
+
+
+class FakeCondor:
+    """condor_hold and condor_rm that act on the watcher's ad (or fail)."""
+
+    def __init__(self, watcher, transfer_seconds=0.0, rm_fails=False):
+        self.watcher, self.transfer_seconds, self.rm_fails = watcher, transfer_seconds, rm_fails
+        self.calls = []
+
+    async def hold(self, job_ids, reason=None, user=None):
+        self.calls.append("hold")
+        ad = self.watcher.state.ad
+        ad.update(JobStatus=5)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.transfer_seconds, ad.pop, "RemoteHost", None)
+
+    async def rm(self, job_ids, reason=None, user=None):
+        self.calls.append("rm")
+        if self.rm_fails:
+            raise ScheddUnavailable(["condor_rm"], 1, "Failed to connect")
+        self.watcher.state.ad.update(JobStatus=3)
+        self.watcher.state.gone = True
+
+
+def running():
+    return {"JobStatus": 2, "RemoteHost": "slot1_1@vm"}
+
+
+async def test_a_running_job_is_held_and_removed_once_its_files_are_back():
+    watcher = FakeWatcher(running())
+    condor = FakeCondor(watcher, transfer_seconds=0.3)
+    await finish_job(condor, watcher, "1.0", user="ann", reason="stop", timeout=5, poll=0.05)
+    assert condor.calls == ["hold", "rm"]
+
+
+async def test_a_slow_transfer_is_never_cut_short_by_a_removal():
+    watcher = FakeWatcher(running())
+    condor = FakeCondor(watcher, transfer_seconds=10)
+    with pytest.raises(JobNotFinished, match="stays held and was not removed"):
+        await finish_job(condor, watcher, "1.0", user="ann", reason="stop", timeout=0.5, poll=0.05)
+    assert condor.calls == ["hold"]
+
+
+async def test_a_failing_removal_keeps_the_job_and_says_so():
+    watcher = FakeWatcher(running())
+    condor = FakeCondor(watcher, rm_fails=True)
+    with pytest.raises(JobNotFinished, match="it is kept"):
+        await finish_job(condor, watcher, "1.0", user="ann", reason="stop", timeout=2, poll=0.05)
+
+
+async def test_an_unknown_state_removes_nothing():
+    watcher = FakeWatcher(running())
+    watcher.failing = True
+    condor = FakeCondor(watcher)
+    with pytest.raises(JobNotFinished, match="unknown"):
+        await finish_job(condor, watcher, "1.0", user="ann", reason="stop", timeout=0.3, poll=0.05)
+    assert condor.calls == []
+
+
+async def test_a_held_or_idle_job_is_removed_at_once():
+    for ad in ({"JobStatus": 5}, {"JobStatus": 1}):
+        watcher = FakeWatcher(ad)
+        condor = FakeCondor(watcher)
+        await finish_job(condor, watcher, "1.0", user="ann", reason="x", timeout=2, poll=0.05)
+        assert condor.calls == ["rm"]
+
+
+async def test_a_job_already_gone_is_fine():
+    watcher = FakeWatcher({"JobStatus": 5})
+
+    class Gone(FakeCondor):
+        async def rm(self, job_ids, reason=None, user=None):
+            raise JobNotFound(["condor_rm"], 1, "Job 1.0 not found", ["1.0"])
+
+    await finish_job(Gone(watcher), watcher, "1.0", user="ann", reason="x", timeout=0.3, poll=0.05)
+
+
+# --- the site at once, poll that never raises -------------------------------------------
+
+
+def test_a_wrong_site_file_fails_when_the_spawner_is_made(tmp_path):
+    from condorspawner.spawner import CondorSpawner
+
+    bad = tmp_path / "site.toml"
+    bad.write_text("[pool]\nrun_ass = []\n")
+    with pytest.raises(SiteError, match="run_ass"):
+        CondorSpawner(site_file=str(bad))
+
+
+async def test_poll_never_raises():
+    from condorspawner.spawner import CondorSpawner
+
+    spawner = CondorSpawner()
+    spawner.job_id = "1.0"
+
+    def broken():
+        raise RuntimeError("the watcher broke")
+
+    spawner._watcher = broken
+    assert await spawner.poll() is None
