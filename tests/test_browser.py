@@ -183,8 +183,11 @@ def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
             page.screenshot(path=str(ARTIFACTS / "1-form.png"))
             page.click("form [type=submit]")
 
+            # the form's POST navigates to the progress page: no body while it loads
+            page.wait_for_url("**/hub/spawn-pending/**")
             page.wait_for_function(
-                "() => /running on slot1_/.test(document.body.textContent)", timeout=120_000
+                "() => document.body && /running on slot1_/.test(document.body.textContent)",
+                timeout=120_000,
             )
             progress = page.content()
             assert "Submitted as HTCondor job" in progress
