@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from localpool import eventlog
 from localpool.ads import Ad
 from localpool.authz import may_modify
-from localpool.daemon import (
+from localpool.jobstate import (
     COMPLETED,
     HELD,
     HOLD_BY_USER,

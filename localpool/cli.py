@@ -20,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from localpool.daemon import JOB_PID_FILE, namespaces_available, pool_pid
+from localpool.daemon import pool_pid
 from localpool.install import install, write_tools
+from localpool.jobstate import JOB_PID_FILE
+from localpool.scheduler import namespaces_available
 from localpool.store import DEFAULT_DIR_ENV, PoolConfig, Store
 from localpool.submit_commands import DEFAULT_VERSION, parse_version
 

@@ -32,7 +32,7 @@ from typing import Any
 from localpool import privs
 from localpool.authz import may_modify
 from localpool.client import _keygen  # noqa: F401 (benchmarks/throughput.py uses it)
-from localpool.daemon import RUNNING, STARTER_FILE
+from localpool.jobstate import RUNNING, STARTER_FILE
 from localpool.privs import Account
 from localpool.store import Store
 

@@ -31,7 +31,7 @@ from typing import Any
 from localpool import eventlog, privs
 from localpool.ads import Ad, format_long
 from localpool.chirp import ChirpServer
-from localpool.daemon import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
+from localpool.jobstate import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
 from localpool.matchmaker import machine_ad
 from localpool.store import Store
 from localpool.v2syntax import environment_from_raw, split_words

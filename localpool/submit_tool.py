@@ -19,7 +19,7 @@ from typing import Any
 
 from localpool import eventlog, privs
 from localpool.actions import Usage
-from localpool.daemon import schedd_address
+from localpool.jobstate import schedd_address
 from localpool.privs import Account
 from localpool.store import Store
 from localpool.submit_commands import parse_version

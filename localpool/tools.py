@@ -16,7 +16,7 @@ from typing import Any
 from localpool import ads as adfmt
 from localpool.actions import ACTIONS, Usage, job_action
 from localpool.ads import Ad
-from localpool.daemon import COMPLETED, HELD, IDLE, REMOVED, RUNNING, duration, schedd_address
+from localpool.jobstate import COMPLETED, HELD, IDLE, REMOVED, RUNNING, duration, schedd_address
 from localpool.privs import Account
 from localpool.store import PoolNotFound, Store
 
