@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from localpool.sshd import SSHD, SSHD_CONFIG, _keygen
+from localpool.sshclient import keygen
+from localpool.sshd import SSHD, SSHD_CONFIG
 from proxy_tunnel import Tunnel, answers_http, free_port
 from tests.harness import Pool
 
@@ -67,8 +68,8 @@ def raw_ssh(root: Path, target_port: int) -> tuple[subprocess.Popen[bytes], int]
     """ssh -N -L to sshd -i (as ProxyCommand), the starter's sshd settings, no HTCondor."""
     keys = root / "raw-ssh"
     keys.mkdir()
-    _keygen(keys / "client")
-    _keygen(keys / "host")
+    keygen(keys / "client")
+    keygen(keys / "host")
     (keys / "authorized_keys").write_text((keys / "client.pub").read_text())
     (keys / "known_hosts").write_text("raw-ssh " + (keys / "host.pub").read_text())
     (keys / "sshd_config").write_text(

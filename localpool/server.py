@@ -20,9 +20,9 @@ import traceback
 from typing import Any
 
 from localpool import privs
-from localpool.client import FD_COUNT, recv_message, send_message
 from localpool.privs import Account
 from localpool.store import Store
+from localpool.wire import FD_COUNT, recv_message, send_message
 
 _CRED = struct.Struct("3i")
 

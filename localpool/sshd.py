@@ -1,6 +1,6 @@
 """condor_ssh_to_job on the pool's side: who may, and ``sshd -i`` in the job as its owner.
 
-The client (``localpool.client``, running as the user) makes the session
+The client (``localpool.sshclient``, running as the user) makes the session
 directory with a fresh key pair and runs ``ssh`` with ``-oProxyCommand``
 pointing at its own ``-proxy``; the proxy hands ssh's pipe to the pool
 process, which checks that the caller owns the job (or is root), writes the
@@ -31,7 +31,6 @@ from typing import Any
 
 from localpool import privs
 from localpool.authz import may_modify
-from localpool.client import _keygen  # noqa: F401 (benchmarks/throughput.py uses it)
 from localpool.jobstate import RUNNING, STARTER_FILE
 from localpool.privs import Account
 from localpool.store import Store

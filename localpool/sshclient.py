@@ -1,0 +1,198 @@
+"""``condor_ssh_to_job`` on the client's side (standard library only), as the real client does it.
+
+Run as the calling user: a session directory ``$TMPDIR/<user>.condor_ssh_to_job_<random>``
+with a fresh key pair and a known_hosts file, then ``ssh`` whose
+``-oProxyCommand`` is this tool's own ``-proxy``, which hands ssh's pipe to
+the pool process (``localpool.sshd`` starts ``sshd -i`` in the job).
+``condor_submit -interactive`` ends here too: the shell, then the job's removal.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from localpool.wire import Pool, recv_message, send_message, stdio
+
+AUTO_RETRY_SECONDS = 5.0
+
+
+def _me() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def keygen(path: Path) -> None:
+    """A fresh ed25519 key pair without passphrase: ``path`` and ``path.pub``."""
+    import subprocess
+
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _session_dir() -> Path:
+    """``$TMPDIR/<user>.condor_ssh_to_job_<random>``, as the real client makes it."""
+    import secrets
+
+    base = Path(os.environ.get("TMPDIR") or "/tmp")  # noqa: S108 (as the real client)
+    for _ in range(100):
+        path = base / f"{_me()}.condor_ssh_to_job_{secrets.token_hex(4)}"
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"cannot make a session directory in {base}")
+
+
+def run_ssh(
+    pool: Pool, tool: str, job_id: str, info: dict[str, Any], ssh: str, cmd: list[str]
+) -> int:
+    """Keys, known_hosts, ``ssh`` through our ``-proxy``; remove the session when ssh ends.
+
+    Killed ourselves (SIGTERM, SIGKILL), we leave the session directory and
+    ssh behind, as HTCondor's condor_ssh_to_job does.
+    """
+    import shutil
+    import subprocess
+
+    session = _session_dir()
+    keygen(session / "ssh_key")
+    keygen(session / "host_key")
+    host_pub = (session / "host_key.pub").read_text().split()
+    host = f"condor-job.{info['host']}"
+    known = session / "known_hosts"
+    known.write_text(f"{host} {host_pub[0]} {host_pub[1]}\n")
+    proxy = shlex.join([tool, "-proxy", str(session), job_id])
+    argv = [
+        *shlex.split(ssh),
+        "-S",
+        "none",
+        f"-oUser={info['owner']}",
+        f"-oIdentityFile={session / 'ssh_key'}",
+        "-oIdentitiesOnly=yes",
+        "-oStrictHostKeyChecking=yes",
+        f"-oUserKnownHostsFile={known}",
+        f"-oGlobalKnownHostsFile={known}",
+        f"-oProxyCommand={proxy}",
+        host,
+        *cmd,
+    ]
+    try:
+        proc = subprocess.Popen(argv)
+    except OSError as err:
+        sys.stderr.write(f"condor_ssh_to_job: cannot run {argv[0]}: {err}\n")
+        shutil.rmtree(session, ignore_errors=True)
+        return 1
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ssh decides what Ctrl-C means
+    code = proc.wait()
+    shutil.rmtree(session, ignore_errors=True)
+    return code
+
+
+def _parse_ssh_args(args: list[str]) -> tuple[str, bool, list[str]] | str:
+    """(ssh command, auto retry, [job, command...]) or a usage message."""
+    ssh, auto_retry, i = "ssh", False, 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "-ssh":
+            i += 1
+            if i >= len(args):
+                return "condor_ssh_to_job: -ssh requires an argument\n"
+            ssh = args[i]
+        elif arg == "-auto-retry":
+            auto_retry = True
+        elif arg in ("-name", "-pool", "-keygen-options", "-keygen-type", "-shells"):
+            i += 1
+        elif arg in ("-debug", "-X", "-x", "-remove-on-interrupt", "-no-remote-command"):
+            pass
+        elif arg.startswith("-"):
+            return f"condor_ssh_to_job: unknown option {arg}\n"
+        else:
+            return ssh, auto_retry, list(args[i:])
+        i += 1
+    return "Usage: condor_ssh_to_job [options] <job id> [command]\n"
+
+
+def ssh_to_job(pool: Pool, argv: list[str]) -> int:
+    """``condor_ssh_to_job [-ssh CMD] [-auto-retry] JOB [COMMAND]``."""
+    if argv[1:2] == ["-proxy"]:
+        return proxy(pool, argv[2:])
+    parsed = _parse_ssh_args(argv[1:])
+    if isinstance(parsed, str):
+        sys.stderr.write(parsed)
+        return 1
+    ssh, auto_retry, rest = parsed
+    job_id = rest[0] if "." in rest[0] else f"{rest[0]}.0"
+    while True:
+        info = pool.call({"op": "ssh_info", "job": job_id, "auto_retry": auto_retry})
+        if info["rc"] == 0:
+            break
+        if not (auto_retry and info.get("retry")):
+            return info["rc"]
+        time.sleep(AUTO_RETRY_SECONDS)
+    return run_ssh(pool, os.path.abspath(argv[0]), job_id, info, ssh, rest[1:])
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: the proxy ends when its ssh does."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+def proxy(pool: Pool, args: list[str]) -> int:
+    """ProxyCommand: hand ssh's pipe to the pool, which starts ``sshd -i`` in the job."""
+    if len(args) != 2:
+        sys.stderr.write("condor_ssh_to_job: -proxy SESSION JOB\n")
+        return 1
+    _die_with_parent()
+    if os.getppid() == 1:
+        return 1
+    session, job_id = Path(args[0]), args[1]
+    message = {
+        "op": "ssh_proxy",
+        "job": job_id,
+        "client_key": (session / "ssh_key.pub").read_text().strip(),
+        "host_key": (session / "host_key").read_text(),
+    }
+    sock = pool.open()
+    with sock:
+        fds = stdio()
+        send_message(sock, message, fds)
+        os.close(fds[-1])
+        # only sshd may hold ssh's pipe now: when sshd ends, ssh must see the end
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.close(null)
+        reply, _ = recv_message(sock)
+    return 1 if reply is None else int(reply.get("rc", 1))
+
+
+def interactive(pool: Pool, tool: str, reply: dict[str, Any]) -> int:
+    """The shell in the job ``condor_submit -interactive`` queued; the job goes after it."""
+    job_id = reply["ssh"]
+    ssh_tool = str(Path(tool).with_name("condor_ssh_to_job"))
+    try:
+        return run_ssh(pool, ssh_tool, job_id, reply, "ssh", [])
+    finally:
+        null = os.open(os.devnull, os.O_RDWR)
+        here = os.open(".", os.O_PATH | os.O_DIRECTORY)
+        remove = {"op": "tool", "argv": ["condor_rm", job_id], "env": {}, "umask": 0o022}
+        pool.call(remove, [0, null, null, here])
+        os.close(here)
+        os.close(null)
