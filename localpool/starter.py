@@ -5,7 +5,7 @@ inside the job's own network namespace when the pool has them (then only
 loopback exists: the job reaches nothing outside, and nothing reaches it but
 ``condor_ssh_to_job``). It runs the job as its owner, and on SIGTERM stops it
 the way a vacate, hold or removal asks (the word is in the job dir's
-``stop`` file), transferring output where HTCondor would.
+``stop`` file), transferring output where HTCondor would (``localpool.transfer``).
 
 Root does only the pool's own part (the job directory under ``jobs/``, the
 scratch directory's creation, the namespace): every file of the user (input
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localpool import eventlog, privs
+from localpool import eventlog, privs, transfer
 from localpool.ads import Ad, format_long
 from localpool.chirp import ChirpServer
 from localpool.jobstate import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
@@ -51,7 +51,6 @@ THREAD_VARIABLES = (
     "TF_LOOP_PARALLEL_ITERATIONS",
     "TF_NUM_THREADS",
 )
-INTERNAL_FILES = {".job.ad", ".machine.ad", ".chirp.config", "_condor_stdout", "_condor_stderr"}
 
 
 class Starter:
@@ -87,32 +86,12 @@ class Starter:
         if self.sandbox:
             eventlog.transfer(self.ad, "Started transferring input files")
             with privs.as_user(self.user):
-                self._transfer_in()
+                transfer.transfer_in(self.ad, self.iwd, self.scratch)
             eventlog.transfer(self.ad, "Finished transferring input files")
 
     def _chown(self, path: Path) -> None:
         if os.geteuid() == 0 and self.owner.pw_uid != 0:
             os.chown(path, self.owner.pw_uid, self.owner.pw_gid, follow_symlinks=False)
-
-    def _copy(self, source: Path, dest: Path) -> None:
-        """Copy a file or a directory tree (call as the job's owner: the copy is theirs)."""
-        if source.is_dir():
-            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
-        else:
-            shutil.copy2(source, dest)
-
-    def _transfer_in(self) -> None:
-        if self.ad.get("TransferExecutable", True):
-            exe = Path(self.ad["Cmd"])
-            self._copy(exe, self.scratch / exe.name)
-        for entry in _file_list(self.ad.get("TransferInput", "")):
-            source = Path(entry) if os.path.isabs(entry) else self.iwd / entry
-            name = Path(entry.rstrip("/")).name
-            if entry.endswith("/") and source.is_dir():  # "dir/" transfers the contents
-                for child in source.iterdir():
-                    self._copy(child, self.scratch / child.name)
-            else:
-                self._copy(source, self.scratch / name)
 
     def environment(self, chirp_config: Path | None) -> dict[str, str]:
         """The job's environment: its own plus what HTCondor's starter sets."""
@@ -331,44 +310,13 @@ class Starter:
     # --- output -------------------------------------------------------------
 
     def _transfer_out(self, target: Path) -> None:
-        if not self.sandbox:
-            return
-        target.mkdir(parents=True, exist_ok=True)
-        eventlog.transfer(self.ad, "Started transferring output files")
-        for attr, name in (("Out", "_condor_stdout"), ("Err", "_condor_stderr")):
-            dest = self.ad.get(attr, "/dev/null")
-            if dest != "/dev/null":
-                dest_path = Path(dest) if os.path.isabs(dest) else target / dest
-                dest_path.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.scratch / name, dest_path)
-        wanted = self.ad.get("TransferOutput")
-        if wanted is not None:
-            names = _file_list(wanted)
-        else:
-            exe_name = Path(self.ad["Cmd"]).name
-            inputs = {
-                Path(e.rstrip("/")).name for e in _file_list(self.ad.get("TransferInput", ""))
-            }
-            names = [
-                p.name
-                for p in self.scratch.iterdir()
-                if p.is_file() and p.name not in INTERNAL_FILES | inputs | {exe_name}
-            ]
-        for name in names:
-            source = self.scratch / name
-            if not source.exists():
-                continue
-            self._copy(source, target / Path(name).name)
-        eventlog.transfer(self.ad, "Finished transferring output files")
+        if self.sandbox:
+            transfer.transfer_out(self.ad, self.scratch, target)
 
     def cleanup(self) -> None:
         with privs.as_user(self.user):  # the job may have left a tree root cannot enter
             shutil.rmtree(self.scratch, ignore_errors=True)
         shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def _file_list(value: str) -> list[str]:
-    return [e.strip() for e in value.split(",") if e.strip()]
 
 
 def _account(name: str) -> pwd.struct_passwd:
