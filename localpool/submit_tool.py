@@ -89,7 +89,8 @@ def _description(opts: dict[str, Any]) -> tuple[str, str] | None:
 def condor_submit(
     argv: Sequence[str], store: Store, caller: Account, env: dict[str, str]
 ) -> tuple[int, dict[str, Any]]:
-    from localpool.submit import SubmitError, parse
+    from localpool.submit import parse
+    from localpool.submit_ad import SubmitError
 
     opts = _parse_args(argv)
     with privs.as_user(caller):
