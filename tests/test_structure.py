@@ -1,0 +1,203 @@
+"""The shape of the code: no import circles, no oversized modules, the stand-in apart.
+
+Imports are read with ``ast`` (nothing is imported), including those inside
+functions: an import deferred to call time still ties two modules together.
+Only imports under ``if TYPE_CHECKING:`` are left out, as they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("condorspawner", "proxy_tunnel", "containers", "hub_config", "localpool", "benchmarks")
+# condorspawner/ joins once spawner.py is split
+SIZE_CHECKED = ("localpool", "proxy_tunnel", "containers", "hub_config")
+MAX_LINES = 450
+# run by any account's /usr/bin/python3: the standard library and each other only
+CLIENT_MODULES = (
+    "localpool.client",
+    "localpool.wire",
+    "localpool.sshclient",
+    "localpool.chirpclient",
+)
+
+
+def modules(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the given packages."""
+    found = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def _runs(node: ast.AST) -> bool:
+    """False for an ``if TYPE_CHECKING:`` block."""
+    if not isinstance(node, ast.If):
+        return True
+    test = node.test
+    name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", None)
+    return name != "TYPE_CHECKING"
+
+
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    found, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        if isinstance(node, ast.If) and not _runs(node):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _known(name: str, known: dict[str, Path]) -> str | None:
+    """The module itself, else its closest enclosing package that is one of ours."""
+    while name:
+        if name in known:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Module -> the project modules it imports."""
+    known = modules(root, packages)
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in _imports(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(filter(None, (_known(a.name, known) for a in node.names)))
+                continue
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            if node.module:
+                base = f"{base}.{node.module}" if node.level else node.module
+            for alias in node.names:
+                target = _known(f"{base}.{alias.name}", known) or _known(base, known)
+                if target:
+                    targets.add(target)
+        targets.discard(name)
+        graph[name] = targets
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle (a -> ... -> a) for each group of modules that import each other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [_path_within(graph, group) for group in groups]
+
+
+def _path_within(graph: dict[str, set[str]], group: set[str]) -> list[str]:
+    """A shortest way round from the group's first module back to it."""
+    start = min(group)
+    paths = {start: [start]}
+    todo = [start]
+    while todo:
+        node = todo.pop(0)
+        for nxt in sorted(graph[node] & group):
+            if nxt == start:
+                return [*paths[node], start]
+            if nxt not in paths:
+                paths[nxt] = [*paths[node], nxt]
+                todo.append(nxt)
+    return sorted(group)
+
+
+def test_no_import_circles_among_the_projects_modules():
+    found = circles(import_graph(ROOT, PACKAGES))
+    assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+def test_the_circle_finder_sees_a_circle_through_a_deferred_import(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg.b import thing\n")
+    (package / "b.py").write_text("def thing():\n    from pkg import c\n")
+    (package / "c.py").write_text("from . import a\nif TYPE_CHECKING:\n    import pkg.b\n")
+    (package / "d.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n"
+    )
+    assert circles(import_graph(tmp_path, ("pkg",))) == [["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
+
+
+def test_no_module_is_over_the_size_limit():
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in modules(ROOT, SIZE_CHECKED).values()
+    }
+    over = {name: lines for name, lines in sizes.items() if lines > MAX_LINES}
+    assert not over, f"modules over {MAX_LINES} lines (split them by concern): {over}"
+
+
+def test_localpool_and_the_product_share_no_code():
+    # The product runs only condor_* commands; the stand-in must not borrow the code under test.
+    graph = import_graph(ROOT, PACKAGES)
+    crossing = sorted(
+        (name, target)
+        for name, targets in graph.items()
+        for target in targets
+        if {name.split(".")[0], target.split(".")[0]} == {"condorspawner", "localpool"}
+    )
+    assert not crossing
+
+
+def test_the_condor_tools_clients_need_only_the_standard_library():
+    known = modules(ROOT, ("localpool",))
+    for name in CLIENT_MODULES:
+        tree = ast.parse(known[name].read_text())
+        imported = set()
+        for node in _imports(tree):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            else:
+                assert node.level == 0, f"{name}: relative import"
+                imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+        outside = {
+            dotted
+            for dotted in imported
+            if dotted.split(".")[0] not in sys.stdlib_module_names | {"__future__"}
+            and not any(dotted == c or dotted.startswith(f"{c}.") for c in CLIENT_MODULES)
+        }
+        assert not outside, f"{name} imports {sorted(outside)}"
