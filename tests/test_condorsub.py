@@ -78,6 +78,8 @@ def test_submit_with_every_option_runs_in_the_same_environment(cli, pool):
     out = json.loads(result.stdout)
     assert len(out["job_ids"]) == 2 and out["exit_codes"] == dict.fromkeys(out["job_ids"], 0)
     directory = Path(out["directory"])
+    # the default job directory is under the current one (here the test's), never the checkout
+    assert directory.parent == (pool.submit_dir / "condorsub-jobs").resolve()
     text = (directory / f"job.{out['cluster']}.1.out").read_text()
     assert "args: one two words\nthreads: 2\nfoo: bar baz\nhome: passed on\n" in text
     assert "payload\nfrom a dir\n" in text
