@@ -26,7 +26,36 @@ def case(name: str) -> dict[str, str | int]:
     }
 
 
-class Pool:
+class QueueLooks:
+    """``ad`` and ``wait_for`` over a pool's ``run`` (its condor_q and condor_history)."""
+
+    def run(self, *args: str, **options):  # pragma: no cover (each pool has its own)
+        raise NotImplementedError
+
+    def ad(self, job_id: str, **options) -> dict | None:
+        """The job's ad from the queue, else from the history, else None."""
+        for tool in ("condor_q", "condor_history"):
+            result = self.run(tool, "-json", job_id, **options)
+            assert result.returncode == 0, result.stderr
+            if result.stdout.strip():
+                return json.loads(result.stdout)[0]
+        return None
+
+    def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
+        """Poll the job's ad until ``predicate(ad)`` holds (bounded in time)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        ad = None
+        while time.monotonic() < deadline:
+            ad = self.ad(job_id)
+            if ad is not None and predicate(ad):
+                return ad
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} never reached the state; last ad: {ad}")
+
+
+class Pool(QueueLooks):
     """A running localpool and a submit directory, with helpers to drive it."""
 
     def __init__(self, root: Path, submit_dir: Path) -> None:
@@ -65,28 +94,6 @@ class Pool:
         result = self.run("condor_submit", "-terse", *extra, name)
         assert result.returncode == 0, result.stderr
         return result.stdout.split()[0]
-
-    def ad(self, job_id: str) -> dict | None:
-        """The job's ad from the queue, else from the history, else None."""
-        for tool in ("condor_q", "condor_history"):
-            result = self.run(tool, "-json", job_id)
-            assert result.returncode == 0, result.stderr
-            if result.stdout.strip():
-                return json.loads(result.stdout)[0]
-        return None
-
-    def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
-        """Poll the job's ad until ``predicate(ad)`` holds (bounded in time)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        ad = None
-        while time.monotonic() < deadline:
-            ad = self.ad(job_id)
-            if ad is not None and predicate(ad):
-                return ad
-            time.sleep(0.1)
-        raise AssertionError(f"job {job_id} never reached the state; last ad: {ad}")
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -429,7 +436,7 @@ class UnixUsers:
         self.names.clear()
 
 
-class SystemPool:
+class SystemPool(QueueLooks):
     """localpool installed under a prefix and run by root, used by several accounts.
 
     ``run(tool, ..., user=NAME)`` is ``sudo -n -u NAME PREFIX/bin/TOOL ...``: no
@@ -524,25 +531,3 @@ class SystemPool:
         result = self.run("condor_submit", "-terse", name, user=user)
         assert result.returncode == 0, result.stderr
         return result.stdout.split()[0]
-
-    def ad(self, job_id: str, user: str | None = None) -> dict | None:
-        """The job's ad from the queue, else from the history, else None."""
-        for tool in ("condor_q", "condor_history"):
-            result = self.run(tool, "-json", job_id, user=user)
-            assert result.returncode == 0, result.stderr
-            if result.stdout.strip():
-                return json.loads(result.stdout)[0]
-        return None
-
-    def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
-        """Poll the job's ad (as root) until ``predicate(ad)`` holds (bounded in time)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        ad = None
-        while time.monotonic() < deadline:
-            ad = self.ad(job_id)
-            if ad is not None and predicate(ad):
-                return ad
-            time.sleep(0.1)
-        raise AssertionError(f"job {job_id} never reached the state; last ad: {ad}")

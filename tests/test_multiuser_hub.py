@@ -14,12 +14,12 @@ import pwd
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_spawner import run_in_kernel, start_kernel, wait_ready
+from tests.sessions import server_gone, wait_ready, wait_until
+from tests.test_spawner import run_in_kernel, start_kernel
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 
@@ -144,14 +144,8 @@ def test_batch_jobs_from_each_notebook_belong_to_its_user(sudo_hub, system_pool,
 def test_root_and_system_accounts_get_no_job(sudo_hub, system_pool):
     for name in ("root", "daemon"):
         sudo_hub.api("POST", f"/users/{name}")
-        _status, _ = sudo_hub.api("POST", f"/users/{name}/server", {"user_options": {}})
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            _, model = sudo_hub.api("GET", f"/users/{name}")
-            if not model["servers"]:
-                break
-            time.sleep(0.2)
-        assert not model["servers"], model
+        sudo_hub.api("POST", f"/users/{name}/server", {"user_options": {}})
+        wait_until(lambda n=name: server_gone(sudo_hub, n), 20, f"{name}'s spawn refused")
     log = sudo_hub.log_tail(200)
     assert "'root' may not run notebook servers" in log
     assert "'daemon' may not run notebook servers" in log
@@ -172,13 +166,7 @@ def test_a_users_symlinks_make_root_touch_nothing_of_theirs(sudo_hub, system_poo
         os.symlink(target, link)
         os.lchown(link, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
     sudo_hub.request_spawn(user, {})
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        _, model = sudo_hub.api("GET", f"/users/{user}")
-        if not model["servers"]:
-            break
-        time.sleep(0.3)
-    assert not model["servers"], model
+    wait_until(lambda: server_gone(sudo_hub, user), 30, "the spawn failed")
     assert owner_of(precious) == "root" and oct(precious.stat().st_mode & 0o777) == "0o700"
     assert [p.name for p in precious.iterdir()] == ["keep"]
     assert list(secret_dir.iterdir()) == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import HUB_TOKEN
+from tests.sessions import nonce, program, tunnel_pids, wait_ready
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="accounts, sudo, namespaces need root")
 
@@ -84,17 +85,6 @@ def start_kernel(hub, user: str) -> str:
     return kernel["id"]
 
 
-def wait_ready(hub, user: str, timeout: float = 15) -> float:
-    """Seconds until the user's server answers through the proxy again (bounded)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        status, _ = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
-        if status == 200:
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{user}'s server not reachable within {timeout} s\n{hub.log_tail()}")
-
-
 def events(hub, user: str) -> list[str]:
     """The spawn's progress messages (the event stream the spawn page shows)."""
     import urllib.request
@@ -116,8 +106,6 @@ def events(hub, user: str) -> list[str]:
 
 def tunnel_ssh_pids(user: str) -> list[int]:
     """The ssh processes of this user's tunnel (found by the spawn's rendezvous)."""
-    from tests.test_spawner_lifecycle import nonce, program, tunnel_pids
-
     return [p for p in tunnel_pids([nonce(user)]) if program(p) == "ssh"]
 
 

@@ -14,56 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from proxy_tunnel.procs import alive, command_line, descendants, processes_carrying
-from tests.test_spawner import wait_ready
+from proxy_tunnel.procs import descendants
+from tests.sessions import (
+    cmdline,
+    nonce,
+    program,
+    server_gone,
+    ssh_session_dirs,
+    submit_dir,
+    tunnel_pids,
+    wait_ready,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
-
-
-def submit_dir(user: str, server: str = "") -> Path:
-    base = Path(pwd.getpwnam(user).pw_dir) / ".condorspawner"
-    return base / "named" / server if server else base / "default"
-
-
-def nonce(user: str, server: str = "") -> str:
-    """The spawn's rendezvous nonce, from the job's private file on the hub."""
-    secret = json.loads((submit_dir(user, server) / "condorspawner.secret").read_text())
-    return secret["rendezvous"]["nonce"]
-
-
-def tunnel_pids(nonces: list[str]) -> list[int]:
-    """Live processes of these spawns' tunnels (keeper, sudo, condor_ssh_to_job, ssh)."""
-    pids = []
-    for n in nonces:
-        pids += [p for p in processes_carrying(f":/tmp/condorspawner-{n}/nb.sock") if alive(p)]
-    return pids
-
-
-def cmdline(pid: int) -> str:
-    return " ".join(command_line(pid))
-
-
-def program(pid: int) -> str:
-    return Path((command_line(pid) or [""])[0]).name
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def server_gone(hub, user: str, server: str = "") -> bool:
-    _, model = hub.api("GET", f"/users/{user}")
-    return server not in model["servers"]
-
-
-def ssh_session_dirs(user: str) -> list[Path]:
-    return list(Path("/tmp").glob(f"{user}.condor_ssh_to_job_*"))
 
 
 def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool, unix_users):
