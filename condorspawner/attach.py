@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from condorspawner.protocol import Rendezvous, new_generation
-from proxy_tunnel import Tunnel, TunnelError, port_bindable
+from proxy_tunnel import LocalPortTaken, Tunnel, TunnelError, port_bindable
 from proxy_tunnel.procs import alive, processes_carrying, signal_all
 
 log = logging.getLogger("condorspawner.attach")
@@ -79,10 +79,21 @@ class Attachment:
                 log.info("ended %d tunnel processes an earlier hub left for %s", ended, self.job_id)
             self.swept = True
         local = self.local_port if self.local_port and await port_bindable(self.local_port) else 0
+        try:
+            tunnel = await self._start(local)
+        except LocalPortTaken:
+            try:
+                tunnel = await self._start(0)  # taken since we looked: any free port
+            except LocalPortTaken as err:
+                raise AttachError(f"No local port for the tunnel to {self.job_id}: {err}") from None
+        self.tunnel, self.run, self.local_port = tunnel, run, tunnel.local_port
+        return self.local_port
+
+    async def _start(self, local_port: int) -> Tunnel:
         tunnel = Tunnel(
             job_id=self.job_id,
             remote=self.rendezvous.notebook_socket,
-            local_port=local,
+            local_port=local_port,
             fresh_reverse=self._reverse if self.hub_api is not None else None,
             program=self.program,
             env=self.env,
@@ -92,10 +103,11 @@ class Attachment:
         )
         try:
             await tunnel.start()
+        except LocalPortTaken:
+            raise
         except TunnelError as err:
             raise AttachError(f"Could not reach the notebook in job {self.job_id}: {err}") from None
-        self.tunnel, self.run, self.local_port = tunnel, run, tunnel.local_port
-        return self.local_port
+        return tunnel
 
     def _reverse(self) -> tuple[str, str, int]:
         assert self.hub_api is not None

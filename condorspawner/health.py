@@ -77,7 +77,13 @@ class HealthMixin:
         if attachment.tunnel is not None and attachment.run == run:
             if attachment.healthy:
                 return None
-            return await self._end(f"the tunnel to job {self.job_id} failed: {attachment.failure}")
+            # it gave up (e.g. its local port was taken): one fresh attach before ending
+            self.log.warning(
+                "%s: tunnel to job %s failed (%s); attaching again",
+                self._log_name,
+                self.job_id,
+                attachment.failure,
+            )
         before = attachment.local_port
         try:
             self.local_port = await attachment.open(run)

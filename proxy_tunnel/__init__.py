@@ -1,5 +1,12 @@
 """Port forwarding into HTCondor jobs through condor_ssh_to_job (no JupyterHub here)."""
 
-from proxy_tunnel.tunnel import Tunnel, TunnelError, answers_http, free_port, port_bindable
+from proxy_tunnel.tunnel import (
+    LocalPortTaken,
+    Tunnel,
+    TunnelError,
+    answers_http,
+    free_port,
+    port_bindable,
+)
 
-__all__ = ["Tunnel", "TunnelError", "answers_http", "free_port", "port_bindable"]
+__all__ = ["LocalPortTaken", "Tunnel", "TunnelError", "answers_http", "free_port", "port_bindable"]

@@ -30,10 +30,16 @@ from proxy_tunnel.procs import alive, descendants, signal_all
 log = logging.getLogger("proxy_tunnel")
 
 RETRY_MARK = "Use -auto-retry"
+# OpenSSH's words when the local end cannot be bound (the ssh_forward_busy recording)
+LOCAL_PORT_TAKEN = ("Could not request local forwarding", "Address already in use")
 
 
 class TunnelError(RuntimeError):
     """The tunnel could not be made, or gave up; the message says why."""
+
+
+class LocalPortTaken(TunnelError):
+    """Something else listens on the tunnel's local port: only a new port helps."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -197,6 +203,8 @@ class Tunnel:
             last_error = stderr.splitlines()[-1] if stderr else f"exit {self._process.returncode}"
             if "Unable to fetch job ad" in stderr:
                 raise TunnelError(f"job {self.job_id} is no longer in the queue")
+            if any(mark in stderr for mark in LOCAL_PORT_TAKEN):
+                raise LocalPortTaken(f"local port {self.local_port} is taken by another process")
             await asyncio.sleep(delay if RETRY_MARK in stderr else delay * 2)
             delay = min(delay * 2, 2.0)
         await self._terminate()
@@ -226,7 +234,8 @@ class Tunnel:
                     break
                 except TunnelError as err:
                     failures += 1
-                    if failures >= self.max_restarts or "no longer in the queue" in str(err):
+                    final = isinstance(err, LocalPortTaken) or "no longer in the queue" in str(err)
+                    if failures >= self.max_restarts or final:
                         self.failure = str(err)
                         log.error("giving up on the tunnel to %s: %s", self.job_id, err)
                         return

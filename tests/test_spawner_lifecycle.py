@@ -241,3 +241,49 @@ def test_the_notebook_listens_on_no_port_of_the_execute_point(sudo_hub, system_p
     assert sock and oct(sock[0].lstat().st_mode & 0o777) == "0o700"
     # the launcher (the same user) holds the hub-API port the server talks to
     assert any("python" in line for line in servers), servers
+
+
+def test_the_route_follows_a_new_local_port(sudo_hub, system_pool, unix_users):
+    """Issue 16.8: the tunnel's local port is taken while it restarts: the hub attaches
+    again on another port and the proxy's route follows; the job lives on."""
+    import socket
+
+    user = unix_users("q")
+    sudo_hub.spawn(user, {})
+    job = sudo_hub.job_of(user)
+    _, model = sudo_hub.api("GET", f"/users/{user}")
+    old_port = model["servers"][""]["state"]["local_port"]
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for pid in tunnel_pids([nonce(user)]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def squat() -> bool:  # taken before the restarted tunnel binds it
+        try:
+            squatter.bind(("127.0.0.1", old_port))
+            squatter.listen()
+            return True
+        except OSError:
+            return False
+
+    wait_until(squat, 5, "the old local port taken")
+    squatter.settimeout(0.2)
+
+    def refuse() -> None:  # what reaches the squatter is cut off at once
+        while squatter.fileno() >= 0:
+            with contextlib.suppress(OSError):
+                connection, _ = squatter.accept()
+                connection.close()
+
+    import threading
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        wait_ready(sudo_hub, user, timeout=90)
+        _, model = sudo_hub.api("GET", f"/users/{user}")
+        assert model["servers"][""]["state"]["local_port"] != old_port, model
+        assert sudo_hub.job_of(user) == job
+        assert "proxy route moved" in sudo_hub.log_tail(300)
+    finally:
+        squatter.close()
