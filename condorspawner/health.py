@@ -106,7 +106,7 @@ class HealthMixin:
         if self.server is None:
             return
         self.server.port = self.local_port
-        self.db.commit()
+        self._commit()
         proxy = self.user.settings.get("proxy")
         if proxy is not None and not self.pending:
             await proxy.add_user(self.user, self.name)

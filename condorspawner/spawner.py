@@ -96,9 +96,19 @@ class CondorSpawner(
     def _persist_state(self) -> None:
         """Save the state now (JupyterHub saves it only after start() returns)."""
         orm_spawner = getattr(self, "orm_spawner", None)
-        if orm_spawner is not None and getattr(self, "db", None) is not None:
+        if orm_spawner is not None:
             orm_spawner.state = self.get_state()
-            self.db.commit()
+            self._commit()
+
+    def _commit(self) -> None:
+        """Commit the hub's database session our ORM objects belong to (not Spawner.db,
+        which JupyterHub deprecates)."""
+        from sqlalchemy.orm import object_session
+
+        orm_spawner = getattr(self, "orm_spawner", None)
+        session = object_session(orm_spawner) if orm_spawner is not None else None
+        if session is not None:
+            session.commit()
 
     @property
     def condor(self) -> Condor:
