@@ -1,45 +1,133 @@
-"""What the side-by-side benchmarks share.
+"""What the benchmarks share: the hub as a site runs it, and figures read off it.
 
-A localpool sized for a number of sessions, the instant stand-in server,
-and figures read off a running hub: its memory, its processes, and the
-spawner's "spawn timings" log lines.
+The set-up (one place for compare, spawner_bench and faults): a 0755 directory,
+localpool started by root and installed under a prefix, one real account per
+benchmark user, and JupyterHub as root acting for them through sudo; all of it
+removed afterwards, even on failure. The figures: the hub's memory, its tunnel
+processes, and the spawner's "spawn timings" log lines.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-import subprocess
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness import Hub, Pool
+from tests.harness import Hub, SystemPool, UnixUsers
 
 STANDIN = Path(__file__).resolve().parent / "standin_server.py"
 TIMING = re.compile(
     r"spawn timings for job \S+: submit ([\d.]+) s, queue wait ([\d.]+) s, "
     r"start in the job and tunnel ([\d.]+) s, total ([\d.]+) s"
 )
+# the job's side of a tunnel, started by the pool (never the hub's)
+JOB_SIDE = ("sshd", "setpriv", "nsenter")
 
 
-def start_pool(root: Path, sessions: int, namespaces: str) -> Pool:
-    """A localpool with room for `sessions` notebook jobs (and a few more)."""
-    pool = Pool(root / "pool", root / "submit")
-    pool.submit_dir.mkdir(parents=True)
-    result = pool.localpool(
-        "start",
-        "--cpus",
-        str(sessions + 8),
-        "--memory",
-        "512GB",
-        "--disk",
-        "20TB",
-        "--cycle-seconds",
-        "0.1",
-        "--network-namespaces",
-        namespaces,
+class SitePool(SystemPool):
+    """A :class:`SystemPool` with room for ``slots`` jobs (1 cpu each, memory to spare)."""
+
+    def __init__(self, base: Path, network: str, slots: int, cycle_seconds: float) -> None:
+        super().__init__(base, network=network)
+        self.slots = slots
+        self.cycle_seconds = cycle_seconds
+
+    def start(self) -> None:
+        started = self.localpool(
+            "start",
+            "--network",
+            self.network,
+            "--cpus",
+            str(self.slots),
+            "--memory",
+            "512GB",
+            "--disk",
+            "20TB",
+            "--cycle-seconds",
+            str(self.cycle_seconds),
+            "--periodic-seconds",
+            "0.5",
+        )
+        if started.returncode != 0:
+            raise SystemExit(f"localpool did not start: {started.stdout}{started.stderr}")
+        installed = self.localpool("install", "--prefix", str(self.prefix))
+        if installed.returncode != 0:
+            raise SystemExit(f"localpool install failed: {installed.stderr}")
+
+
+@contextlib.contextmanager
+def site_pool(
+    accounts: int, *, network: str = "isolated", cycle_seconds: float = 0.1
+) -> Iterator[tuple[Path, SitePool, list[str]]]:
+    """(a 0755 base directory, a root-run installed pool, ``accounts`` real accounts).
+
+    Network ``isolated``: a namespace per job (CondorSpawner's tunnels); ``shared``:
+    jobs on the host's loopback (batchspawner connects to the job directly).
+    """
+    if os.geteuid() != 0:
+        raise SystemExit("the benchmarks run the hub as a site does: root, sudo, real accounts")
+    base = Path(tempfile.mkdtemp(prefix="condorspawner-bench-"))
+    base.chmod(0o755)
+    (base / "homes").mkdir(mode=0o755)
+    users = UnixUsers(base / "homes")
+    pool = SitePool(base, network, accounts + 8, cycle_seconds)
+    try:
+        pool.start()
+        names = [users(str(i)) for i in range(accounts)]
+        yield base, pool, names
+    finally:
+        pool.stop()
+        users.remove_all()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def sudo_hub(
+    root: Path, pool: SystemPool, extra_config: str = "", start_timeout: str = "30s"
+) -> Hub:
+    """A hub (not started) whose site file runs every tool as the user:
+    ``run_as = ["sudo", "-n", "-u", "{user}"]``, ``bin_dir`` the hub's counting shim
+    (``root/shim``) over the pool's installed tools."""
+    from hub_config.demo import site_toml
+
+    root.mkdir(mode=0o755)
+    hub = Hub(
+        root,
+        pool,
+        site=site_toml(None, start_timeout=start_timeout, run_as_users=str(root / "shim")),
+        extra_config='c.CondorSpawner.submit_root = "{home}/.condorspawner"\n' + extra_config,
     )
-    if result.returncode != 0:
-        raise SystemExit(f"localpool did not start: {result.stderr}")
-    return pool
+    assert hub.shim == root / "shim", hub.shim
+    return hub
+
+
+@contextlib.contextmanager
+def running(hub: Hub) -> Iterator[Hub]:
+    """The hub started, and stopped on the way out (its tunnels end with it)."""
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()
+
+
+@contextlib.contextmanager
+def site_hub(
+    sessions: int,
+    *,
+    network: str = "isolated",
+    extra_config: str = "",
+    cycle_seconds: float = 0.1,
+) -> Iterator[tuple[Hub, SitePool, list[str]]]:
+    """A running sudo hub on a system pool with ``sessions`` real accounts."""
+    with (
+        site_pool(sessions, network=network, cycle_seconds=cycle_seconds) as (base, pool, names),
+        running(sudo_hub(base / "hub", pool, extra_config)) as hub,
+    ):
+        yield hub, pool, names
 
 
 def rss_kb(pid: int) -> int:
@@ -65,20 +153,37 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, command name) of every process below ``pid``."""
-    out = subprocess.run(
-        ["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True, text=True, check=True
-    ).stdout
-    children: dict[int, list[tuple[int, str]]] = {}
-    for line in out.splitlines():
-        p, pp, comm = line.split(None, 2)
-        children.setdefault(int(pp), []).append((int(p), comm))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child[0])
+def _children() -> dict[int, list[tuple[int, str, str]]]:
+    """parent pid -> (pid, command name, command line) of every process, whatever its user."""
+    children: dict[int, list[tuple[int, str, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        # the name may hold spaces and parentheses: the fields start after the last ')'
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append((int(entry.name), comm, args))
+    return children
+
+
+def tunnel_processes(hub: Hub) -> list[tuple[int, str]]:
+    """(pid, command name) of the hub's tunnels: each keeper below the hub and everything
+    below it (sudo, and what sudo runs as the user: condor_ssh_to_job, ssh, its proxy
+    helper). Not the proxy, nor a tool the hub happens to be running."""
+    children = _children()
+    found, todo = [], [(hub_pid(hub), False)]
+    while todo:  # a tree: each process is visited once
+        pid, in_tunnel = todo.pop()
+        for child, comm, args in children.get(pid, []):
+            tunnel = in_tunnel or "proxy_tunnel.keeper" in args
+            if tunnel and comm not in JOB_SIDE:
+                found.append((child, comm))
+            todo.append((child, tunnel))
     return found
 
 

@@ -14,48 +14,16 @@ import contextlib
 import json
 import os
 import pwd
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from proxy_tunnel.procs import alive, command_line, processes_carrying
-from tests.harness import Hub, SystemPool, UnixUsers
-
-
-@contextlib.contextmanager
-def site_hub(sessions: int) -> Iterator[tuple[Hub, SystemPool, list[str]]]:
-    """A system pool, ``sessions`` real accounts and a hub acting for them through sudo."""
-    from hub_config.demo import site_toml
-
-    base = Path(tempfile.mkdtemp(prefix="condorspawner-faults-"))
-    base.chmod(0o755)
-    (base / "homes").mkdir(mode=0o755)
-    users = UnixUsers(base / "homes")
-    pool = SystemPool(base)
-    hub = None
-    try:
-        pool.start()
-        names = [users(chr(ord("a") + i)) for i in range(sessions)]
-        (base / "hub").mkdir(mode=0o755)
-        hub = Hub(
-            base / "hub",
-            pool,
-            site=site_toml(None, start_timeout="30s", run_as_users=str(base / "hub" / "shim")),
-            extra_config='c.CondorSpawner.submit_root = "{home}/.condorspawner"\n',
-        )
-        hub.start()
-        yield hub, pool, names
-    finally:
-        if hub is not None:
-            hub.stop()
-        pool.stop()
-        users.remove_all()
-        shutil.rmtree(base, ignore_errors=True)
+from benchmarks.common import site_hub
+from tests.harness import Hub
+from tests.sessions import nonce, program, server_gone, tunnel_pids
 
 
 def _until(predicate: Callable[[], object], timeout: float, what: str) -> float:
@@ -72,26 +40,14 @@ def _answers(hub: Hub, user: str) -> bool:
     return hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)[0] == 200
 
 
-def _stopped(hub: Hub, user: str) -> bool:
-    return "" not in hub.api("GET", f"/users/{user}")[1]["servers"]
-
-
-def _nonce(user: str) -> str:
-    secret = Path(pwd.getpwnam(user).pw_dir) / ".condorspawner/default/condorspawner.secret"
-    return json.loads(secret.read_text())["rendezvous"]["nonce"]
-
-
-def _tunnel(nonce: str) -> list[int]:
-    return [p for p in processes_carrying(f":/tmp/condorspawner-{nonce}/nb.sock") if alive(p)]
-
-
 def _work_file(user: str) -> Path:
     return Path(pwd.getpwnam(user).pw_dir) / "jupyter" / "precious.txt"
 
 
 def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
     figures: dict[str, float] = {}
-    with site_hub(sessions) as (hub, pool, users):
+    # the pool's cycle as the multi-user tests have it
+    with site_hub(sessions, cycle_seconds=0.05) as (hub, pool, users):
         for user in users:
             hub.request_spawn(user, {})
         for user in users:
@@ -103,14 +59,14 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
                 through_proxy=True,
             )
             assert status in (200, 201), status
-        nonces = {user: _nonce(user) for user in users}
+        nonces = {user: nonce(user) for user in users}
         jobs = {user: hub.job_of(user) for user in users}
 
         # 1. every tunnel's ssh killed: each comes back by itself
         killed = time.monotonic()
         for user in users:
-            for pid in _tunnel(nonces[user]):
-                if Path((command_line(pid) or [""])[0]).name == "ssh":
+            for pid in tunnel_pids([nonces[user]]):
+                if program(pid) == "ssh":
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         times = []
@@ -121,7 +77,7 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
 
         # 2. the hub restarts: every session re-attached
         hub.stop()
-        _until(lambda: not any(_tunnel(n) for n in nonces.values()), 20, "old tunnels gone")
+        _until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
         restarted = time.monotonic()
         hub.start()
         for user in users:
@@ -131,7 +87,7 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
         # 3. condor_q fails for a while: no server lost
         flag = hub.flag("fail", "condor_q")
         time.sleep(outage)
-        lost = [u for u in users if _stopped(hub, u)]
+        lost = [u for u in users if server_gone(hub, u)]
         flag.unlink()
         assert not lost, f"servers lost while condor_q failed: {lost}"
         for user in users:
@@ -142,17 +98,17 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
         held, removed = users[0], users[1]
         assert pool.run("condor_hold", jobs[held], user=held).returncode == 0
         t = time.monotonic()
-        _until(lambda: _stopped(hub, held), 60, "the hold noticed")
+        _until(lambda: server_gone(hub, held), 60, "the hold noticed")
         figures["notice a hold, s"] = time.monotonic() - t
         _until(lambda: hub.job_of(held) is None, 30, "the held job removed")
-        _until(lambda: not _tunnel(nonces[held]), 30, "the held job's tunnel closed")
+        _until(lambda: not tunnel_pids([nonces[held]]), 30, "the held job's tunnel closed")
 
         # 5. a removal behind the hub's back
         assert pool.run("condor_rm", jobs[removed], user=removed).returncode == 0
         t = time.monotonic()
-        _until(lambda: _stopped(hub, removed), 60, "the removal noticed")
+        _until(lambda: server_gone(hub, removed), 60, "the removal noticed")
         figures["notice a removal, s"] = time.monotonic() - t
-        _until(lambda: not _tunnel(nonces[removed]), 30, "the removed job's tunnel closed")
+        _until(lambda: not tunnel_pids([nonces[removed]]), 30, "the removed job's tunnel closed")
 
         # 6. the others still live; then every server stops and nothing is left
         for user in users[2:]:
@@ -160,9 +116,9 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
         for user in users[2:]:
             hub.api("DELETE", f"/users/{user}/server")
         for user in users[2:]:
-            _until(lambda u=user: _stopped(hub, u), 90, f"{user} stopped")
+            _until(lambda u=user: server_gone(hub, u), 90, f"{user} stopped")
         assert pool.run("condor_q", "-allusers", "-json").stdout == "", "jobs left behind"
-        assert not any(_tunnel(n) for n in nonces.values()), "tunnel processes left behind"
+        assert not tunnel_pids(list(nonces.values())), "tunnel processes left behind"
         for user in users:
             if user != removed:  # a removed job brings nothing back, by HTCondor's design
                 assert _work_file(user).read_text() == user, f"{user}'s work directory lost"

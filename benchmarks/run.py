@@ -1,7 +1,10 @@
 """Every benchmark in one run: ratios against anchors measured in the same run.
 
-    .venv/bin/python -m benchmarks.run            # the full set (under 10 minutes)
+    .venv/bin/python -m benchmarks.run            # the full set (about 12 minutes)
     .venv/bin/python -m benchmarks.run --quick    # a small set (under 2 minutes; CI runs it)
+
+As root: the hubs run as a site runs them, acting through sudo for real accounts
+made for the run (benchmarks/common.py).
 
 Prints a table (median, min, max of repeated runs, and the target) and writes
 the same figures as JSON (--json, default benchmarks-results.json).
@@ -43,9 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        # P1, P2, P4: CondorSpawner beside batchspawner 1.3
+        # P1, P2, P4: CondorSpawner beside batchspawner 1.3, both hubs as root through sudo
         c = compare.run(
-            root / "compare",
             spawns=3 if q else 7,
             sessions=6 if q else 100,
             window=8 if q else 60,

@@ -1,6 +1,10 @@
-"""CondorSpawner's own figures, on localpool with a real JupyterHub and proxy.
+"""CondorSpawner's own figures, with a real JupyterHub and proxy, as a site runs the hub.
 
-Run: python benchmarks/spawner_bench.py [--sessions 100] [--real 3] [--window 60]
+Run (as root): python benchmarks/spawner_bench.py [--sessions 100] [--real 5] [--window 60]
+
+JupyterHub runs as root on a localpool started by root and installed under a
+prefix, and acts for one real account per session (made for the run, removed
+after) through the site's ``run_as = ["sudo", "-n", "-u", "{user}"]``.
 
 1. Spawn time, split (from the spawner's "spawn timings" log line): submit,
    queue wait, launcher start, tunnel and server; with the real
@@ -8,10 +12,11 @@ Run: python benchmarks/spawner_bench.py [--sessions 100] [--real 3] [--window 60
    the overhead beyond the notebook server's own start (target <= 1 s median).
 2. Schedd load: condor_q / condor_history calls while --sessions sessions run,
    over --window seconds (target: at most one condor_q per watcher interval).
-3. Hub memory per session: hub RSS growth, and the tunnel processes on the
-   hub side (condor_ssh_to_job, ssh, proxy helper) per session (target 8 MB
-   for the hub). localpool's condor_ssh_to_job and proxy helper are Python
-   stand-ins, larger than HTCondor's C++ tools: they are reported apart.
+3. Hub memory per session: hub RSS growth (target 8 MB), and the tunnel
+   processes on the hub side per session: each tunnel's keeper and everything
+   below it (sudo, and as the user condor_ssh_to_job, ssh, the proxy helper).
+   localpool's condor_ssh_to_job and proxy helper are Python stand-ins, larger
+   than HTCondor's C++ tools: they are reported apart.
 """
 
 from __future__ import annotations
@@ -19,24 +24,26 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (
     STANDIN,
-    descendants,
     hub_pid,
     pss_kb,
     rss_kb,
-    start_pool,
+    running,
+    site_pool,
+    sudo_hub,
     timings,
+    tunnel_processes,
 )
 from tests.harness import Hub
 
 
 def spawn_all(hub: Hub, users: list[str], batch: int) -> None:
+    """Spawn ``batch`` servers at a time, each batch ready before the next."""
     for i in range(0, len(users), batch):
         group = users[i : i + batch]
         for user in group:
@@ -46,10 +53,10 @@ def spawn_all(hub: Hub, users: list[str], batch: int) -> None:
 
 
 def table(rows: list[tuple[str, list[float], str]]) -> None:
-    print(f"{'figure':<52} {'median':>9} {'min':>8} {'max':>8}  target")
+    print(f"{'figure':<64} {'median':>9} {'min':>8} {'max':>8}  target")
     for name, values, target in rows:
         print(
-            f"{name:<52} {statistics.median(values):>9.3f} {min(values):>8.3f} "
+            f"{name:<64} {statistics.median(values):>9.3f} {min(values):>8.3f} "
             f"{max(values):>8.3f}  {target}"
         )
 
@@ -66,54 +73,43 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=5.0, help="watcher interval (s)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        pool = start_pool(root, args.sessions, namespaces="auto")
-        try:
-            # 1. real notebook servers
-            real = Hub(root / "hub-real", pool)
-            real.start()
-            try:
-                for n in range(args.real):
-                    real.spawn(f"real{n}")
-                real_times = timings(real)
-            finally:
-                real.stop()
-            pool.run("condor_rm", "-all")
-            # 2. + 3. many sessions with an instant stand-in server
-            extra = (
-                f"c.CondorSpawner.launcher_args = ['--server', "
-                f"{sys.executable + ' ' + str(STANDIN)!r}]\n"
-                f"c.CondorSpawner.queue_poll_interval = {args.interval}\n"
-                "c.Spawner.poll_interval = 30\n"
-            )
-            hub = Hub(root / "hub", pool, extra_config=extra)
-            hub.start()
-            try:
-                time.sleep(2)
-                base_rss = rss_kb(hub_pid(hub))
-                # one at a time: the overhead of a spawn, without the others' contention
-                for n in range(args.real):
-                    hub.spawn(f"seq{n}")
-                standin_times = timings(hub)
-                started = time.monotonic()
-                spawn_all(hub, [f"u{n}" for n in range(args.sessions - args.real)], batch=10)
-                spawn_seconds = time.monotonic() - started
-                before = hub.count_calls()
-                time.sleep(args.window)
-                after = hub.count_calls()
-                procs = descendants(hub_pid(hub))
-                hub_rss = rss_kb(hub_pid(hub))
-                tunnel = [
-                    (p, c) for p, c in procs if c not in ("sshd", "node", "setpriv", "nsenter")
-                ]
-                tunnel_rss = sum(rss_kb(p) for p, _ in tunnel)
-                tunnel_pss = sum(pss_kb(p) for p, _ in tunnel)
-                ssh_rss = sum(rss_kb(p) for p, c in tunnel if c == "ssh")
-            finally:
-                hub.stop()
-        finally:
-            pool.localpool("stop", "--remove-jobs")
+    if not 0 < args.real <= args.sessions:
+        parser.error("--real must be between 1 and --sessions")
+    # accounts: --real for the real servers, --sessions for the stand-in hub
+    with site_pool(args.real + args.sessions) as (base, pool, users):
+        real_users, users = users[: args.real], users[args.real :]
+        # 1. real notebook servers
+        with running(sudo_hub(base / "hub-real", pool)) as real:
+            for user in real_users:
+                real.spawn(user)
+            real_times = timings(real)
+        pool.run("condor_rm", "-all")
+        # 2. + 3. many sessions with an instant stand-in server
+        extra = (
+            f"c.CondorSpawner.launcher_args = ['--server', "
+            f"{sys.executable + ' ' + str(STANDIN)!r}]\n"
+            f"c.CondorSpawner.queue_poll_interval = {args.interval}\n"
+            "c.Spawner.poll_interval = 30\n"
+        )
+        with running(sudo_hub(base / "hub", pool, extra)) as hub:
+            time.sleep(2)
+            base_rss = rss_kb(hub_pid(hub))
+            # one at a time: the overhead of a spawn, without the others' contention
+            for user in users[: args.real]:
+                hub.spawn(user)
+            standin_times = timings(hub)
+            started = time.monotonic()
+            spawn_all(hub, users[args.real :], batch=10)
+            spawn_seconds = time.monotonic() - started
+            before = hub.count_calls()
+            time.sleep(args.window)
+            after = hub.count_calls()
+            hub_rss = rss_kb(hub_pid(hub))
+            tunnel = tunnel_processes(hub)
+            by_program: dict[str, list[int]] = {}
+            for pid, comm in tunnel:
+                by_program.setdefault(comm, []).append(rss_kb(pid))
+            tunnel_pss = sum(pss_kb(p) for p, _ in tunnel)
     n = args.sessions
     labels = ("submit", "queue wait", "start in the job and tunnel", "total")
     rows = []
@@ -147,11 +143,16 @@ def main() -> int:
         f"hub process RSS: {base_rss / 1024:.1f} MB idle, {hub_rss / 1024:.1f} MB with {n} "
         f"sessions: {(hub_rss - base_rss) / 1024 / n:.2f} MB per session (target <= 8)"
     )
+    tunnel_rss = sum(sum(v) for v in by_program.values())
+    parts = ", ".join(
+        f"{comm} {len(v) / n:.1f} x {sum(v) / len(v) / 1024:.1f} MB"
+        for comm, v in sorted(by_program.items())
+    )
     print(
-        f"hub-side tunnel processes ({len(tunnel)}): RSS {tunnel_rss / 1024 / n:.1f} MB, "
-        f"PSS {tunnel_pss / 1024 / n:.1f} MB per session, of which ssh RSS "
-        f"{ssh_rss / 1024 / n:.1f} MB (the rest: localpool's Python stand-ins for "
-        "condor_ssh_to_job and its -proxy helper)"
+        f"hub-side tunnel processes ({len(tunnel)}, {len(tunnel) / n:.1f} per session): "
+        f"RSS {tunnel_rss / 1024 / n:.1f} MB, PSS {tunnel_pss / 1024 / n:.1f} MB per session; "
+        f"per session: {parts} (python: the keeper; condor_ssh_to_j: localpool's Python "
+        "stand-ins for condor_ssh_to_job and its -proxy helper)"
     )
     return 0
 

@@ -6,6 +6,10 @@ One 200 MB HTTP download and N small requests, each three ways:
 - raw ssh: plain OpenSSH ``ssh -N -L`` with the same options to ``sshd -i``
   (the starter's settings: ctr ciphers, hmac-sha2 MACs), no condor_ssh_to_job;
 - direct: the same server, no tunnel.
+
+No hub and no sudo here: this measures the tunnel alone, so it runs proxy_tunnel's
+``Tunnel`` directly, as the account that runs it, on a localpool of its own (the
+notebook's path through a sudo hub is in compare.py and spawner_bench.py).
 """
 
 from __future__ import annotations
