@@ -9,6 +9,7 @@ such an account.
 
 from __future__ import annotations
 
+import os
 import pwd
 from collections.abc import Iterable
 
@@ -27,6 +28,8 @@ def check_account(name: str, *, min_uid: int, denied: Iterable[str]) -> pwd.stru
         account = pwd.getpwnam(name)
     except KeyError:
         raise AccountRefused(f"there is no account {name!r} on this hub") from None
+    if account.pw_uid == os.getuid() and os.getuid() != 0:
+        raise AccountRefused(f"the account {name!r} is the hub's own; it may not run notebooks")
     if account.pw_uid == 0 or account.pw_uid < min_uid:
         raise AccountRefused(
             f"the account {name!r} is a system account (uid {account.pw_uid} is below "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from condorspawner.protocol import Rendezvous, new_generation
@@ -58,6 +58,7 @@ class Attachment:
     local_port: int = 0
     max_restarts: int = 5
     ready_timeout: float = 120.0
+    on_give_up: Callable[[str], Awaitable[None]] | None = None
     tunnel: Tunnel | None = None
     run: int | None = None  # JobCurrentStartDate of the run it reaches
     swept: bool = False
@@ -100,6 +101,8 @@ class Attachment:
             max_restarts=self.max_restarts,
             ready_timeout=self.ready_timeout,
             mark=self.rendezvous.marker,
+            owners=frozenset(self.owners),
+            on_give_up=self.on_give_up,
         )
         try:
             await tunnel.start()

@@ -97,7 +97,7 @@ class HealthMixin:
             run,
             self.local_port,
         )
-        if before and self.local_port != before:
+        if (before and self.local_port != before) or getattr(self, "_route_removed", False):
             await self._move_route()
         return None
 
@@ -110,7 +110,22 @@ class HealthMixin:
         proxy = self.user.settings.get("proxy")
         if proxy is not None and not self.pending:
             await proxy.add_user(self.user, self.name)
+            self._route_removed = False
             self.log.info("%s: proxy route moved to port %s", self._log_name, self.local_port)
+
+    async def _route_down(self, why: str) -> None:
+        """The tunnel gave up: no more traffic to its local port, which anyone on the hub
+        could take now; the next poll attaches again and puts the route back."""
+        proxy = self.user.settings.get("proxy")
+        if proxy is None or self.pending or self.server is None:
+            return
+        try:
+            await proxy.delete_user(self.user, self.name)
+        except Exception:
+            self.log.exception("%s: could not take the route down", self._log_name)
+            return
+        self._route_removed = True
+        self.log.warning("%s: route taken down until the tunnel is back (%s)", self._log_name, why)
 
     async def _end(self, why: str) -> int | None:
         """poll() found the server dead: end its job safely first, then report it (1)."""

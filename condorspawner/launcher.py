@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 from condorspawner.protocol import HUB_SOCKET_RE, SECRET_FILE, JobSecret, ProtocolError
-from proxy_tunnel.procs import die_with_parent
+from proxy_tunnel.procs import die_with_parent, peer_uid
 
 # jupyter_server refuses --sock with any port but its default (8888)
 SOCKET_SERVICE_PORT = 8888
@@ -59,9 +59,10 @@ def private_directory(path: Path) -> Path:
         path.mkdir(mode=0o700)
     except FileExistsError:
         info = path.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        ours = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+        if not ours or info.st_mode & 0o077:
             raise SystemExit(
-                f"condorspawner-singleuser: {path} exists and is not this user's directory"
+                f"condorspawner-singleuser: {path} exists and is not this user's private directory"
             ) from None
         for leftover in path.iterdir():
             leftover.unlink(missing_ok=True)
@@ -131,7 +132,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class HubRelay:
-    """The server's hub-API port: each connection to the newest live tunnel socket."""
+    """The server's hub-API port: each connection from this user's own processes to the
+    newest live tunnel socket (on a shared loopback another user's job could connect)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -142,6 +144,11 @@ class HubRelay:
         return self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # the execute point's loopback may be shared: only this user's processes get through
+        peer, me = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+        if peer_uid(peer[:2], me[:2]) != os.getuid():
+            writer.close()
+            return
         for path in hub_sockets(self.directory):
             try:
                 up_reader, up_writer = await asyncio.open_unix_connection(str(path))

@@ -239,6 +239,7 @@ class CondorSpawner(
                 local_port=self.local_port or 0,
                 max_restarts=self.tunnel_max_restarts,
                 ready_timeout=float(self.http_timeout),
+                on_give_up=self._route_down,
             )
         return self._attachment
 

@@ -35,7 +35,8 @@ class SubmissionMixin:
         if self.run_as:
             marks["Owner"] = self.run_as
         marks.update(more)
-        return " && ".join(f"{attr} == {classad2.quote(value)}" for attr, value in marks.items())
+        # =?= : ClassAd's == ignores case, and "Alice" is not "alice"
+        return " && ".join(f"{attr} =?= {classad2.quote(value)}" for attr, value in marks.items())
 
     async def _settle_leftovers(self) -> None:
         """Never two jobs for one server: end (safely) what an earlier spawn left."""
@@ -106,7 +107,9 @@ class SubmissionMixin:
         self._persist_state()
         try:
             result = await self.condor.submit(
-                str(paths.submit_file), user=self.run_as, cwd=str(paths.submit_dir)
+                str(paths.submit_file),
+                user=self.run_as,
+                cwd="/",  # root never enters a user's path
             )
             self.job_id = result.job_id
         except CondorTimeout as err:

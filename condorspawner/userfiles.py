@@ -159,7 +159,8 @@ class UserFiles:
                 return OPERATIONS[operation](request)
             except (OSError, ValueError) as err:
                 raise UserFilesError(f"{operation}: {err}") from None
-        argv = [*self.prefix, self.python, "-m", "condorspawner.userfiles", operation]
+        # -I: the user's environment and site-packages do not reach this process
+        argv = [*self.prefix, self.python, "-I", "-m", "condorspawner.userfiles", operation]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -167,6 +168,7 @@ class UserFiles:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd="/",
+                start_new_session=True,  # no terminal of the hub's for the user's process
             )
         except OSError as err:
             raise UserFilesError(f"{operation}: cannot run {argv[0]}: {err}") from None

@@ -120,7 +120,7 @@ class QueueWatcher:
     def constraint(self) -> str:
         import classad2
 
-        return f"CondorSpawnerHub == {classad2.quote(self.hub_id)}"
+        return f"CondorSpawnerHub =?= {classad2.quote(self.hub_id)}"
 
     # --- registration ---------------------------------------------------------
 

@@ -103,3 +103,44 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+
+
+def _tcp_address(text: str) -> tuple[str, int]:
+    """``0100007F:1F90`` (IPv4, as /proc/net/tcp writes it) as ("127.0.0.1", 8080)."""
+    host, port = text.split(":")
+    octets = bytes.fromhex(host)[::-1] if len(host) == 8 else b""
+    return (".".join(str(b) for b in octets) if octets else host), int(port, 16)
+
+
+def tcp_sockets() -> list[tuple[tuple[str, int], tuple[str, int], int, int]]:
+    """(local, remote, state, uid) of this network namespace's IPv4 TCP sockets."""
+    found = []
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 7:
+            local, remote = _tcp_address(fields[1]), _tcp_address(fields[2])
+            found.append((local, remote, int(fields[3], 16), int(fields[7])))
+    return found
+
+
+TCP_LISTEN = 0x0A
+
+
+def listener_uid(port: int, host: str = "127.0.0.1") -> int | None:
+    """Whose socket listens on host:port (None if nobody's, as far as we can see)."""
+    for local, _remote, state, uid in tcp_sockets():
+        if state == TCP_LISTEN and local[1] == port and local[0] in (host, "0.0.0.0"):  # noqa: S104
+            return uid
+    return None
+
+
+def peer_uid(peer: tuple[str, int], me: tuple[str, int]) -> int | None:
+    """Whose process holds the other end of a loopback connection that reached ``me``."""
+    for local, remote, _state, uid in tcp_sockets():
+        if local == (peer[0], peer[1]) and remote == (me[0], me[1]):
+            return uid
+    return None

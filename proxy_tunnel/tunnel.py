@@ -22,10 +22,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from proxy_tunnel.procs import alive, descendants, signal_all
+from proxy_tunnel.procs import alive, descendants, listener_uid, signal_all
 
 log = logging.getLogger("proxy_tunnel")
 
@@ -102,6 +102,17 @@ def forward_end(where: int | str) -> str:
     return where
 
 
+async def _bounded_read(stream: asyncio.StreamReader | None, limit: int = 65536) -> bytes:
+    """What a finished process wrote, at most ``limit`` bytes and two seconds: the user's
+    own code may run in the tree (their ssh configuration) and must not stall the hub."""
+    if stream is None:
+        return b""
+    try:
+        return await asyncio.wait_for(stream.read(limit), 2.0)
+    except TimeoutError:
+        return b""
+
+
 @dataclass
 class Tunnel:
     """Forward 127.0.0.1:``local_port`` here to ``remote`` in ``job_id``.
@@ -128,6 +139,8 @@ class Tunnel:
     max_restarts: int = 5
     ssh_options: Sequence[str] = ()
     mark: str = ""
+    owners: frozenset[int] | None = None  # who may listen on the local port (proof of ours)
+    on_give_up: Callable[[str], Awaitable[None]] | None = None  # when the supervisor stops
     fresh_reverse: Callable[[], tuple[int | str, str, int]] | None = None
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -156,7 +169,7 @@ class Tunnel:
 
     def command(self) -> list[str]:
         """The argument list: the keeper, then PROGRAM -ssh "ssh ..." JOB."""
-        keeper = [sys.executable, "-m", "proxy_tunnel.keeper", "--parent", str(os.getpid())]
+        keeper = [sys.executable, "-I", "-m", "proxy_tunnel.keeper", "--parent", str(os.getpid())]
         if self.mark:
             keeper += ["--mark", self.mark]
         return [*keeper, "--", *self.program, "-ssh", self.ssh_command(), self.job_id]
@@ -193,13 +206,16 @@ class Tunnel:
         while time.monotonic() < deadline:
             self._process = await self._spawn()
             while time.monotonic() < deadline and self._process.returncode is None:
+                if not self._local_end_is_ours():
+                    await self._terminate()
+                    raise LocalPortTaken(f"another account listens on local port {self.local_port}")
                 if await answers_http(self.local_port, timeout=1.0):
                     log.info("tunnel to %s up on 127.0.0.1:%s", self.job_id, self.local_port)
                     return
                 await asyncio.sleep(0.1)
             if self._process.returncode is None:
                 break
-            stderr = (await self._process.stderr.read()).decode(errors="replace").strip()
+            stderr = (await _bounded_read(self._process.stderr)).decode(errors="replace").strip()
             last_error = stderr.splitlines()[-1] if stderr else f"exit {self._process.returncode}"
             if "Unable to fetch job ad" in stderr:
                 raise TunnelError(f"job {self.job_id} is no longer in the queue")
@@ -211,6 +227,14 @@ class Tunnel:
         raise TunnelError(
             f"tunnel to job {self.job_id} not ready within {timeout:g} s (last: {last_error})"
         )
+
+    def _local_end_is_ours(self) -> bool:
+        """The hub's loopback is shared with every account on it: whatever listens on the
+        local port must be the tunnel's own ssh (run as the hub or the user), or nobody yet."""
+        if self.owners is None:
+            return True
+        uid = listener_uid(self.local_port)
+        return uid is None or uid in self.owners
 
     async def _supervise(self) -> None:
         """Restart the forward when it drops, with backoff, until closed or out of tries."""
@@ -238,6 +262,8 @@ class Tunnel:
                     if failures >= self.max_restarts or final:
                         self.failure = str(err)
                         log.error("giving up on the tunnel to %s: %s", self.job_id, err)
+                        if self.on_give_up is not None:
+                            await self.on_give_up(self.failure)
                         return
                     await asyncio.sleep(min(2.0**failures * 0.25, 5.0))
 

@@ -64,7 +64,10 @@ def wait_ready(hub, user: str, timeout: float = 15) -> float:
     """Seconds until the user's server answers through the proxy again (bounded)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        status, _ = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
+        try:
+            status, _ = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
+        except OSError:  # no answer in time (e.g. while the route is down): not yet
+            status = None
         if status == 200:
             return time.monotonic() - started
         time.sleep(0.1)

@@ -85,11 +85,11 @@ def test_a_rendezvous_directory_that_is_not_ours_is_refused(tmp_path):
     target.mkdir()
     link = tmp_path / "condorspawner-x"
     link.symlink_to(target)
-    with pytest.raises(SystemExit, match="not this user's directory"):
+    with pytest.raises(SystemExit, match="not this user's private directory"):
         private_directory(link)
     # our own leftover from an earlier run on this machine: cleared and reused
     mine = tmp_path / "mine"
-    mine.mkdir()
+    mine.mkdir(mode=0o700)
     (mine / "hub-0123456789abcdef.sock").write_text("stale")
     assert private_directory(mine) == mine and not list(mine.iterdir())
     assert oct(mine.stat().st_mode & 0o777) == "0o700"
@@ -130,3 +130,42 @@ async def test_the_relay_follows_the_newest_live_tunnel(tmp_path):
     old.close()
     assert answers == [b"aaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbb", b"aaaaaaaaaaaaaaaa"]
     assert not (tmp_path / "hub-bbbbbbbbbbbbbbbb.sock").exists()
+
+
+async def test_the_relay_serves_only_its_own_users_processes(tmp_path):
+    """On a shared loopback another account's process reaches nothing through the relay."""
+    relay = HubRelay(tmp_path)
+    port = await relay.start()
+
+    async def hub(reader, writer):
+        writer.write(b"hub answer")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(hub, str(tmp_path / "hub-aaaaaaaaaaaaaaaa.sock"))
+    client = (
+        f"import socket; s = socket.create_connection(('127.0.0.1', {port})); s.settimeout(5); "
+        "print(s.recv(100))"
+    )
+
+    async def ask(*prefix: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *prefix, sys.executable, "-c", client, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+        return out.decode().strip()
+
+    try:
+        assert await ask() == "b'hub answer'"
+        stranger = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+        assert await ask(*stranger) == "b''"
+    finally:
+        server.close()
+
+
+def test_a_private_directory_others_can_enter_is_refused(tmp_path):
+    mine = tmp_path / "open"
+    mine.mkdir(mode=0o755)
+    mine.chmod(0o755)
+    with pytest.raises(SystemExit, match="private directory"):
+        private_directory(mine)

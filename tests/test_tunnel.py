@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from condorspawner.protocol import Rendezvous, new_generation
-from proxy_tunnel import Tunnel, TunnelError, answers_http, free_port
+from proxy_tunnel import LocalPortTaken, Tunnel, TunnelError, answers_http, free_port
 from proxy_tunnel.procs import alive, descendants
 
 SERVER = """\
@@ -130,7 +130,7 @@ async def test_the_command_is_an_argument_list():
     command = tunnel.command()
     assert command[-3:] == ["-ssh", tunnel.ssh_command(), "7.0"]
     assert command[-3 - len(program) : -3] == program
-    assert command[1:3] == ["-m", "proxy_tunnel.keeper"]
+    assert command[1:4] == ["-I", "-m", "proxy_tunnel.keeper"]
     assert tunnel.ssh_command().startswith(
         "ssh -N -L 127.0.0.1:9999:/tmp/d/nb.sock -R 127.0.0.1:7777:127.0.0.1:8081 "
         "-oExitOnForwardFailure=yes -oServerAliveInterval=15 -oServerAliveCountMax=3"
@@ -142,3 +142,45 @@ def test_no_value_becomes_an_ssh_option(bad):
     """A forward end is a port number or a plain absolute socket path, nothing else."""
     with pytest.raises(ValueError):
         Tunnel("7.0", bad, local_port=9999).ssh_command()
+
+
+async def test_a_local_port_held_by_another_account_is_never_taken_for_ready():
+    """Another account on the hub listens on the local port and answers HTTP first:
+    the tunnel refuses it at once instead of routing a user's traffic there."""
+    port = free_port()
+    squatter = subprocess.Popen(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not await answers_http(port, 0.5):
+            await asyncio.sleep(0.1)
+        tunnel = Tunnel(
+            "7.0",
+            "/tmp/x/nb.sock",
+            local_port=port,
+            program=[sys.executable, "-c", "import time; time.sleep(30)"],
+            owners=frozenset({os.getuid()}),
+            ready_timeout=10,
+        )
+        started = time.monotonic()
+        with pytest.raises(LocalPortTaken):
+            await tunnel.start()
+        assert time.monotonic() - started < 5
+    finally:
+        squatter.kill()
+        squatter.wait()
