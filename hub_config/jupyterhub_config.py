@@ -31,3 +31,12 @@ c.CondorSpawner.profile_list = [
 
 # Keep notebook servers running when the hub restarts: the spawner re-attaches.
 c.JupyterHub.cleanup_servers = False
+
+# Who never gets a notebook job (root is always refused): accounts below this uid
+# and these names. The site file's pool.run_as decides how the hub acts as a user.
+c.CondorSpawner.min_uid = 1000
+c.CondorSpawner.denied_users = ["root", "condor", "nobody", "daemon", "bin", "sys", "sshd"]
+# How long stop() waits for a job's work directory to come back (the job is never
+# removed before), and how long a job may be in neither queue nor history.
+c.CondorSpawner.stop_timeout = 60
+c.CondorSpawner.unknown_timeout = 600
