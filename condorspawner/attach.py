@@ -61,6 +61,7 @@ class Attachment:
     on_give_up: Callable[[str], Awaitable[None]] | None = None
     tunnel: Tunnel | None = None
     run: int | None = None  # JobCurrentStartDate of the run it reaches
+    current: Rendezvous | None = None  # the rendezvous of that run
     swept: bool = False
 
     @property
@@ -74,8 +75,9 @@ class Attachment:
     async def open(self, run: int | None) -> int:
         """A new generation to the job's current run; returns the local port."""
         await self.close()
+        self.current = self.rendezvous.for_run(run)
         if not self.swept:
-            ended = await end_leftovers(self.rendezvous.marker, self.owners)
+            ended = await end_leftovers(self.rendezvous.tag, self.owners)
             if ended:
                 log.info("ended %d tunnel processes an earlier hub left for %s", ended, self.job_id)
             self.swept = True
@@ -93,14 +95,15 @@ class Attachment:
     async def _start(self, local_port: int) -> Tunnel:
         tunnel = Tunnel(
             job_id=self.job_id,
-            remote=self.rendezvous.notebook_socket,
+            remote=self.current.notebook_socket,
             local_port=local_port,
             fresh_reverse=self._reverse if self.hub_api is not None else None,
             program=self.program,
             env=self.env,
             max_restarts=self.max_restarts,
             ready_timeout=self.ready_timeout,
-            mark=self.rendezvous.marker,
+            mark=self.rendezvous.tag,
+            ssh_options=(f"-oSetEnv=CONDORSPAWNER_TUNNEL={self.rendezvous.tag}",),
             owners=frozenset(self.owners),
             on_give_up=self.on_give_up,
         )
@@ -115,7 +118,7 @@ class Attachment:
     def _reverse(self) -> tuple[str, str, int]:
         assert self.hub_api is not None
         host, port = self.hub_api
-        return (self.rendezvous.hub_socket(new_generation()), host, port)
+        return (self.current.hub_socket(new_generation()), host, port)
 
     async def close(self) -> None:
         if self.tunnel is not None:

@@ -81,8 +81,8 @@ def batch_environment(site_text: str | None) -> dict[str, str]:
     return env
 
 
-def runtime_limit() -> int | None:
-    """Seconds the job may execute (MaxRuntime, else AllowedExecuteDuration) from its ad."""
+def job_ad_number(*attrs: str) -> int | None:
+    """The first of these integer attributes in the job's own ad (``$_CONDOR_JOB_AD``)."""
     path = os.environ.get("_CONDOR_JOB_AD")
     if not path:
         return None
@@ -90,11 +90,16 @@ def runtime_limit() -> int | None:
         text = Path(path).read_text()
     except OSError:
         return None
-    for attr in ("MaxRuntime", "AllowedExecuteDuration"):
+    for attr in attrs:
         match = re.search(rf"^{attr} = (\d+)$", text, re.MULTILINE)
         if match:
             return int(match.group(1))
     return None
+
+
+def runtime_limit() -> int | None:
+    """Seconds the job may execute (MaxRuntime, else AllowedExecuteDuration)."""
+    return job_ad_number("MaxRuntime", "AllowedExecuteDuration")
 
 
 def singleuser_command(sock: str, extra: list[str], server: str | None = None) -> list[str]:
@@ -166,7 +171,8 @@ class HubRelay:
 
 
 async def run(args: argparse.Namespace, secret: JobSecret) -> int:
-    directory = private_directory(Path(secret.rendezvous.directory))
+    meeting = secret.rendezvous.for_run(job_ad_number("JobCurrentStartDate"))
+    directory = private_directory(Path(meeting.directory))
     env = {**os.environ, **secret.env, **batch_environment(secret.site)}
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{SOCKET_SERVICE_PORT}{prefix}"
@@ -187,7 +193,7 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
     # The server starts at once: its start-up overlaps the hub opening the tunnel
     # (jupyterhub-singleuser retries its first hub API call while that happens).
     server = await asyncio.create_subprocess_exec(
-        *singleuser_command(secret.rendezvous.notebook_socket, extra, args.server),
+        *singleuser_command(meeting.notebook_socket, extra, args.server),
         env=env,
         preexec_fn=die_with_parent,  # never a server without its relay
     )

@@ -3,9 +3,11 @@
 Nothing the hub connects to is read from the job ad (its owner can change it
 with chirp or ``condor_qedit``) or from a TCP port on the execute point's
 loopback (another user's job may squat it). Instead the hub picks a secret per
-spawn, the *rendezvous*, and sends it in the job's private file. From it both
-sides derive one private directory in the job (0700, made by the launcher; its
-name cannot be guessed, so nobody else can make it first):
+spawn, the *rendezvous*, and sends it in the job's private file. From it and
+the run's ``JobCurrentStartDate`` (in the job ad HTCondor hands the job, and
+in the queue) both sides derive one private directory per run of the job
+(0700, made by the launcher; a name nobody can guess, so nobody else can make
+it first, not even after an eviction showed the previous run's name):
 
 - ``nb.sock``: the notebook server listens there (a Unix socket, not a port);
   the hub's tunnel forwards ``127.0.0.1:L`` on the hub to it (``ssh -L``).
@@ -22,10 +24,11 @@ to nobody else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
@@ -51,6 +54,7 @@ class Rendezvous:
 
     nonce: str
     root: str = "/tmp"  # noqa: S108 (a private 0700 directory with a secret name)
+    run: int | None = None  # JobCurrentStartDate of the run the directory belongs to
 
     def __post_init__(self) -> None:
         if not _NONCE_RE.match(self.nonce):
@@ -62,9 +66,13 @@ class Rendezvous:
     def new(cls, root: str = "/tmp") -> Rendezvous:  # noqa: S108
         return cls(secrets.token_hex(16), root)
 
+    def for_run(self, run: int | None) -> Rendezvous:
+        return replace(self, run=run)
+
     @property
     def directory(self) -> str:
-        return f"{self.root.rstrip('/')}/condorspawner-{self.nonce}"
+        key = self.nonce if self.run is None else _digest(f"{self.nonce}:{self.run}")
+        return f"{self.root.rstrip('/')}/condorspawner-{key}"
 
     @property
     def notebook_socket(self) -> str:
@@ -76,10 +84,14 @@ class Rendezvous:
         return f"{self.directory}/hub-{generation}.sock"
 
     @property
-    def marker(self) -> str:
-        """A string only this spawn's tunnel processes carry on their command line
-        (the forward ``-L 127.0.0.1:L:<socket>``; the server in the job says ``--sock=``)."""
-        return f":{self.notebook_socket}"
+    def tag(self) -> str:
+        """What this spawn's tunnel processes carry on their command lines (the keeper's
+        mark, an ssh ``SetEnv``): found again after a hub restart; it reveals no directory."""
+        return f"condorspawner-tunnel-{_digest(self.nonce)[:16]}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def new_generation() -> str:
@@ -111,7 +123,7 @@ class JobSecret:
         try:
             data = json.loads(text)
             env = data["env"]
-            meeting = Rendezvous(**data["rendezvous"])
+            meeting = Rendezvous(nonce=data["rendezvous"]["nonce"], root=data["rendezvous"]["root"])
         except (ValueError, KeyError, TypeError) as err:
             raise ProtocolError(f"not a condorspawner private file ({err})") from None
         if not isinstance(env, dict) or not all(

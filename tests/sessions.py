@@ -26,10 +26,13 @@ def nonce(user: str, server: str = "") -> str:
 
 
 def tunnel_pids(nonces: list[str]) -> list[int]:
-    """Live processes of these spawns' tunnels (keeper, sudo, condor_ssh_to_job, ssh)."""
+    """Live processes of these spawns' tunnels (keeper, sudo, condor_ssh_to_job, ssh):
+    they carry the spawn's tag on their command lines."""
+    from condorspawner.protocol import Rendezvous
+
     pids = []
     for n in nonces:
-        pids += [p for p in processes_carrying(f":/tmp/condorspawner-{n}/nb.sock") if alive(p)]
+        pids += [p for p in processes_carrying(Rendezvous(n).tag) if alive(p)]
     return pids
 
 

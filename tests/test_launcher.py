@@ -46,7 +46,8 @@ def test_launcher_serves_on_its_socket_and_stops_before_the_runtime_limit(pool):
         log = launcher.log
         queue
     """)
-    pool.wait_for(job, lambda a: a["JobStatus"] == 2, timeout=20)
+    ad = pool.wait_for(job, lambda a: a["JobStatus"] == 2, timeout=20)
+    meeting = meeting.for_run(ad["JobCurrentStartDate"])  # one directory per run of the job
     sock = Path(meeting.notebook_socket)
     deadline = time.monotonic() + 20
     while not sock.exists() and time.monotonic() < deadline:

@@ -227,3 +227,18 @@ async def test_poll_never_raises():
 
     spawner._watcher = broken
     assert await spawner.poll() is None
+
+
+# --- the rendezvous ---------------------------------------------------------------------
+
+
+def test_each_run_has_its_own_directory_and_the_tag_reveals_none():
+    from condorspawner.protocol import Rendezvous
+
+    meeting = Rendezvous.new()
+    first, second = meeting.for_run(1700000000), meeting.for_run(1700000500)
+    assert first.directory != second.directory != meeting.directory
+    assert meeting.nonce not in first.directory  # a seen name says nothing of the next run's
+    assert first.for_run(1700000000).directory == first.directory  # both sides derive it alike
+    for text in (first.directory, second.directory, meeting.nonce):
+        assert text.rsplit("-", 1)[-1] not in first.tag
