@@ -59,6 +59,7 @@ class Attachment:
     max_restarts: int = 5
     ready_timeout: float = 120.0
     on_give_up: Callable[[str], Awaitable[None]] | None = None
+    config_writer: Callable[[str], Awaitable[str]] | None = None
     tunnel: Tunnel | None = None
     run: int | None = None  # JobCurrentStartDate of the run it reaches
     current: Rendezvous | None = None  # the rendezvous of that run
@@ -106,6 +107,7 @@ class Attachment:
             ssh_options=(f"-oSetEnv=CONDORSPAWNER_TUNNEL={self.rendezvous.tag}",),
             owners=frozenset(self.owners),
             on_give_up=self.on_give_up,
+            config_writer=self.config_writer,
         )
         try:
             await tunnel.start()

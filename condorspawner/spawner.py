@@ -240,8 +240,15 @@ class CondorSpawner(
                 max_restarts=self.tunnel_max_restarts,
                 ready_timeout=float(self.http_timeout),
                 on_give_up=self._route_down,
+                config_writer=self._write_tunnel_config,
             )
         return self._attachment
+
+    async def _write_tunnel_config(self, text: str) -> str:
+        """The tunnel's forwards, in a 0600 file of the user's (written as the user)."""
+        path = str(Path(self.submit_dir) / "tunnel.ssh_config")
+        await self.files.prepare(dirs=[], files=[(path, text, 0o600)])
+        return path
 
     def _tunnel_owners(self) -> set[int]:
         """Who runs this server's tunnel processes: the hub, and the user through run-as."""

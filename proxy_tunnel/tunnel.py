@@ -141,6 +141,10 @@ class Tunnel:
     mark: str = ""
     owners: frozenset[int] | None = None  # who may listen on the local port (proof of ours)
     on_give_up: Callable[[str], Awaitable[None]] | None = None  # when the supervisor stops
+    # writes the ssh_config text where the tunnel's ssh (as the user) reads it; returns the
+    # path: the forwards (with the job's directory names) then stay off every command line
+    config_writer: Callable[[str], Awaitable[str]] | None = None
+    _config_path: str | None = field(default=None, repr=False)
     fresh_reverse: Callable[[], tuple[int | str, str, int]] | None = None
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -154,7 +158,22 @@ class Tunnel:
 
     # --- the command --------------------------------------------------------
 
+    def ssh_config(self) -> str:
+        """The forwards and options as an ssh_config file (see ``config_writer``)."""
+        lines = [f"LocalForward 127.0.0.1:{self.local_port} {forward_end(self.remote)}"]
+        if self.reverse is not None:
+            q, host, port = self.reverse
+            lines.append(f"RemoteForward {forward_end(q)} {host}:{int(port)}")
+        lines += [
+            "ExitOnForwardFailure yes",
+            f"ServerAliveInterval {self.server_alive_interval}",
+            f"ServerAliveCountMax {self.server_alive_count}",
+        ]
+        return "\n".join(lines) + "\n"
+
     def ssh_command(self) -> str:
+        if self._config_path is not None:  # the forwards stay off every command line
+            return " ".join(["ssh", "-N", "-F", self._config_path, *self.ssh_options])
         parts = ["ssh", "-N", "-L", f"127.0.0.1:{self.local_port}:{forward_end(self.remote)}"]
         if self.reverse is not None:
             q, host, port = self.reverse
@@ -189,6 +208,15 @@ class Tunnel:
     async def _spawn(self) -> asyncio.subprocess.Process:
         if self.fresh_reverse is not None:
             self.reverse = self.fresh_reverse()
+        if self.config_writer is not None:
+            try:
+                path = await self.config_writer(self.ssh_config())
+                self._config_path = forward_end(path)  # a plain absolute path, nothing more
+            except Exception as err:
+                log.warning(
+                    "tunnel to %s: no ssh_config file (%s); forwards inline", self.job_id, err
+                )
+                self._config_path = None
         return await asyncio.create_subprocess_exec(
             *self.command(),
             stdin=asyncio.subprocess.DEVNULL,

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sessions import server_gone, wait_ready, wait_until
+from tests.sessions import cmdline, nonce, server_gone, tunnel_pids, wait_ready, wait_until
 from tests.test_spawner import run_in_kernel, start_kernel
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
@@ -117,6 +118,12 @@ def test_two_users_at_once_each_as_their_own_account(sudo_hub, system_pool, unix
     )
     assert peek.returncode != 0 and not peek.stdout
     assert system_pool.ad(bob_job)["JobStatus"] == 2
+    # the hub's process table shows no job's directory: the forwards are in a 0600 file
+    for user in (alice, bob):
+        for pid in tunnel_pids([nonce(user)]):
+            assert not re.search(r"/tmp/condorspawner-[0-9a-f]{32}", cmdline(pid)), cmdline(pid)
+        config = Path(pwd.getpwnam(user).pw_dir) / ".condorspawner/default/tunnel.ssh_config"
+        assert owner_of(config) == user and oct(config.stat().st_mode & 0o777) == "0o600"
 
 
 def test_batch_jobs_from_each_notebook_belong_to_its_user(sudo_hub, system_pool, unix_users):

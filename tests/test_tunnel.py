@@ -184,3 +184,31 @@ async def test_a_local_port_held_by_another_account_is_never_taken_for_ready():
     finally:
         squatter.kill()
         squatter.wait()
+
+
+async def test_with_a_config_file_the_forwards_stay_off_the_command_line(tmp_path):
+    written = tmp_path / "tunnel.ssh_config"
+
+    async def write(text: str) -> str:
+        written.write_text(text)
+        return str(written)
+
+    tunnel = Tunnel(
+        "7.0",
+        "/tmp/condorspawner-abc/nb.sock",
+        local_port=9999,
+        reverse=("/tmp/condorspawner-abc/hub-1.sock", "127.0.0.1", 8081),
+        program=[sys.executable, "-c", "import time; time.sleep(30)"],
+        ssh_options=("-oSetEnv=TAG=x",),
+        config_writer=write,
+        ready_timeout=1,
+    )
+    with pytest.raises(TunnelError):
+        await tunnel.start()  # nothing answers: what matters is what was run
+    command = " ".join(tunnel.command())
+    assert f"-F {written}" in command and "-oSetEnv=TAG=x" in command
+    assert "condorspawner-abc" not in command
+    assert written.read_text().splitlines()[:2] == [
+        "LocalForward 127.0.0.1:9999 /tmp/condorspawner-abc/nb.sock",
+        "RemoteForward /tmp/condorspawner-abc/hub-1.sock 127.0.0.1:8081",
+    ]
