@@ -368,21 +368,6 @@ class Hub:
 # --- several real accounts on one pool ----------------------------------------------
 
 
-def uids_processes(uid: int) -> list[int]:
-    """Pids of the processes whose real uid is ``uid``."""
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("Uid:"):
-                    if int(line.split()[1]) == uid:
-                        pids.append(int(status.parent.name))
-                    break
-        except (OSError, ValueError):
-            continue
-    return pids
-
-
 class UnixUsers:
     """Real accounts made with ``useradd`` for one test; :meth:`remove_all` ends them."""
 
@@ -409,30 +394,18 @@ class UnixUsers:
         return name
 
     def remove_all(self, timeout: float = 10.0) -> None:
-        """Kill what each account left running (bounded), then ``userdel``."""
-        import contextlib
+        """Kill what each account left running (bounded), ``userdel``, sweep its /tmp files
+        (the demo's clean-up does the same for its accounts)."""
         import pwd
-        import shutil
-        import signal
         import subprocess
-        import time
+
+        from hub_config.demo_auth import kill_processes, remove_tmp_files
 
         for name in self.names:
             uid = pwd.getpwnam(name).pw_uid
-            deadline = time.monotonic() + timeout
-            while (pids := uids_processes(uid)) and time.monotonic() < deadline:
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.1)
+            kill_processes(uid, timeout)
             subprocess.run(["userdel", name], capture_output=True, check=False, timeout=30)
-            for leftover in Path("/tmp").glob(f"{name}.condor_ssh_to_job_*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-            # what the account's killed jobs left in /tmp (notebook rendezvous directories)
-            for leftover in Path("/tmp").glob("condorspawner-*"):
-                with contextlib.suppress(OSError):
-                    if leftover.lstat().st_uid == uid:
-                        shutil.rmtree(leftover, ignore_errors=True)
+            remove_tmp_files(uid)
         self.names.clear()
 
 
