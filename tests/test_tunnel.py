@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def web_job(pool):
         queue
     """)
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-    return job, meeting
+    yield job, meeting
+    pool.run("condor_rm", job)
+    shutil.rmtree(meeting.directory, ignore_errors=True)  # the server never cleans up
 
 
 def fetch(port: int, path: str = "/") -> bytes:
