@@ -1,0 +1,51 @@
+"""A clone is the whole project: the README's test command in a fresh clone with nothing
+beside it (no ../shared) runs the tests that read the HTCondor recordings, and they pass."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDING_TESTS = (
+    "tests/test_condor.py",
+    "tests/test_quoting.py",
+    "tests/test_v2syntax.py",
+    "tests/test_localpool.py",
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="localpool's jobs need namespaces: root"),
+]
+
+
+def test_the_readme_test_command_in_a_clone_with_nothing_beside_it(public_tmp):
+    clone = public_tmp / "alone" / "condorspawner"
+    clone.parent.mkdir()
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
+    assert sorted(p.name for p in clone.parent.iterdir()) == ["condorspawner"]
+    assert "./scripts/test" in (clone / "README.md").read_text()
+    shared = subprocess.run(
+        ["grep", "-rln", "../shared", "--exclude-dir=.git", "."],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shared.stdout == "", shared.stdout
+    result = subprocess.run(
+        ["./scripts/test", "-q", "-p", "no:cacheprovider", *RECORDING_TESTS],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"\d+ passed", summary) and "skipped" not in summary, summary
