@@ -31,7 +31,7 @@ def test_the_readme_test_command_in_a_clone_with_nothing_beside_it(public_tmp):
     assert sorted(p.name for p in clone.parent.iterdir()) == ["condorspawner"]
     assert "./scripts/test" in (clone / "README.md").read_text()
     shared = subprocess.run(
-        ["grep", "-rln", "..".__add__("/shared"), "--exclude-dir=.git", "."],
+        ["grep", "-rlnF", "..".__add__("/shared"), "--exclude-dir=.git", "."],
         cwd=clone,
         capture_output=True,
         text=True,
