@@ -1,5 +1,6 @@
 """A clone is the whole project: the README's test command in a fresh clone with nothing
-beside it (no sibling directory of shared material) runs the tests that read the HTCondor recordings, and they pass."""
+beside it (no sibling directory of shared material) runs the tests that read the HTCondor
+recordings, and they pass."""
 
 from __future__ import annotations
 
