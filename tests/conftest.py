@@ -125,15 +125,6 @@ def host_server():
 
 
 @pytest.fixture
-def hub(pool, tmp_path):
-    """A running JupyterHub on the pool; stopped (and its jobs removed) after the test."""
-    h = Hub(tmp_path / "hub", pool)
-    h.start()
-    yield h
-    h.stop()
-
-
-@pytest.fixture
 def public_tmp():
     """A fresh directory every account can traverse (pytest's own tmp dirs are 0700)."""
     import shutil
