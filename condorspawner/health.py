@@ -89,7 +89,6 @@ class HealthMixin:
             self.local_port = await attachment.open(run)
         except AttachError as err:
             return await self._end(str(err))
-        self.run = run
         self.log.info(
             "%s: tunnel to job %s (run %s) on 127.0.0.1:%s",
             self._log_name,
@@ -97,7 +96,7 @@ class HealthMixin:
             run,
             self.local_port,
         )
-        if (before and self.local_port != before) or getattr(self, "_route_removed", False):
+        if (before and self.local_port != before) or self._route_removed:
             await self._move_route()
         return None
 

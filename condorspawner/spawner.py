@@ -49,7 +49,7 @@ from condorspawner.submission import SubmissionMixin
 from condorspawner.userfiles import UserFiles, UserFilesError
 from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, QueueWatcher
 
-STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id", "run")
+STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id")
 
 
 class CondorSpawner(
@@ -64,6 +64,7 @@ class CondorSpawner(
         self.last_end: str | None = None
         self.keep_job = False
         self._attachment: Attachment | None = None
+        self._route_removed = False  # the proxy route is down while the tunnel is
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
         self._spawn_done = True
@@ -281,7 +282,6 @@ class CondorSpawner(
             self.local_port = opening.result()
         except AttachError as err:
             raise SpawnError(str(err)) from None
-        self.run = self._attach().run
         self._persist_state()
         self._event(f"Tunnel established (127.0.0.1:{self.local_port} to job {self.job_id})", 90)
 

@@ -44,7 +44,6 @@ ATTRIBUTES = (
     "RemoveReason",
     "Err",
     "Iwd",
-    "CondorSpawnerSpawn",
 )
 HISTORY_RECHECK = 60.0  # at most this long between history look-ups of a missing job
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
