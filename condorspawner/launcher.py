@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -79,6 +81,29 @@ def batch_environment(site_text: str | None) -> dict[str, str]:
         (folder / "site.toml").write_text(site_text)
         env["CONDORSPAWNER_SITE"] = str(folder / "site.toml")
     return env
+
+
+def login_shell() -> str:
+    """The user's login shell from the passwd entry the job runs with, else bash."""
+    with contextlib.suppress(KeyError):
+        shell = pwd.getpwuid(os.getuid()).pw_shell
+        if shell and Path(shell).name not in ("nologin", "false") and os.access(shell, os.X_OK):
+            return shell
+    return shutil.which("bash") or "/bin/sh"
+
+
+def terminal_settings(root_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """(environment, server arguments) that make a terminal the batch environment.
+
+    wrapper.sh ran the login profiles once, as a desktop session does; terminals
+    are interactive shells in that environment, as a desktop's terminal windows
+    are. Left alone, the server would start ``sh -l`` (SHELL is unset in a job),
+    whose /etc/profile resets PATH and loses condorsub. condorsub's job
+    directories go in the work directory, so batch output comes home with it.
+    """
+    shell = login_shell()
+    env = {"SHELL": shell, "CONDORSUB_JOBS": str(root_dir / "condorsub-jobs")}
+    return env, [f"--ServerApp.terminado_settings={json.dumps({'shell_command': [shell]})}"]
 
 
 def job_ad_number(*attrs: str) -> int | None:
@@ -187,14 +212,22 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
                 env[key] = local_api + env[key][len(hub_api) :]
         env["JUPYTERHUB_API_URL"] = local_api
     extra = list(args.extra)
+    cwd = None
     if args.root_dir and not args.server:
-        Path(args.root_dir).mkdir(parents=True, exist_ok=True)
-        extra.append(f"--ServerApp.root_dir={Path(args.root_dir).resolve()}")
+        root = Path(args.root_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        cwd = root.resolve()  # new terminals open here
+        extra.append(f"--ServerApp.root_dir={cwd}")
+        terminal_env, terminal_args = terminal_settings(cwd)
+        env.setdefault("CONDORSUB_JOBS", terminal_env.pop("CONDORSUB_JOBS"))  # a site's wins
+        env.update(terminal_env)
+        extra += terminal_args
     # The server starts at once: its start-up overlaps the hub opening the tunnel
     # (jupyterhub-singleuser retries its first hub API call while that happens).
     server = await asyncio.create_subprocess_exec(
         *singleuser_command(meeting.notebook_socket, extra, args.server),
         env=env,
+        cwd=cwd,
         preexec_fn=die_with_parent,  # never a server without its relay
     )
     stopping: list[str] = []
