@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("job_ids", nargs="*", metavar="JOBID")
     q.add_argument("--all", action="store_true", help="everybody's jobs")
     q.add_argument("--json", action="store_true", help="the raw job ads")
+    q.add_argument(
+        "--nodes", action="store_true", help="a workflow's node jobs too, not only its one line"
+    )
 
     for action in ("hold", "release", "rm"):
         a = sub.add_parser(action, help=f"{action} jobs")

@@ -87,7 +87,8 @@ def job_dir(label: str, name: str) -> Path:
     """A fresh directory for one submission's files and outputs."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", label or name)[:40]
-    base = Path(os.environ.get("CONDORSUB_JOBS", "condorsub-jobs"))
+    # absolute (a notebook's <work>/condorsub-jobs), ~/..., or relative to here
+    base = Path(os.environ.get("CONDORSUB_JOBS") or "condorsub-jobs").expanduser()
     for n in range(100):
         candidate = base / f"{stamp}-{safe}" if n == 0 else base / f"{stamp}-{safe}-{n}"
         try:

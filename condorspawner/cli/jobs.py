@@ -10,18 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from condorspawner.cli.context import condor, run, site
+from condorspawner.cli.display import DAG_ATTRS, STATUS, print_queue
 from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.condor import check_job_ids
 
-STATUS = {
-    1: "idle",
-    2: "running",
-    3: "removed",
-    4: "done",
-    5: "held",
-    6: "transferring",
-    7: "suspended",
-}
 QUEUE_ATTRS = [
     "ClusterId",
     "ProcId",
@@ -48,57 +40,16 @@ def _ids(job_ids: list[str]) -> list[str]:
         raise CliError(str(err), USAGE) from None
 
 
-def _runtime(ad: dict[str, Any], now: float) -> str:
-    seconds = float(ad.get("RemoteWallClockTime") or 0)
-    if ad.get("JobStatus") == 2 and isinstance(ad.get("JobCurrentStartDate"), int):
-        seconds += now - ad["JobCurrentStartDate"]
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _command(ad: dict[str, Any]) -> str:
-    from condorspawner.quoting import split_v2
-
-    words = split_v2(ad["Arguments"]) if ad.get("Arguments") else ad.get("Args", "").split()
-    # condorsub's jobs run the user's command through wrapper.sh: show the command
-    if Path(ad.get("Cmd", "")).name == "wrapper.sh" and words:
-        return " ".join(words)
-    return " ".join([Path(ad.get("Cmd", "")).name, *words])
-
-
 def queue(args: Any) -> int:
     the_site = site()
-    ads = run(
-        condor(the_site).q(
-            _ids(args.job_ids), attributes=[] if args.json else QUEUE_ATTRS, all_users=args.all
-        )
-    )
+    ids = _ids(args.job_ids)
+    attrs = [] if args.json else [*QUEUE_ATTRS, *DAG_ATTRS]
+    ads = run(condor(the_site).q(ids, attributes=attrs, all_users=args.all))
     if args.json:
         print(json.dumps(ads, indent=1))
         return 0
-    now = time.time()
-    rows = [("ID", "OWNER", "SUBMITTED", "RUNTIME", "STATUS", "OS", "CPUS", "MEMORY", "COMMAND")]
-    for ad in sorted(ads, key=lambda a: (a["ClusterId"], a["ProcId"])):
-        submitted = time.strftime("%m/%d %H:%M", time.localtime(ad.get("QDate", 0)))
-        memory = ad.get("RequestMemory")
-        rows.append(
-            (
-                f"{ad['ClusterId']}.{ad['ProcId']}",
-                str(ad.get("Owner", "")),
-                submitted,
-                _runtime(ad, now),
-                STATUS.get(ad.get("JobStatus"), "?"),
-                str(ad.get("ContainerOS", "-")),
-                str(ad.get("RequestCpus", "")),
-                f"{memory}MB" if isinstance(memory, int) else "-",
-                _command(ad)[:60],
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
-    if len(rows) == 1:
-        print("(no jobs)")
+    # a workflow is one line unless its nodes are asked for (--nodes, or by job id)
+    print_queue(ads, nodes=args.nodes or bool(ids))
     return 0
 
 
