@@ -60,6 +60,7 @@ class Attachment:
     ready_timeout: float = 120.0
     on_give_up: Callable[[str], Awaitable[None]] | None = None
     config_writer: Callable[[str], Awaitable[str]] | None = None
+    on_listening: Callable[[], None] | None = None  # the forward is in; the server may start
     tunnel: Tunnel | None = None
     run: int | None = None  # JobCurrentStartDate of the run it reaches
     current: Rendezvous | None = None  # the rendezvous of that run
@@ -108,6 +109,7 @@ class Attachment:
             owners=frozenset(self.owners),
             on_give_up=self.on_give_up,
             config_writer=self.config_writer,
+            on_listening=self.on_listening,
         )
         try:
             await tunnel.start()

@@ -13,7 +13,13 @@ from typing import Any
 
 from condorspawner.quoting import QuotingError, check_env_name, check_text, submit_classad_expr
 from condorspawner.site import Limit, Site
-from condorspawner.units import UnitError, parse_duration_s, parse_size_mb
+from condorspawner.units import (
+    UnitError,
+    format_duration_s,
+    format_size_mb,
+    parse_duration_s,
+    parse_size_mb,
+)
 from containers.catalogue import CatalogueError, ContainerOS
 
 FIELDS = (
@@ -223,6 +229,17 @@ class JobRequest:
                 value = value[0] if value else ""
             options[name] = value
         return cls.from_options(site, options)
+
+    def summary(self) -> str:
+        """What the job asks for, as a user reads it: "2 CPUs, 4 GB, Rocky Linux 9, 8h"."""
+        parts = [
+            f"{self.cpus} CPU{'s' if self.cpus != 1 else ''}",
+            format_size_mb(self.memory_mb),
+        ]
+        if self.gpus:
+            parts.append(f"{self.gpus} GPU{'s' if self.gpus != 1 else ''}")
+        parts += [self.container.label, f"up to {format_duration_s(self.runtime_s)}"]
+        return ", ".join(parts)
 
     def as_options(self) -> dict[str, Any]:
         """The request as ``user_options`` again (for state and display)."""

@@ -36,7 +36,8 @@ from condorspawner.finish import JobNotFinished, finish_job
 from condorspawner.health import HealthMixin
 from condorspawner.jobfiles import JobPaths
 from condorspawner.options import OptionsMixin
-from condorspawner.progress import ProgressMixin
+from condorspawner.progress import ANSWERS, OPENING, QUEUED, ProgressMixin
+from condorspawner.progress import RUNNING as RUNNING_PHASE
 from condorspawner.protocol import (
     SECRET_FILE,
     Rendezvous,
@@ -67,6 +68,7 @@ class CondorSpawner(
         self._route_removed = False  # the proxy route is down while the tunnel is
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
+        self._last_event = 0.0
         self._spawn_done = True
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -210,8 +212,13 @@ class CondorSpawner(
                 if status == IDLE:
                     reason = ad.get("LastRejMatchReason") or "waiting to be matched"
                     if reason != said_idle:
-                        self._event(f"Job {self.job_id} is queued: {reason}", 20)
+                        self._event(f"Job {self.job_id} is queued: {reason}", QUEUED)
                         said_idle = reason
+                    else:
+                        waited = self._since("submitted")
+                        self._still(
+                            f"Job {self.job_id} is still queued ({waited}): {reason}", QUEUED
+                        )
                     if time.monotonic() > idle_limit:
                         limit = self.site.notebook.start_timeout
                         raise SpawnError(
@@ -221,7 +228,7 @@ class CondorSpawner(
                 if status == RUNNING and not said_running:
                     said_running = True
                     host = ad.get("RemoteHost", "an execute point")
-                    self._event(f"Job {self.job_id} running on {host}", 40)
+                    self._event(f"Job {self.job_id} running on {host}", RUNNING_PHASE)
                 if done(ad):
                     return ad
             changed = state.changed
@@ -264,14 +271,24 @@ class CondorSpawner(
 
     async def _connect(self) -> None:
         """Open the tunnel while the server starts in the job; fail fast if the job ends."""
-        self._event(f"Opening the tunnel to job {self.job_id}; the server is starting", 60)
+        self._event(
+            f"Opening the tunnel to job {self.job_id} (condor_ssh_to_job); "
+            "the notebook server is starting in the job",
+            OPENING,
+        )
         ad = self._watcher().jobs[self.job_id].ad or {}
-        opening = asyncio.create_task(self._attach().open(job_start(ad)))
+        told: list[asyncio.Task[None]] = []
+        attachment = self._attach()
+        attachment.on_listening = lambda: told.append(
+            asyncio.ensure_future(self._server_starting(self.job_id))
+        )
+        opening = asyncio.create_task(attachment.open(job_start(ad)))
         watching = asyncio.create_task(self._follow(lambda ad: False))
         try:
             await asyncio.wait({opening, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (opening, watching):
+            attachment.on_listening = None  # later generations (poll's re-attach) say nothing
+            for task in (opening, watching, *told):
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -283,7 +300,12 @@ class CondorSpawner(
         except AttachError as err:
             raise SpawnError(str(err)) from None
         self._persist_state()
-        self._event(f"Tunnel established (127.0.0.1:{self.local_port} to job {self.job_id})", 90)
+        self._event(
+            f"The notebook server answers through the tunnel "
+            f"(127.0.0.1:{self.local_port} to job {self.job_id}, {self._since('running')} "
+            "after the job started)",
+            ANSWERS,
+        )
 
     async def _ended_message(self, ad: dict[str, Any]) -> str:
         code = ad.get("ExitCode")

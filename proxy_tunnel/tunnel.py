@@ -141,6 +141,8 @@ class Tunnel:
     mark: str = ""
     owners: frozenset[int] | None = None  # who may listen on the local port (proof of ours)
     on_give_up: Callable[[str], Awaitable[None]] | None = None  # when the supervisor stops
+    # called once per start when the forward listens (ssh is in; the server may still start)
+    on_listening: Callable[[], None] | None = None
     # writes the ssh_config text where the tunnel's ssh (as the user) reads it; returns the
     # path: the forwards (with the job's directory names) then stay off every command line
     config_writer: Callable[[str], Awaitable[str]] | None = None
@@ -231,12 +233,17 @@ class Tunnel:
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
         delay = 0.25
+        announce = self.on_listening
         while time.monotonic() < deadline:
             self._process = await self._spawn()
             while time.monotonic() < deadline and self._process.returncode is None:
-                if not self._local_end_is_ours():
+                listener = listener_uid(self.local_port)
+                if not self._ours(listener):
                     await self._terminate()
                     raise LocalPortTaken(f"another account listens on local port {self.local_port}")
+                if listener is not None and announce is not None:
+                    announce()
+                    announce = None
                 if await answers_http(self.local_port, timeout=1.0):
                     log.info("tunnel to %s up on 127.0.0.1:%s", self.job_id, self.local_port)
                     return
@@ -256,13 +263,10 @@ class Tunnel:
             f"tunnel to job {self.job_id} not ready within {timeout:g} s (last: {last_error})"
         )
 
-    def _local_end_is_ours(self) -> bool:
+    def _ours(self, listener: int | None) -> bool:
         """The hub's loopback is shared with every account on it: whatever listens on the
         local port must be the tunnel's own ssh (run as the hub or the user), or nobody yet."""
-        if self.owners is None:
-            return True
-        uid = listener_uid(self.local_port)
-        return uid is None or uid in self.owners
+        return self.owners is None or listener is None or listener in self.owners
 
     async def _supervise(self) -> None:
         """Restart the forward when it drops, with backoff, until closed or out of tries."""

@@ -147,10 +147,17 @@ print("interfaces", sorted(n for _, n in socket.if_nameindex()))
     # the job's namespace has no route to the hub: only the tunnel's reverse forward
     assert "hub unreachable" in out and "proxy unreachable" in out, out
     assert "interfaces ['lo']" in out, out
-    # the progress stream spoke HTCondor's language
-    assert any(f"Submitted as HTCondor job {job}" in m for m in messages), messages
-    assert any("running on slot1_" in m for m in messages), messages
-    assert any("Tunnel established" in m for m in messages), messages
+    # the progress stream told each phase, in order, in HTCondor's language
+    phases = [
+        f"Submitted as HTCondor job {job} (2 CPUs, ",
+        f"Job {job} running on slot1_",
+        f"Opening the tunnel to job {job}",
+        f"Tunnel open to job {job}; the notebook server is starting",
+        "The notebook server answers through the tunnel",
+    ]
+    where = [next((i for i, m in enumerate(messages) if p in m), None) for p in phases]
+    assert None not in where and where == sorted(where), (where, messages)
+    assert "Debian 12" in messages[where[0]], messages
 
 
 def test_the_token_goes_nowhere_visible(sudo_hub, system_pool, unix_users):

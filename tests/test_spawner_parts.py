@@ -242,3 +242,56 @@ def test_each_run_has_its_own_directory_and_the_tag_reveals_none():
     assert first.for_run(1700000000).directory == first.directory  # both sides derive it alike
     for text in (first.directory, second.directory, meeting.nonce):
         assert text.rsplit("-", 1)[-1] not in first.tag
+
+
+# --- progress -------------------------------------------------------------------------
+
+
+class _Progress:
+    """The progress mixin with what it needs of a spawner, and a short poll interval."""
+
+    def __init__(self, interval: float) -> None:
+        import logging
+        import time
+
+        from condorspawner.progress import ProgressMixin
+
+        self.mixin = type("P", (ProgressMixin,), {})()
+        m = self.mixin
+        m.log, m._log_name, m.queue_poll_interval = logging.getLogger("test"), "u", interval
+        m._events, m._events_changed, m._last_event = [], asyncio.Event(), 0.0
+        m._timings = {"start": time.monotonic()}
+
+
+def test_a_starting_server_is_never_silent_longer_than_a_poll_interval():
+    p = _Progress(interval=1.0).mixin
+
+    async def starting_for(seconds: float) -> None:
+        task = asyncio.ensure_future(p._server_starting("7.0"))
+        await asyncio.sleep(seconds)
+        task.cancel()
+
+    asyncio.run(starting_for(3.5))
+    messages = [e["message"] for e in p._events]
+    assert "a first start in a fresh environment can take a minute" in messages[0], messages
+    import re
+
+    said = [
+        re.fullmatch(r"The notebook server in job 7.0 is still starting \((\d+) s\)", m)
+        for m in messages[1:]
+    ]
+    assert len(said) >= 2 and all(said), messages  # one word per interval, none missing
+    seconds = [int(m.group(1)) for m in said]
+    assert seconds == sorted(seconds) and seconds[0] >= 1, messages
+    bar = [e["progress"] for e in p._events]
+    assert bar == sorted(bar) and bar[-1] < 90, bar
+
+
+def test_a_phase_is_repeated_only_after_a_quiet_poll_interval():
+    p = _Progress(interval=60.0).mixin
+    p._event("queued", 20)
+    p._still("still queued", 20)
+    assert [e["message"] for e in p._events] == ["queued"]
+    p._last_event -= 61
+    p._still("still queued", 20)
+    assert [e["message"] for e in p._events] == ["queued", "still queued"]
