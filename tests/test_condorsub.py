@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,13 @@ def test_submit_with_every_option_runs_in_the_same_environment(cli, pool):
     # the default job directory is under the current one (here the test's), never the checkout
     assert directory.parent == (pool.submit_dir / "condorsub-jobs").resolve()
     text = (directory / f"job.{out['cluster']}.1.out").read_text()
+    # --json names each job's output and error files and the event log, all existing
+    assert out["outputs"][f"{out['cluster']}.1"] == {
+        "out": str(directory / f"job.{out['cluster']}.1.out"),
+        "err": str(directory / f"job.{out['cluster']}.1.err"),
+    }
+    assert all(Path(p).is_file() for o in out["outputs"].values() for p in o.values())
+    assert Path(out["log"]).is_file() and result.stderr == ""
     assert "args: one two words\nthreads: 2\nfoo: bar baz\nhome: passed on\n" in text
     assert "payload\nfrom a dir\n" in text
     ad = json.loads(pool.run("condor_history", "-json", out["job_ids"][0]).stdout)[0]
@@ -105,10 +113,84 @@ def test_dry_run_writes_a_description_htcondor_parses(cli, pool):
     assert pool.run("condor_q", "-json").stdout == ""  # nothing submitted
 
 
-def test_wait_ends_with_the_worst_exit_code(cli, pool):
-    result = cli("submit", "--wait", "/bin/sh", "-c", "exit $((3 + 0))")
+def test_wait_ends_with_the_worst_exit_code_and_where_the_output_is(cli, pool):
+    jobs = pool.submit_dir.parent / "elsewhere" / "jobs"
+    pool.env["CONDORSUB_JOBS"] = str(jobs)  # as the launcher sets it in a notebook job
+    result = cli("submit", "--wait", "/bin/sh", "-c", "echo to-out; exit $((3 + 0))")
     assert result.returncode == 3, result.stderr
-    assert "exited with 3" in result.stderr
+    job = result.stdout.strip()  # stdout: the job ids alone, for $(condorsub submit ...)
+    assert job.endswith(".0") and "\n" not in job
+    lines = result.stderr.splitlines()
+    (directory,) = {line.split(": ", 1)[1] for line in lines if line.startswith("job directory: ")}
+    assert Path(directory).parent == jobs
+    # plain lines: where the output will be, the counts as they change, the end, where it is
+    assert lines[:2] == [f"job directory: {directory}", f"job {job}: job.{job}.out job.{job}.err"]
+    cluster = job.split(".")[0]
+    assert f"cluster {cluster}: 0 idle, 0 running, 1 done, 0 held" in lines
+    assert lines[-3:] == [f"job {job} exited with 3", *lines[:2]]
+    assert (Path(directory) / f"job.{job}.out").read_text() == "to-out\n"
+    assert "\x1b" not in result.stderr
+
+
+def in_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 60):
+    """Run a command with its stdout and stderr on a 120-column pseudo-terminal;
+    (exit code, everything it wrote)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env={**env, "TERM": "xterm-256color"},
+        cwd=cwd,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            try:
+                chunk = os.read(master, 65536) if ready else b""
+            except OSError:  # the other side closed: the command has ended
+                break
+            if ready and not chunk:
+                break
+            seen += chunk
+        return proc.wait(timeout=20), seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def test_on_a_terminal_wait_is_a_progress_bar_and_q_a_table(cli, pool):
+    code, screen = in_a_terminal(
+        [CONDORSUB, "submit", "--wait", "/bin/echo", "hello"], pool.env, pool.submit_dir
+    )
+    assert code == 0, screen
+    assert "\x1b[" in screen, screen  # drawn with colours
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert "━" in screen and "1/1" in screen and "0:00:0" in screen  # the bar, count, time
+    assert "0 running · 1 done · 0 held" in screen and "EXIT" in screen
+    directory = screen.split("job directory: ")[1].split("\r")[0].split("\n")[0]
+    job = screen.split()[0]
+    assert (Path(directory) / f"job.{job}.out").read_text() == "hello\n"
+    sleeper = cli("submit", "/bin/sleep", "600").stdout.strip()
+    pool.wait_for(sleeper, lambda a: a["JobStatus"] == 2)
+    code, screen = in_a_terminal([CONDORSUB, "q"], pool.env, pool.submit_dir)
+    assert code == 0 and "\x1b[" in screen, screen  # drawn with colours
+    assert "COMMAND" in screen and sleeper in screen and "sleep 600" in screen
+    assert cli("rm", sleeper).returncode == 0
 
 
 @pytest.mark.parametrize(

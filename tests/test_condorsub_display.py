@@ -160,6 +160,8 @@ def test_rich_wait_draws_a_progress_bar_with_counts_and_elapsed_time():
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120, color_system=None)
     view = WaitView(12, 3, console=console)
+    view.note("before the first counts, no bar")
+    assert "cluster 12" not in out.getvalue()
     view.update({"idle": 1, "running": 1, "held": 0, "done": 1})
     view.note("job 12.2 is held: [no] reason")
     view.update({"idle": 0, "running": 0, "held": 1, "done": 2})
@@ -214,6 +216,10 @@ def test_rich_outputs_keep_the_directory_on_one_line():
     text = out.getvalue()
     assert f"job directory: {long}\n" in text
     assert "EXIT" in text and "job.7.0.out" in text
+    out.truncate(0)
+    print_outputs(long, {"7.0": ("job.7.0.out", "job.7.0.err")}, brief=True, console=console)
+    assert out.getvalue().strip("\x00") == f"job directory: {long}\n"
+    print_outputs(long, {"7.0": ("job.7.0.out", "job.7.0.err")}, brief=True, terminal=False)
 
 
 @pytest.mark.parametrize("code", ["--help", "piped q"])

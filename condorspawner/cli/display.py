@@ -301,16 +301,23 @@ class WaitView:
                 ),
                 TimeElapsedColumn(),
                 console=self.console,
+                refresh_per_second=2,  # the clock's pace; a terminal over a websocket too
             )
-            self.task = self.progress.add_task(
-                "wait", total=total, cluster=cluster, idle=0, running=0, done=0, held=0
-            )
-            self.progress.start()
+            self.task: Any = None
 
     def update(self, counts: dict[str, int]) -> None:
         if self.quiet:
             return
         if self.progress is not None:
+            if self.task is None:  # the bar appears with the first real counts
+                self.task = self.progress.add_task(
+                    "wait",
+                    total=self.total,
+                    completed=counts["done"],
+                    cluster=self.cluster,
+                    **counts,
+                )
+                self.progress.start()
             self.progress.update(self.task, completed=counts["done"], **counts)
             return
         line = count_line(self.cluster, counts)
@@ -337,11 +344,14 @@ def print_outputs(
     outputs: dict[str, tuple[str, str]],
     *,
     codes: dict[str, int] | None = None,
+    brief: bool = False,
     terminal: bool | None = None,
     console: Any = None,
 ) -> None:
     """Where each job's output lands (stderr): the job directory, then per job its
-    output and error file names; with ``codes``, each job's exit code first."""
+    output and error file names; with ``codes``, each job's exit code first.
+    ``brief`` (before --wait's bar, which ends with the table): on a terminal,
+    the directory alone."""
     if terminal is None:
         terminal = console is not None or sys.stderr.isatty()
     if not terminal:
@@ -357,6 +367,11 @@ def print_outputs(
     from rich.text import Text
 
     console = console or Console(stderr=True)
+    # the path whole on one line, never wrapped or cut: it is there to be copied
+    line = Text.assemble(("job directory: ", "bold"), str(directory))
+    if brief:
+        console.print(line, soft_wrap=True, highlight=False)
+        return
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("JOB", no_wrap=True)
     if codes is not None:
@@ -371,6 +386,4 @@ def print_outputs(
             style = "green" if code == 0 else "bold red"
             table.add_row(job, Text("?" if code is None else str(code), style=style), out, err)
     console.print(table)
-    # the path whole on one line, never wrapped or cut: it is there to be copied
-    line = Text.assemble(("job directory: ", "bold"), str(directory))
     console.print(line, soft_wrap=True, highlight=False)

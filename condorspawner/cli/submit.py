@@ -7,12 +7,12 @@ import json
 import os
 import re
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
 
 from condorspawner.cli.context import condor, job_dir, job_request, run, site
+from condorspawner.cli.display import WaitView, print_outputs
 from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.render import BatchPayload, Renderer
 from condorspawner.request import RequestError
@@ -89,20 +89,36 @@ def submit(args: Any) -> int:
             print(job.submit, end="")
         return 0
     result = run(condor(the_site).submit(str(submit_file), cwd=str(directory)))
+    names = outputs(result.job_ids)
+    if not args.json:
+        print("\n".join(result.job_ids), flush=True)
+        print_outputs(directory, names, brief=args.wait)
+    codes: dict[str, int] = {}
     if args.wait:
-        codes = follow(the_site, result.cluster, quiet=args.json)
+        codes = follow(the_site, result.cluster, len(result.job_ids), quiet=args.json)
+        if not args.json:
+            print_outputs(directory, names, codes=codes)
     if args.json:
         out: dict[str, Any] = {
             "cluster": result.cluster,
             "job_ids": result.job_ids,
             "directory": str(directory),
+            "outputs": {
+                job: {"out": str(directory / o), "err": str(directory / e)}
+                for job, (o, e) in names.items()
+            },
+            "log": str(directory / f"job.{result.cluster}.log"),
         }
         if args.wait:
             out["exit_codes"] = codes
         print(json.dumps(out))
-    else:
-        print("\n".join(result.job_ids))
     return worst(codes) if args.wait and codes else 0
+
+
+def outputs(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Each job's output and error file names in its job directory (batch.sub's
+    ``job.$(Cluster).$(Process).out`` and ``.err``)."""
+    return {job: (f"job.{job}.out", f"job.{job}.err") for job in job_ids}
 
 
 def worst(codes: dict[str, int]) -> int:
@@ -110,21 +126,23 @@ def worst(codes: dict[str, int]) -> int:
     return min(max(codes.values()), 255)
 
 
-def follow(the_site: Any, cluster: int, quiet: bool = False) -> dict[str, int]:
+def follow(the_site: Any, cluster: int, total: int, quiet: bool = False) -> dict[str, int]:
     """Follow a cluster until every job has left the queue (or is held); their exit codes."""
-    return asyncio.run(_follow(condor(the_site), cluster, quiet))
+    view = WaitView(cluster, total, quiet=quiet)
+    try:
+        return asyncio.run(_follow(condor(the_site), cluster, total, view))
+    finally:
+        view.close()
 
 
-async def _follow(tools: Any, cluster: int, quiet: bool) -> dict[str, int]:
+async def _follow(tools: Any, cluster: int, total: int, view: WaitView) -> dict[str, int]:
     attrs = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode", "ExitBySignal"]
-    tty = sys.stderr.isatty() and not quiet
-    shown = None
     held: dict[str, int] = {}
     while True:
         try:
             ads = await tools.q([str(cluster)], attributes=attrs)
         except Exception as err:  # unknown, not done: try again
-            print(f"condorsub: {err} (trying again)", file=sys.stderr)
+            view.note(f"condorsub: {err} (trying again)")
             await asyncio.sleep(2)
             continue
         counts = {"idle": 0, "running": 0, "held": 0}
@@ -136,20 +154,13 @@ async def _follow(tools: Any, cluster: int, quiet: bool) -> dict[str, int]:
             if status == HELD:
                 job = f"{ad['ClusterId']}.{ad['ProcId']}"
                 if job not in held:
-                    print(f"condorsub: job {job} is held: {ad.get('HoldReason')}", file=sys.stderr)
+                    view.note(f"job {job} is held: {ad.get('HoldReason')}")
                 held[job] = 1
-        line = (
-            f"cluster {cluster}: {counts['idle']} idle, {counts['running']} running, "
-            f"{counts['held']} held"
-        )
-        if line != shown and not quiet:
-            print(("\r" if tty else "") + line + ("" if tty else "\n"), end="", file=sys.stderr)
-            shown = line
+        # done: left the queue, or on its way out (completed, removed)
+        view.update({**counts, "done": total - sum(counts.values())})
         if all(ad.get("JobStatus") == HELD for ad in ads):
             break
         await asyncio.sleep(1.0)
-    if tty:
-        print(file=sys.stderr)
     done = await tools.history(constraint=f"ClusterId == {cluster}", attributes=attrs)
     codes = {
         f"{ad['ClusterId']}.{ad['ProcId']}": (
@@ -157,7 +168,4 @@ async def _follow(tools: Any, cluster: int, quiet: bool) -> dict[str, int]:
         )
         for ad in done
     }
-    if not quiet:
-        for job, code in sorted(codes.items()):
-            print(f"job {job} exited with {code}", file=sys.stderr)
     return {**codes, **held}
