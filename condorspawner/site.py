@@ -261,12 +261,13 @@ def _catalogue(raw: Any) -> tuple[Catalogue, str]:
         raise SiteError(f"containers.os: expected a list of tables, got {entries!r}")
     for i, entry in enumerate(entries):
         key = f"containers.os[{i}]"
-        _table(key, entry, {"name", "label", "image", "default"})
+        _table(key, entry, {"name", "label", "image", "default", "description"})
         for part in ("name", "image"):
             if part not in entry:
                 raise SiteError(f"{key}.{part}: missing")
             _check_type(f"{key}.{part}", entry[part], _STR)
         _check_type(f"{key}.label", entry.get("label", ""), _STR)
+        _check_type(f"{key}.description", entry.get("description", ""), _STR)
         _check_type(f"{key}.default", entry.get("default", False), _BOOL)
         try:
             submit_path(entry["image"])

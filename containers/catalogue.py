@@ -1,7 +1,8 @@
 """Which container operating systems a site offers, and which one a job gets.
 
-Users pick an OS by name ("Rocky9"); the catalogue knows its label for forms,
-the image that implements it, and which entry is the default.
+Users pick an OS by name ("Rocky9"); the catalogue knows its label and a
+one-line description for forms, the image that implements it, and which entry
+is the default.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from typing import Any
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
 MODES = ("site", "image")
+# What the form says about the OS names sites most often offer, when the site
+# file gives no description of its own.
+KNOWN_DESCRIPTIONS = {
+    "rocky9": "Enterprise Linux, binary compatible with RHEL 9: the usual choice for "
+    "software built for clusters and grids.",
+    "debian12": "Debian's stable release (bookworm), with newer compilers and libraries "
+    "from Debian's archive.",
+}
 
 
 class CatalogueError(ValueError):
@@ -27,6 +36,7 @@ class ContainerOS:
     label: str
     image: str
     default: bool = False
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class Catalogue:
                 label=e.get("label", e["name"]),
                 image=e["image"],
                 default=bool(e.get("default", False)),
+                description=e.get("description") or KNOWN_DESCRIPTIONS.get(e["name"].lower(), ""),
             )
             for e in section.get("os", [])
         )
@@ -106,7 +117,7 @@ class Catalogue:
         """The same catalogue with some images replaced (after discovery)."""
         return Catalogue(
             entries=tuple(
-                ContainerOS(e.name, e.label, images.get(e.name, e.image), e.default)
+                ContainerOS(e.name, e.label, images.get(e.name, e.image), e.default, e.description)
                 for e in self.entries
             ),
             mode=self.mode,

@@ -1,9 +1,15 @@
 """The options form and profiles: the site's limits shown, presets applied and enforced."""
 
+import asyncio
+
 import pytest
 
 from condorspawner import form
+from condorspawner.condor import Condor, parse_json_ads
+from condorspawner.pool_status import FreeSlot, PoolStatus, describe_room, parse_slots, room
 from condorspawner.request import JobRequest, RequestError
+from condorspawner.site import Pool, parse_site
+from tests.harness import case
 
 PROFILES = [
     {"display_name": "Small", "slug": "small", "user_options": {"cpus": 1, "memory": "1GB"}},
@@ -62,3 +68,180 @@ def test_form_data_to_options():
         "container": "Debian12",
         "profile": "small",
     }
+
+
+# --- a form that answers questions ----------------------------------------------------
+
+ROCKY = "Enterprise Linux, binary compatible with RHEL 9"
+
+
+def test_the_os_is_a_real_select_with_each_description(make_site):
+    site = make_site(
+        """\
+        [[containers.os]]
+        name = "Rocky9"
+        label = "Rocky Linux 9"
+        image = "/i/r"
+        default = true
+        [[containers.os]]
+        name = "Alma10"
+        label = "AlmaLinux 10"
+        description = "The <newest> enterprise Linux"
+        image = "/i/a"
+        """
+    )
+    html = form.render_form(site)
+    assert '<select class="form-select" id="cs-container" name="container"' in html
+    assert '<li data-os="Rocky9"><strong>Rocky Linux 9</strong>: ' + ROCKY in html
+    assert "<strong>AlmaLinux 10</strong>: The &lt;newest&gt; enterprise Linux" in html
+    assert "free" not in html  # nothing said about the pool when it was not asked
+
+
+def test_builtin_catalogue_entries_have_descriptions(site):
+    assert [bool(e.description) for e in site.catalogue.entries] == [True, True]
+
+
+def test_a_description_must_be_text(make_site):
+    from condorspawner.site import SiteError
+
+    with pytest.raises(SiteError, match=r"containers.os\[0\].description: expected a string"):
+        make_site('[[containers.os]]\nname = "A"\nimage = "/i"\ndefault = true\ndescription = 3\n')
+
+
+def test_every_limit_has_help_with_its_meaning_and_range(site):
+    html = form.render_form(site)
+    for name, range_text in (("cpus", "1 to 8"), ("memory", "128MB to 16GB"),
+                             ("runtime", "5m to 2d"), ("disk", "100MB to 100GB")):  # fmt: skip
+        help_text = html.split(f'id="cs-{name}-help">')[1].split("</div>")[0]
+        assert f"Allowed: {range_text}" in help_text, help_text
+        assert form.LIMIT_HELP[name].split(" ")[0] in help_text
+        assert f'aria-describedby="cs-{name}-help"' in html
+    assert "It stops 5m before this limit" in html  # the site's grace period
+
+
+def test_optional_fields_only_where_the_site_allows_them(site, make_site):
+    html = form.render_form(site)
+    assert 'name="gpus"' not in html  # max 0 here
+    assert 'name="disk"' in html and 'name="environment"' in html
+    assert "<details" in html and " open" not in html.split("<details")[1].split(">")[0]
+    gpu_site = make_site(
+        "[limits.gpus]\nmax = 2\n[limits.disk]\ndefault = '5GB'\nmin = '5GB'\nmax = '5GB'\n"
+    )
+    gpu_html = form.render_form(gpu_site)
+    assert 'name="gpus"' in gpu_html and "GPUs (0 to 2)" in gpu_html
+    assert 'name="disk"' not in gpu_html  # nothing to choose
+    assert "More options (environment variables)" in gpu_html
+
+
+def test_values_are_kept_and_the_wrong_field_marked(site):
+    values = {"cpus": "64", "memory": "3GB", "container": "Debian12", "environment": "A=1\nB=2"}
+    html = form.render_form(site, values=values, error_field="cpus")
+    assert 'class="form-control is-invalid" aria-invalid="true" id="cs-cpus"' in html
+    assert 'value="64"' in html and 'value="3GB"' in html
+    assert '<option value="Debian12" selected>' in html
+    assert '<option value="Rocky9" selected>' not in html
+    assert ">A=1\nB=2</textarea>" in html and '<details class="mb-3" open>' in html
+    # REST API values (numbers, a table) are shown the way users write them
+    api = form.render_form(
+        site, values={"memory": 4096, "runtime": 5400, "environment": {"X": "1"}}
+    )
+    assert 'value="4GB"' in api and 'value="1h30m"' in api and ">X=1</textarea>" in api
+
+
+def test_form_text_becomes_options_with_environment_lines():
+    data = {"environment": ["  A=1\r\nB=x y\n"], "disk": ["20GB"], "gpus": [""]}
+    options = form.options_from_form(data)
+    assert options == {"environment": "A=1\r\nB=x y", "disk": "20GB"}
+    assert JobRequest.build(parse_site({}), environment=options["environment"]).environment == (
+        ("A", "1"),
+        ("B", "x y"),
+    )
+
+
+# --- what the pool can give now --------------------------------------------------------
+
+
+def slot(cpus, memory, gpus=0, oses=("rocky9",), partitionable=True):
+    return FreeSlot(cpus, memory, gpus, oses, partitionable)
+
+
+def test_free_slots_for_an_os_and_a_size():
+    slots = [slot(4, 8192), slot(2, 2048, oses=("debian12",), partitionable=False),
+             slot(8, 65536, gpus=1, oses=None)]  # fmt: skip
+    assert room(slots, "Rocky9", 1, 2048, 0) == 4
+    assert room(slots, "Rocky9", 2, 4096, 0) == 2
+    assert room(slots, "Rocky9", 3, 1024, 0) == 1
+    assert room(slots, "Debian12", 1, 1024, 0) == 1  # a static slot holds one job
+    assert room(slots, "Rocky9", 1, 1024, 1) == 0  # the GPU slot advertises no OS
+    assert describe_room(2, 2, 4096, 0) == (
+        "2 free slots now (2 CPUs, 4GB each): your server can start at once"
+    )
+    assert describe_room(0, 8, 1024, 8).startswith("none free now: your server will queue")
+
+
+def test_the_form_says_what_each_os_can_get_now(site):
+    slots = [slot(4, 8192, oses=("rocky9", "debian12")), slot(1, 1024, oses=("debian12",))]
+    html = form.render_form(site, slots=slots, values={"cpus": "2", "memory": "2GB"})
+    rocky = html.split('data-os="rocky9">')[1].split("</span>")[0]
+    debian = html.split('data-os="debian12">')[1].split("</span>")[0]
+    assert rocky.startswith("2 free slots now (2 CPUs, 2GB each)")
+    assert debian.startswith("2 free slots now")
+    big = form.render_form(site, slots=slots, values={"cpus": "8"})
+    assert "none free now: your server will queue" in big
+    assert 'id="cs-pool"' in big and "<script>" in big  # the line follows the fields
+
+
+def test_recorded_condor_status_answer_is_understood(reference):
+    ads = parse_json_ads(case("status_json")["stdout"])
+    free = parse_slots(ads)
+    assert free == [FreeSlot(1, 15616, 0, ("rocky9", "debian12", "rocky8"), True)]
+
+
+@pytest.fixture
+def fresh_status():
+    PoolStatus.forget_all()
+    yield
+    PoolStatus.forget_all()
+
+
+def test_one_condor_status_for_many_forms_within_the_interval(replay, fresh_status):
+    replay("condor_status", "status_json", sleep=0.3)
+    status = PoolStatus.shared(Condor(Pool()), interval=60)
+
+    async def many_renders():
+        together = await asyncio.gather(*(status.free_slots() for _ in range(20)))
+        later = [await PoolStatus.shared(Condor(Pool()), 60).free_slots() for _ in range(5)]
+        return together + later
+
+    answers = asyncio.run(many_renders())
+    assert len(replay.calls()) == 1
+    assert all(a == answers[0] and a for a in answers)
+    argv = replay.calls()[0]["argv"][1:]
+    assert argv[:3] == ["-json", "-constraint", 'State == "Unclaimed"']
+    status.interval = 0  # the interval passed: the next render asks again
+    asyncio.run(status.free_slots())
+    assert len(replay.calls()) == 2
+
+
+def test_a_failed_query_shows_nothing_and_is_not_repeated_at_once(
+    replay, fresh_status, site, tmp_path
+):
+    tool = replay("condor_status")  # then made to fail as an unreachable collector does
+    calls = tmp_path / "status-calls"
+    tool.write_text(
+        f"#!/bin/sh\necho x >> {calls}\necho 'Error: communication error' >&2\nexit 1\n"
+    )
+    status = PoolStatus.shared(Condor(Pool()), interval=60)
+    assert asyncio.run(status.free_slots()) is None
+    assert asyncio.run(status.free_slots()) is None
+    assert calls.read_text().count("x") == 1
+    html = form.render_form(site, slots=None)
+    assert "free" not in html and 'name="container"' in html
+
+
+def test_localpool_answers_with_its_free_slot(pool, fresh_status, monkeypatch):
+    monkeypatch.setenv("PATH", pool.env["PATH"])
+    monkeypatch.setenv("LOCALPOOL_DIR", pool.env["LOCALPOOL_DIR"])
+    slots = asyncio.run(PoolStatus.shared(Condor(Pool()), 60).free_slots())
+    assert slots == [FreeSlot(4, 8192, 0, ("rocky9", "debian12"), True)]
+    assert room(slots, "Rocky9", 2, 4096, 0) == 2 and room(slots, "Ubuntu24", 1, 128, 0) == 0
