@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from hub_config.demo_auth import account_exists, recorded_accounts
+from proxy_tunnel import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "demo-command-test-token-0123456789abcdef"
@@ -130,9 +131,9 @@ class Demo:
         )
 
 
-def api(method: str, path: str, body: object = None) -> tuple[int, object]:
+def api(demo: Demo, method: str, path: str, body: object = None) -> tuple[int, object]:
     request = urllib.request.Request(
-        f"http://127.0.0.1:8000/hub/api{path}",
+        f"{demo.url}/hub/api{path}",
         method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"token {TOKEN}"},
@@ -146,12 +147,13 @@ def api(method: str, path: str, body: object = None) -> tuple[int, object]:
 
 
 def test_the_readme_demo_command_on_a_clean_checkout(tmp_path, public_tmp):
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 8000)) == 0:
-            pytest.fail("port 8000 is taken: the demo needs it")
-    if account_exists("demo-reader"):
-        pytest.fail("an account demo-reader exists already: the test would remove it")
-    reader_existed = account_exists("reader")
+    # a login name of this run's own and a free port (the README's 8000 with --port):
+    # another test run or a demo on this machine is left alone
+    name = "reader" + secrets.token_hex(3)
+    account = f"demo-{name}"
+    if account_exists(account):
+        pytest.fail(f"an account {account} exists already: the test would remove it")
+    name_existed = account_exists(name)
     checkout = public_tmp / "checkout"  # every account enters it (its .venv runs the jobs)
     subprocess.run(["git", "clone", "-q", str(REPO), str(checkout)], check=True, timeout=120)
     readme = (checkout / "README.md").read_text()
@@ -161,24 +163,25 @@ def test_the_readme_demo_command_on_a_clean_checkout(tmp_path, public_tmp):
         checkout,
         tmp_path / "demo.log",
         env={**os.environ, "CONDORSPAWNER_DEMO_TOKEN": TOKEN},
+        port=free_port(),
     )
     try:
         demo.start(timeout=900)  # a fresh checkout installs its own environment
         # the hub stands only for demo accounts: any other name is refused
-        assert api("POST", "/users/reader")[0] == 400
-        assert account_exists("reader") == reader_existed
-        assert api("POST", "/users/demo-reader")[0] == 201
-        account = pwd.getpwnam("demo-reader")
-        assert account.pw_uid >= 1000 and account.pw_dir == "/home/demo-reader"
-        assert demo.accounts() == ["demo-reader"]
-        assert api("POST", "/users/demo-reader/server", {"user_options": {"cpus": 2}})[0] in (
+        assert api(demo, "POST", f"/users/{name}")[0] == 400
+        assert account_exists(name) == name_existed
+        assert api(demo, "POST", f"/users/{account}")[0] == 201
+        entry = pwd.getpwnam(account)
+        assert entry.pw_uid >= 1000 and entry.pw_dir == f"/home/{account}"
+        assert demo.accounts() == [account]
+        assert api(demo, "POST", f"/users/{account}/server", {"user_options": {"cpus": 2}})[0] in (
             201,
             202,
         )
         deadline = time.monotonic() + 180
         ready = False
         while time.monotonic() < deadline and not ready:
-            server = api("GET", "/users/demo-reader")[1]["servers"].get("")
+            server = api(demo, "GET", f"/users/{account}")[1]["servers"].get("")
             assert server, demo.failure("the spawn failed")
             ready = server["ready"]
             time.sleep(0.5)
@@ -189,9 +192,9 @@ def test_the_readme_demo_command_on_a_clean_checkout(tmp_path, public_tmp):
             "-af",
             "Owner",
             "-constraint",
-            'CondorSpawnerUser == "demo-reader"',
+            f'CondorSpawnerUser == "{account}"',
         ).stdout.split()
-        assert owners == ["demo-reader"]
+        assert owners == [account]
     finally:
         try:
             demo.stop()
@@ -199,10 +202,13 @@ def test_the_readme_demo_command_on_a_clean_checkout(tmp_path, public_tmp):
             cleaned = demo.clean()
     text = demo.log()
     assert "the password: condor-demo" in text
+    # a fresh checkout's first run says what it installs while it does
+    for step in ("configurable-http-proxy", "condorspawner with JupyterHub"):
+        assert f"bootstrap: installing {step}" in text, text[:2000]
     assert "demo: stopping the pool and removing its jobs" in text
-    assert "Kept: the accounts demo-* (demo-reader)" in text
+    assert f"Kept: the accounts demo-* ({account})" in text
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert "removing the account demo-reader" in cleaned.stdout
-    assert not account_exists("demo-reader")
-    assert not Path("/home/demo-reader").exists()
+    assert f"removing the account {account}" in cleaned.stdout
+    assert not account_exists(account)
+    assert not Path(f"/home/{account}").exists()
     assert not demo.dir.exists()
