@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from localpool import eventlog
-from localpool.ads import Ad
+from localpool.ads import Ad, evaluate, is_true
 from localpool.authz import may_modify
 from localpool.jobstate import (
     COMPLETED,
@@ -163,7 +163,37 @@ def _change(
     if not apply(tool, ad, reason, caller.name, now):
         return False
     if tool == "condor_rm" and "LocalpoolStarterPid" not in ad:
-        eventlog.aborted(ad, ad["RemoveReason"])
-        store.add_history([ad])
-        del queue.jobs[f"{ad['ClusterId']}.{ad['ProcId']}"]
+        _leave(queue, ad, store)
+    if tool == "condor_rm" and isinstance(ad.get("OtherJobRemoveRequirements"), str):
+        _remove_others(queue, ad, now, store)
     return True
+
+
+def _leave(queue, ad: Ad, store: Store) -> None:
+    eventlog.aborted(ad, ad["RemoveReason"])
+    store.add_history([ad])
+    del queue.jobs[f"{ad['ClusterId']}.{ad['ProcId']}"]
+
+
+def _remove_others(queue, ad: Ad, now: float, store: Store) -> None:
+    """The schedd removes the jobs a removed job's OtherJobRemoveRequirements names.
+
+    condor_submit_dag sets it to ``DAGManJobId =?= <cluster>``: removing the
+    DAGMan job removes its node jobs.
+    """
+    constraint = ad["OtherJobRemoveRequirements"]
+    why = (
+        f"removed because <OtherJobRemoveRequirements = {constraint}> fired when job "
+        f"{ad['ClusterId']}.{ad['ProcId']} was removed"
+    )
+    for other in list(queue.jobs.values()):
+        if other is ad or other["JobStatus"] in (REMOVED, COMPLETED):
+            continue
+        try:
+            hit = is_true(evaluate(constraint, other))
+        except Exception:
+            hit = False
+        if hit:
+            request_remove(other, why, now)
+            if "LocalpoolStarterPid" not in other:
+                _leave(queue, other, store)

@@ -31,17 +31,16 @@ def write(
     details: Iterable[str] = (),
     when: float | None = None,
 ) -> None:
-    """Append one event to the job's user log, if it has one."""
-    path = ad.get("UserLog")
-    if not path:
-        return
+    """Append one event to the job's user log and a DAG node's default node log, if any."""
+    paths = dict.fromkeys(p for p in (ad.get("UserLog"), ad.get("DAGManNodesLog")) if p)
     body = _header(code, ad, when) + text + "\n" + "".join(f"\t{d}\n" for d in details) + "...\n"
-    try:
-        with as_owner(ad.get("Owner")), open(path, "a", encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.write(body)
-    except OSError:
-        pass  # like the schedd: a user log that cannot be written does not stop the job
+    for path in paths:
+        try:
+            with as_owner(ad.get("Owner")), open(path, "a", encoding="utf-8") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                f.write(body)
+        except OSError:
+            pass  # like the schedd: a user log that cannot be written does not stop the job
 
 
 def _usage(lines: list[str]) -> list[str]:
@@ -50,7 +49,8 @@ def _usage(lines: list[str]) -> list[str]:
 
 
 def submitted(ad: Mapping[str, Any], address: str) -> None:
-    write(ad, SUBMIT, f"Job submitted from host: {address}")
+    notes = ad.get("SubmitEventNotes")  # submit_event_notes (DAGMan's "DAG Node: A")
+    write(ad, SUBMIT, f"Job submitted from host: {address}", [notes] if notes else [])
 
 
 def executing(

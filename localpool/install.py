@@ -19,6 +19,8 @@ from localpool.client import CONF_NAME, DIR_ENV
 
 TOOLS = (
     "condor_submit",
+    "condor_submit_dag",
+    "condor_dagman",
     "condor_q",
     "condor_history",
     "condor_rm",
@@ -29,6 +31,8 @@ TOOLS = (
     "condor_ssh_to_job",
     "condor_status",
     "condor_chirp",
+    "condor_token_fetch",
+    "condor_token_list",
 )
 PROJECT = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = "/usr/bin/python3"

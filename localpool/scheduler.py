@@ -37,6 +37,7 @@ from localpool.jobstate import (
 from localpool.matchmaker import machine_ad, matches, requested, used_resources
 from localpool.store import PoolConfig, Queue, Store
 
+SCHEDULER_UNIVERSE = 7  # DAGMan's universe: the schedd runs it on the access point
 STARTER_TIMEOUT = 3.0  # how long the loop waits for a just-started job's starter
 
 
@@ -89,6 +90,7 @@ class Scheduler:
         self.running = True  # any job with a starter (then every cycle looks)
         self.just_started: list[str] = []
         self.last_periodic = 0.0
+        self.peers: list[Store] = []  # the pool's other schedds: one execute point for all
 
     def cycle(self) -> None:
         """One pass: reap finished starters, enforce stops and policy, start what fits."""
@@ -212,6 +214,8 @@ class Scheduler:
 
     def _match(self, queue: Queue, now: float, *, record_rejects: bool) -> None:
         running = [ad for ad in queue.jobs.values() if "LocalpoolStarterPid" in ad]
+        for peer in self.peers:
+            running += [ad for ad in peer.read().jobs.values() if "LocalpoolStarterPid" in ad]
         used = used_resources(running)
         slot_ids = {ad.get("LocalpoolSlotSlotId") for ad in running}
         idle = sorted(
@@ -223,16 +227,19 @@ class Scheduler:
             key=lambda a: (-a.get("JobPrio", 0), a["ClusterId"], a["ProcId"]),
         )
         for ad in idle:
-            machine = machine_ad(self.config, used)
-            try:
-                fits = matches(ad, machine)
-            except Exception:
-                fits = False
-            if not fits:
-                if record_rejects or "LastRejMatchReason" not in ad:
-                    ad.update(LastRejMatchReason="no match found", LastRejMatchTime=int(now))
-                continue
-            want = requested(ad)
+            if ad.get("JobUniverse") == SCHEDULER_UNIVERSE:  # runs on the access point: no slot
+                want = dict.fromkeys(("Cpus", "Memory", "Disk", "GPUs"), 0)
+            else:
+                machine = machine_ad(self.config, used)
+                try:
+                    fits = matches(ad, machine)
+                except Exception:
+                    fits = False
+                if not fits:
+                    if record_rejects or "LastRejMatchReason" not in ad:
+                        ad.update(LastRejMatchReason="no match found", LastRejMatchTime=int(now))
+                    continue
+                want = requested(ad)
             slot = next(n for n in range(1, 100000) if n not in slot_ids)
             slot_ids.add(slot)
             for key, value in want.items():
@@ -247,6 +254,7 @@ class Scheduler:
         shutil.rmtree(job_dir, ignore_errors=True)
         job_dir.mkdir(parents=True, mode=0o700)
         first = ad.get("JobStartDate") is None
+        isolated = self.namespaces and ad.get("JobUniverse") != SCHEDULER_UNIVERSE
         ad.update(
             JobStatus=RUNNING,
             LastJobStatus=IDLE,
@@ -274,11 +282,11 @@ class Scheduler:
             sys.executable,
             "-m",
             "localpool.starter",
-            str(self.store.root),
+            str(self.store.qdir),
             job_id,
-            "netns" if self.namespaces else "host",
+            "netns" if isolated else "host",
         ]
-        if self.namespaces:
+        if isolated:
             command = ["unshare", "--net", "--", *command]
         log = open(job_dir / "starter.log", "ab")  # noqa: SIM115 (handed to the child)
         proc = subprocess.Popen(

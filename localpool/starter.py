@@ -125,6 +125,8 @@ class Starter:
             "NVIDIA_VISIBLE_DEVICES": "none",
             **dict.fromkeys(THREAD_VARIABLES, cpus),
         }
+        if self.ad.get("JobUniverse") == 7:  # the schedd tells a scheduler-universe job its id
+            htcondor["CONDOR_ID"] = self.job_id
         if chirp_config is not None:
             htcondor["_CONDOR_CHIRP_CONFIG"] = str(chirp_config)
             htcondor["_CHIRP_DELAYED_UPDATE_PREFIX"] = "Chirp*"

@@ -181,12 +181,19 @@ def build_ad(
         "should_transfer_files": "ShouldTransferFiles",
         "when_to_transfer_output": "WhenToTransferOutput",
         "accounting_group": "AcctGroup",
+        "dag_node_name": "DAGNodeName",
+        "submit_event_notes": "SubmitEventNotes",
     }
     for key, attr in simple.items():
         if key in lower:
             ad[attr] = lower[key]
     if "accounting_group" in lower:
         ad["AccountingGroup"] = f"{lower['accounting_group']}.{owner}"
+    if lower.get("universe", "").strip().lower() == "scheduler":
+        ad["JobUniverse"] = 7  # runs on the access point (DAGMan); the schedd starts it
+    if "dagman_log" in lower:  # DAGMan's default node log: every event goes there too
+        path = lower["dagman_log"]
+        ad["DAGManNodesLog"] = path if os.path.isabs(path) else str(iwd / path)
     if "log" in lower:
         log = lower["log"]
         ad["UserLog"] = log if os.path.isabs(log) else str(iwd / log)

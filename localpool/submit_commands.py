@@ -31,6 +31,10 @@ _CLASSIC = (  # noqa: SIM905
     "on_exit_remove accounting_group batch_name max_retries nice_user job_lease_duration "
     "stream_output stream_error leave_in_queue transfer_output_remaps"
 ).split()
+# What condor_submit_dag writes into the DAGMan job's description and DAGMan adds to
+# each node's (condor_submit_dag.cpp, dagman_submit.cpp; the condor_submit manual page
+# documents remove_kill_sig, copy_to_spool, dag_node_name, dagman_log, submit_event_notes).
+_DAGMAN = ["remove_kill_sig", "copy_to_spool", "dag_node_name", "dagman_log", "submit_event_notes"]
 
 # HTCondor also reads these spellings (the job attribute's name) for the same command
 # (submit_utils: ``submit_param(SUBMIT_KEY_ShouldTransferFiles, ATTR_SHOULD_TRANSFER_FILES)``);
@@ -43,6 +47,7 @@ ALIASES = {
 
 KNOWN: dict[str, Version] = {
     **dict.fromkeys(_CLASSIC, (8, 8)),
+    **dict.fromkeys(_DAGMAN, (8, 8)),
     # The container universe page of the V10_0 manual
     # (docs/users-manual/container-universe-jobs.rst in htcondor/htcondor).
     "container_image": (10, 0),

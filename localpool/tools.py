@@ -18,8 +18,10 @@ from localpool.actions import ACTIONS, Usage, job_action
 from localpool.privs import Account
 from localpool.query import print_version
 from localpool.queue_tool import condor_history, condor_q
+from localpool.schedds import ScheddError, resolve
 from localpool.status_tool import condor_status
 from localpool.store import PoolNotFound, Store
+from localpool.tokens import AuthError, authenticate
 
 
 def run(
@@ -38,6 +40,24 @@ def run(
         if "-version" in args and tool != "condor_q":
             print_version()
             return 0, {}
+        if tool == "condor_token_list":  # reads the caller's own files, asks no daemon
+            from localpool.tokens import condor_token_list
+
+            return condor_token_list(args, caller, env), {}
+        store, args, named = resolve(tool, args, store)
+        try:
+            caller = authenticate(tool, store, caller, env)
+        except AuthError as err:
+            from localpool.schedds import address, name_of, refused
+
+            config = store.config()
+            where = address(config, store.schedd)
+            sys.stderr.write(refused(tool, name_of(store, config), where, str(err), named))
+            return 1, {}
+        if tool == "condor_token_fetch":
+            from localpool.tokens import condor_token_fetch
+
+            return condor_token_fetch(args, store, caller, env), {}
         if tool == "condor_q":
             return condor_q(args, store, caller), {}
         if tool == "condor_history":
@@ -48,6 +68,10 @@ def run(
             from localpool.submit_tool import condor_submit
 
             return condor_submit(args, store, caller, env)
+        if tool == "condor_submit_dag":
+            from localpool.submit_dag import condor_submit_dag
+
+            return condor_submit_dag(args, store, caller, env)
         if tool == "condor_status":
             return condor_status(args, store), {}
         if tool == "condor_qedit":
@@ -59,6 +83,9 @@ def run(
         return 1, {}
     except PoolNotFound as err:
         sys.stderr.write(f"ERROR: {err}\n")
+        return 1, {}
+    except ScheddError as err:
+        sys.stderr.write(str(err))
         return 1, {}
     except BrokenPipeError:
         return 1, {}

@@ -21,6 +21,9 @@ CLIENT_MODULES = (
     "localpool.wire",
     "localpool.sshclient",
     "localpool.chirpclient",
+    "localpool.dagman",  # the DAGMan job runs under any account's /usr/bin/python3
+    "localpool.dagman_io",
+    "localpool.dag_file",
 )
 
 
