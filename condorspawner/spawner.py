@@ -27,7 +27,6 @@ from urllib.parse import urlparse
 from jupyterhub.spawner import Spawner
 from traitlets import default
 
-from condorspawner import form
 from condorspawner.accounts import AccountRefused, check_account
 from condorspawner.attach import AttachError, Attachment
 from condorspawner.condor import Condor
@@ -151,7 +150,7 @@ class CondorSpawner(
 
     @default("options_form")
     def _default_options_form(self) -> Any:
-        return lambda spawner: form.render_form(spawner.site, spawner._profiles())
+        return type(self).render_options_form  # called as options_form(spawner)
 
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:

@@ -1,11 +1,17 @@
 """The options form and profiles: the site's limits shown, presets applied and enforced."""
 
 import asyncio
+import io
+import logging
+import os
+import re
+from html import unescape
 
 import pytest
 
 from condorspawner import form
 from condorspawner.condor import Condor, parse_json_ads
+from condorspawner.options import InvalidOptions, quiet_invalid_options
 from condorspawner.pool_status import FreeSlot, PoolStatus, describe_room, parse_slots, room
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.site import Pool, parse_site
@@ -245,3 +251,114 @@ def test_localpool_answers_with_its_free_slot(pool, fresh_status, monkeypatch):
     slots = asyncio.run(PoolStatus.shared(Condor(Pool()), 60).free_slots())
     assert slots == [FreeSlot(4, 8192, 0, ("rocky9", "debian12"), True)]
     assert room(slots, "Rocky9", 2, 4096, 0) == 2 and room(slots, "Ubuntu24", 1, 128, 0) == 0
+
+
+# --- quiet logs for user mistakes ---------------------------------------------------------
+
+
+def test_jupyterhubs_several_records_of_one_mistake_become_one_warning():
+    """The records JupyterHub writes for one bad option (spawner, User.spawn, the page
+    handler with a traceback, tornado's own line) leave one warning naming user and field."""
+    logger = logging.getLogger(f"test-hub-{os.getpid()}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger.addHandler(handler)
+    child = logging.getLogger(f"tornado-like-{os.getpid()}")
+    child.parent = logger
+    quiet_invalid_options(logger)
+    quiet_invalid_options(logger)  # installing twice changes nothing
+    err = InvalidOptions("alice", RequestError("cpus", 64, "is above the site limit of 4"))
+    try:
+        raise err
+    except InvalidOptions as e:
+        logger.exception("Exception applying user_options for %s", "alice")
+        logger.error(f"Error starting alice's server: {e}")
+        child.warning("400 POST /hub/spawn (127.0.0.1): %s", e)
+        logger.warning("an unrelated warning while it is handled")
+        logger.info("Stopping alice")
+    logger.error("a later error")
+    assert stream.getvalue().splitlines() == [
+        "[WARNING] Invalid server options from user alice (field cpus): "
+        "cpus: 64 is above the site limit of 4",
+        "[WARNING] an unrelated warning while it is handled",
+        "[INFO] Stopping alice",
+        "[ERROR] a later error",
+    ]
+    assert str(err) == err.jupyterhub_message == "cpus: 64 is above the site limit of 4"
+    assert err.status_code == 400
+
+
+class Browserless:
+    """A user's browser without the browser: cookies, the login form, _xsrf."""
+
+    def __init__(self, url: str) -> None:
+        import http.cookiejar
+        import urllib.request
+
+        self.url = url
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+    def request(self, path: str, fields: dict | None = None) -> tuple[int, str]:
+        import urllib.error
+        import urllib.parse
+
+        data = None
+        if fields is not None:
+            data = urllib.parse.urlencode({**fields, "_xsrf": self.xsrf}).encode()
+        try:
+            with self.opener.open(f"{self.url}{path}", data=data, timeout=30) as response:
+                status, page = response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            status, page = err.code, err.read().decode()
+        # the hub's xsrf token changes with the login: each page carries the current one
+        token = re.search(r'name="_xsrf" value="([^"]+)"|[?&]_xsrf=([^"&]+)', page)
+        if token:
+            self.xsrf = urllib.parse.unquote(unescape(token.group(1) or token.group(2)))
+        return status, page
+
+    def login(self, name: str, password: str) -> None:
+        self.request("/hub/login")
+        status, page = self.request("/hub/login", {"username": name, "password": password})
+        assert status == 200 and "Server Options" in page, (status, page[:500])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
+def test_a_mistake_keeps_the_values_shows_a_clean_message_and_logs_one_line(
+    sudo_hub, system_pool, unix_users
+):
+    hub, user = sudo_hub, unix_users("f")
+    browser = Browserless(hub.url)
+    browser.login(user, "test-password")
+    status, page = browser.request("/hub/spawn")
+    assert status == 200 and ROCKY in page
+    free = system_pool.run("condor_status", "-af", "Cpus", "Memory").stdout.split()
+    can = min(int(free[0]) // 1, int(free[1]) // 1024)  # the demo site's 1 CPU, 1GB
+    assert f"{can} free slots now (1 CPU, 1GB each)" in page, page
+    log = hub.root / "jupyterhub.log"
+    seen = len(log.read_text().splitlines())
+    fields = {"cpus": "64", "memory": "3GB", "runtime": "2h", "container": "Debian12"}
+    status, page = browser.request("/hub/spawn", {**fields, "environment": "A=1"})
+    assert status == 400
+    message = "cpus: &#39;64&#39; is above the site limit of 4 (allowed 1 to 4)"
+    assert f"Error: {message}</p>" in page and "HTTP 400" not in page
+    assert 'aria-invalid="true" id="cs-cpus"' in page and 'value="64"' in page
+    assert 'value="3GB"' in page and 'value="2h"' in page and ">A=1</textarea>" in page
+    assert '<option value="Debian12" selected>' in page
+    # the REST API: 400 and the same kind of message, and one line too
+    status, body = hub.api("POST", f"/users/{user}/server", {"user_options": {"gpus": 1}})
+    assert status == 400 and body["message"].startswith("gpus: 1 is above the site limit of 0")
+    lines = log.read_text().splitlines()[seen:]
+
+    text = "\n".join(lines)
+    for field in ("cpus", "gpus"):
+        about = [line for line in lines if f"(field {field})" in line or f"{field}: " in line]
+        assert len(about) == 1, text
+        assert about[0].startswith("[W ") and f"from user {user} (field {field})" in about[0]
+    assert "Traceback" not in text and not any(line.startswith("[E ") for line in lines), text
+    assert hub.job_of(user) is None
