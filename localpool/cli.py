@@ -56,6 +56,7 @@ def start(args: argparse.Namespace, store: Store) -> int:
         "ssh_ready_delay",
         "cycle_seconds",
         "periodic_seconds",
+        "schedds",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -116,7 +117,14 @@ def stop(args: argparse.Namespace, store: Store) -> int:
 
 
 def _kill_all_jobs(store: Store) -> None:
-    """End every job (its process group and its starter's) and empty the queue."""
+    """End every job of every schedd (its process group and its starter's), empty the queues."""
+    from localpool.schedds import all_stores
+
+    for one in all_stores(store):
+        _kill_queue(one)
+
+
+def _kill_queue(store: Store) -> None:
     with store.update() as queue:
         for job_id, ad in queue.jobs.items():
             groups = [ad.get("LocalpoolStarterPid")]
@@ -134,7 +142,10 @@ def status(args: argparse.Namespace, store: Store) -> int:
         return 1
     config = store.config()
     pid = pool_pid(store)
-    jobs = list(store.read().jobs.values())
+    from localpool.schedds import all_stores, is_off, names
+
+    stores = all_stores(store, config)
+    jobs = [ad for one in stores for ad in one.read().jobs.values()]
     counts = {
         name: sum(1 for ad in jobs if ad["JobStatus"] == code)
         for name, code in (("idle", 1), ("running", 2), ("held", 5), ("removing", 3))
@@ -155,6 +166,9 @@ def status(args: argparse.Namespace, store: Store) -> int:
     print(f"network:        {netns}")
     print(f"emulates:       HTCondor {config.emulate} (its submit commands)")
     print("jobs:           " + ", ".join(f"{n} {c}" for c, n in counts.items()))
+    for one, name in zip(stores, names(config), strict=True):
+        state = "not answering (schedd-off)" if is_off(one) else "answering"
+        print(f"schedd:         {name}: {state}, {len(one.read().jobs)} jobs")
     return 0 if pid else 3
 
 
@@ -170,6 +184,27 @@ def _version(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def schedd_switch(args: argparse.Namespace, store: Store) -> int:
+    """``schedd-off NAME`` / ``schedd-on NAME``: one schedd stops (starts again) answering."""
+    from localpool.schedds import index_of, names, set_off
+
+    if not store.exists():
+        print(f"localpool: no pool in {store.root}", file=sys.stderr)
+        return 1
+    config = store.config()
+    index = index_of(config, args.name)
+    if index is None:
+        print(
+            f"localpool: no schedd {args.name!r} (this pool has {', '.join(names(config))})",
+            file=sys.stderr,
+        )
+        return 1
+    set_off(store.for_schedd(index), args.command == "schedd-off")
+    state = "does not answer" if args.command == "schedd-off" else "answers"
+    print(f"localpool: schedd {names(config)[index - 1]} {state}")
+    return 0
 
 
 def env(args: argparse.Namespace, store: Store) -> int:
@@ -208,12 +243,18 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="seconds after a job starts during which condor_ssh_to_job says retry",
     )
+    s.add_argument(
+        "--schedds", type=int, choices=range(1, 9), metavar="N", help="access points (1-8)"
+    )
     s.add_argument("--cycle-seconds", type=float)
     s.add_argument("--periodic-seconds", type=float)
     s.add_argument("--foreground", action="store_true")
     t = sub.add_parser("stop", help="stop the pool process (jobs keep running)")
     t.add_argument("--remove-jobs", action="store_true", help="also kill and forget every job")
     sub.add_parser("status", help="what the pool is and holds")
+    for verb, what in (("schedd-off", "stops answering"), ("schedd-on", "answers again")):
+        o = sub.add_parser(verb, help=f"one schedd {what} (its jobs keep running)")
+        o.add_argument("name", help="the schedd's Name (or the part before @)")
     sub.add_parser("env", help="shell lines that put the pool's condor_* commands on PATH")
     i = sub.add_parser("install", help="install condor_* commands for this pool under a prefix")
     i.add_argument("--prefix", type=Path, required=True, help="writes PREFIX/bin, PREFIX/etc")
@@ -229,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         "status": status,
         "env": env,
         "install": install_command,
+        "schedd-off": schedd_switch,
+        "schedd-on": schedd_switch,
     }[args.command]
     return command(args, store)
 

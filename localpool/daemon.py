@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any
 
+from localpool.schedds import all_stores, is_off
 from localpool.scheduler import Scheduler
 from localpool.store import Store
 
@@ -34,7 +35,10 @@ class PoolProcess:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.config = store.config()
-        self.scheduler = Scheduler(store, self.config)
+        self.schedulers = [Scheduler(one, self.config) for one in all_stores(store, self.config)]
+        for each in self.schedulers:  # one execute point: each schedd sees the others' jobs
+            each.peers = [other.store for other in self.schedulers if other is not each]
+        self.scheduler = self.schedulers[0]
         self.requests: set[int] = set()  # pids of the children serving clients
         self.stopping = False
         self.listener = listen(store)
@@ -46,12 +50,16 @@ class PoolProcess:
         signal.signal(signal.SIGINT, self._stop)
         while not self.stopping:
             started = time.monotonic()
-            try:
-                self.scheduler.cycle()
-            except Exception as err:  # keep the pool up; the log says what went wrong
-                print(f"localpool: cycle failed: {err!r}", file=sys.stderr, flush=True)
-            self.scheduler.reap_children()
-            self.scheduler.await_starters()
+            for scheduler in self.schedulers:
+                if is_off(scheduler.store):  # a schedd that does not answer starts nothing
+                    scheduler.reap_children()
+                    continue
+                try:
+                    scheduler.cycle()
+                except Exception as err:  # keep the pool up; the log says what went wrong
+                    print(f"localpool: cycle failed: {err!r}", file=sys.stderr, flush=True)
+                scheduler.reap_children()
+                scheduler.await_starters()
             self._serve_until(started + self.config.cycle_seconds)
         self.listener.close()
 
@@ -139,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m localpool.daemon POOLDIR``: run the pool process in the foreground."""
     args = argv if argv is not None else sys.argv[1:]
     store = Store(args[0] if args else None)
-    store.prepare()
+    for one in all_stores(store) if store.exists() else [store]:
+        one.prepare()
     fd = os.open(store.pid_file, os.O_RDWR | os.O_CREAT, 0o600)
     with open(fd, "r+") as pid_file:
         try:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from localpool.ads import Ad
-from localpool.jobstate import COMPLETED, HELD, IDLE, REMOVED, RUNNING, duration, schedd_address
+from localpool.jobstate import COMPLETED, HELD, IDLE, REMOVED, RUNNING, duration
 from localpool.privs import Account
 from localpool.query import (
     constrained,
@@ -24,6 +24,7 @@ from localpool.query import (
     selected,
     visible,
 )
+from localpool.schedds import address, name_of
 from localpool.store import Store
 
 STATUS_LETTER = {IDLE: "I", RUNNING: "R", REMOVED: "X", COMPLETED: "C", HELD: "H", 6: ">", 7: "S"}
@@ -62,7 +63,8 @@ def condor_q(argv: Sequence[str], store: Store, caller: Account) -> int:
         jobs = constrained(jobs, opts["constraint"])
     except Exception:
         sys.stderr.write(
-            f"\n-- Failed to fetch ads from: {schedd_address(config)} : {config.host}\n\n"
+            f"\n-- Failed to fetch ads from: {address(config, store.schedd)} : "
+            f"{name_of(store, config)}\n\n"
         )
         return 1
     jobs.sort(key=lambda a: (a["ClusterId"], a["ProcId"]))
@@ -73,7 +75,7 @@ def condor_q(argv: Sequence[str], store: Store, caller: Account) -> int:
         return 0
     now = time.time()
     sys.stdout.write(
-        f"\n\n-- Schedd: {config.host} : <127.0.0.1:9618?... @ "
+        f"\n\n-- Schedd: {name_of(store, config)} : <127.0.0.1:9618?... @ "
         f"{time.strftime('%m/%d/%y %H:%M:%S')}\n"
     )
     if opts["nobatch"]:
@@ -135,7 +137,7 @@ def _analyze(jobs: list[Ad], store: Store) -> int:
     config = store.config()
     used = used_resources([a for a in queue.jobs.values() if "LocalpoolStarterPid" in a])
     machine = machine_ad(config, used)
-    sys.stdout.write(f"\n\n-- Schedd: {config.host} : <127.0.0.1:9618?...\n")
+    sys.stdout.write(f"\n\n-- Schedd: {name_of(store, config)} : <127.0.0.1:9618?...\n")
     for ad in jobs:
         job = f"{ad['ClusterId']}.{ad['ProcId']:03d}"
         sys.stdout.write(

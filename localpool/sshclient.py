@@ -75,21 +75,19 @@ def run_ssh(
     host = f"condor-job.{info['host']}"
     known = session / "known_hosts"
     known.write_text(f"{host} {host_pub[0]} {host_pub[1]}\n")
-    proxy = shlex.join([tool, "-proxy", str(session), job_id])
-    argv = [
-        *shlex.split(ssh),
-        "-S",
-        "none",
-        f"-oUser={info['owner']}",
-        f"-oIdentityFile={session / 'ssh_key'}",
-        "-oIdentitiesOnly=yes",
-        "-oStrictHostKeyChecking=yes",
-        f"-oUserKnownHostsFile={known}",
-        f"-oGlobalKnownHostsFile={known}",
-        f"-oProxyCommand={proxy}",
-        host,
-        *cmd,
-    ]
+    values = {
+        "x": shlex.join([tool, "-proxy", str(session), job_id]),
+        "u": info["owner"],
+        "h": info["host"],
+        "i": str(session / "ssh_key"),
+        "k": str(known),
+    }
+    argv = ssh_command(ssh, values)
+    if isinstance(argv, str):
+        sys.stderr.write(argv)
+        shutil.rmtree(session, ignore_errors=True)
+        return 1
+    argv += cmd
     try:
         proc = subprocess.Popen(argv)
     except OSError as err:
@@ -100,6 +98,55 @@ def run_ssh(
     code = proc.wait()
     shutil.rmtree(session, ignore_errors=True)
     return code
+
+
+def ssh_command(ssh: str, values: dict[str, str]) -> list[str] | str:
+    """The ``-ssh`` program's arguments as HTCondor builds them (ssh_to_job.cpp), or an error.
+
+    The program, the ``-ssh`` string's further words, then the defaults: ``-S none``
+    for ``ssh`` only (scp and sftp lack it), the session's user, key and known_hosts,
+    ``-oProxyCommand=%x`` and ``condor-job.%h`` (not for scp). In every argument,
+    the user's words too, ``%x`` (the proxy command, a /bin/sh command line), ``%u``,
+    ``%h``, ``%i``, ``%k`` and ``%%`` are replaced; any other ``%`` is an error.
+    ``-oIdentitiesOnly=yes`` is localpool's own addition.
+    """
+    try:
+        words = shlex.split(ssh)
+    except ValueError as err:
+        return f"Failed to parse ssh options ({ssh}): {err}\n"
+    if not words:
+        return f"Failed to parse ssh options ({ssh}): empty\n"
+    base = os.path.basename(words[0])
+    template = [
+        words[0],
+        *words[1:],
+        *(["-S", "none"] if base == "ssh" else []),
+        "-oUser=%u",
+        "-oIdentityFile=%i",
+        "-oIdentitiesOnly=yes",
+        "-oStrictHostKeyChecking=yes",
+        "-oUserKnownHostsFile=%k",
+        "-oGlobalKnownHostsFile=%k",
+        "-oProxyCommand=%x",
+        *([] if base == "scp" else ["condor-job.%h"]),
+    ]
+    argv = []
+    for word in template:
+        out, i = "", 0
+        while i < len(word):
+            if word[i] != "%":
+                out += word[i]
+            elif word[i + 1 : i + 2] == "%":
+                out += "%"
+                i += 1
+            elif word[i + 1 : i + 2] in values:
+                out += values[word[i + 1]]
+                i += 1
+            else:
+                return f"Unexpected %{word[i + 1 : i + 2] or ' '} in ssh command: {ssh}\n"
+            i += 1
+        argv.append(out)
+    return argv
 
 
 def _parse_ssh_args(args: list[str]) -> tuple[str, bool, list[str]] | str:
@@ -130,12 +177,17 @@ def ssh_to_job(pool: Pool, argv: list[str]) -> int:
     """``condor_ssh_to_job [-ssh CMD] [-auto-retry] JOB [COMMAND]``."""
     if argv[1:2] == ["-proxy"]:
         return proxy(pool, argv[2:])
-    parsed = _parse_ssh_args(argv[1:])
+    args, name = argv[1:], None
+    if "-name" in args[:-1]:  # one schedd of several: "NAME#C.P" to the pool
+        at = args.index("-name")
+        name, args = args[at + 1], args[:at] + args[at + 2 :]
+    parsed = _parse_ssh_args(args)
     if isinstance(parsed, str):
         sys.stderr.write(parsed)
         return 1
     ssh, auto_retry, rest = parsed
     job_id = rest[0] if "." in rest[0] else f"{rest[0]}.0"
+    job_id = f"{name}#{job_id}" if name else job_id
     while True:
         info = pool.call({"op": "ssh_info", "job": job_id, "auto_retry": auto_retry})
         if info["rc"] == 0:
@@ -192,7 +244,9 @@ def interactive(pool: Pool, tool: str, reply: dict[str, Any]) -> int:
     finally:
         null = os.open(os.devnull, os.O_RDWR)
         here = os.open(".", os.O_PATH | os.O_DIRECTORY)
-        remove = {"op": "tool", "argv": ["condor_rm", job_id], "env": {}, "umask": 0o022}
+        name, _, plain = job_id.rpartition("#")
+        argv = ["condor_rm", *(["-name", name] if name else []), plain]
+        remove = {"op": "tool", "argv": argv, "env": {}, "umask": 0o022}
         pool.call(remove, [0, null, null, here])
         os.close(here)
         os.close(null)

@@ -45,6 +45,7 @@ HostKey {host_key}
 AuthorizedKeysFile {authorized_keys}
 PidFile none
 AcceptEnv *
+Subsystem sftp /usr/lib/openssh/sftp-server
 StrictModes no
 LogLevel ERROR
 X11Forwarding no
@@ -119,6 +120,13 @@ def _check(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict
 
 def ssh_info(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict[str, Any]:
     """May ``caller`` open a session to the job now? (The client then runs ssh.)"""
+    from localpool.schedds import ScheddError, job_key
+
+    try:
+        store, job_id = job_key(store, job_id)
+    except ScheddError as err:
+        sys.stderr.write(str(err))
+        return {"rc": 1}
     answer = _check(store, caller, job_id, auto_retry)
     answer.pop("info", None)
     return answer
@@ -158,7 +166,13 @@ def serve_proxy(
     store: Store, caller: Account, message: dict[str, Any], conn: socket.socket
 ) -> dict[str, Any]:
     """The ``-proxy`` request: sshd -i on our stdin/stdout (the proxy's, i.e. ssh's pipe)."""
-    job_id = message["job"]
+    from localpool.schedds import ScheddError, job_key
+
+    try:
+        store, job_id = job_key(store, message["job"])
+    except ScheddError as err:
+        sys.stderr.write(str(err))
+        return {"rc": 1}
     answer = _check(store, caller, job_id, auto_retry=False)
     if answer["rc"] != 0:
         return answer
@@ -256,5 +270,8 @@ def wait_for_start(store: Store, caller: Account, job_id: str) -> tuple[int, dic
                 job_action("condor_rm", [job_id], store, caller)
             return 1, {}
         if _ready(store, ad, info):
-            return 0, {"ssh": job_id, "owner": ad["Owner"], "host": store.config().host}
+            from localpool.schedds import name_of
+
+            key = job_id if store.schedd == 1 else f"{name_of(store)}#{job_id}"
+            return 0, {"ssh": key, "owner": ad["Owner"], "host": store.config().host}
         time.sleep(0.5)

@@ -1,4 +1,7 @@
-"""``condor_status``: the pool's partitionable slot and a dynamic slot per running job."""
+"""``condor_status``: the pool's partitionable slot and a dynamic slot per running job.
+
+``-schedd`` (``-sched``): the schedds' ads instead (``localpool.schedds``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,11 @@ from localpool.store import Store
 def condor_status(argv: Sequence[str], store: Store) -> int:
     from localpool.matchmaker import machine_ad, used_resources
 
+    wants_schedds = any(a.lower() in ("-schedd", "-sched", "-schedd-ads") for a in argv)
+    argv = [a for a in argv if a.lower() not in ("-schedd", "-sched", "-schedd-ads")]
     opts = parse_options(argv)
+    if wants_schedds:
+        return _schedds(opts, store)
     config = store.config()
     running = [ad for ad in store.read().jobs.values() if "LocalpoolStarterPid" in ad]
     parent = machine_ad(config, used_resources(running))
@@ -67,4 +74,19 @@ def condor_status(argv: Sequence[str], store: Store) -> int:
     sys.stdout.write("\n".join(out) + "\n")
     if config.container_os:
         sys.stdout.write(f"\nContainerOSes offered: {', '.join(config.container_os)}\n")
+    return 0
+
+
+def _schedds(opts: dict, store: Store) -> int:
+    from localpool.schedds import schedd_ads, schedd_table
+
+    try:
+        ads = constrained(schedd_ads(store), opts["constraint"])
+    except Exception:
+        sys.stderr.write("Error: invalid constraint\n")
+        return 1
+    if opts["mode"] != "table":
+        print_ads(ads, opts, sys.stdout.write)
+    else:
+        sys.stdout.write(schedd_table(ads))
     return 0

@@ -47,6 +47,7 @@ class PoolConfig:
     periodic_seconds: float = 2.0  # PERIODIC_EXPR_INTERVAL
     ssh_ready_delay: float = 0.0  # "retry" answers from condor_ssh_to_job just after start
     emulate: str = "25.0"  # the HTCondor version whose submit commands the pool knows
+    schedds: int = 1  # access points in the pool, each with its own queue (localpool.schedds)
 
     @property
     def network(self) -> str:
@@ -86,19 +87,33 @@ class Queue:
 
 
 class Store:
-    """The pool directory and everything in it."""
+    """The pool directory and everything in it; one schedd's queue and history.
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = (Path(root) if root is not None else default_dir()).absolute()
+    Schedd 1 keeps its queue in the pool directory itself; schedd ``k`` > 1 in
+    ``schedds/<k>/`` (its own ids, queue, history, job and spool directories).
+    ``Store("<pool>/schedds/<k>")`` is that schedd's store (how a starter is told).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, schedd: int = 1) -> None:
+        path = (Path(root) if root is not None else default_dir()).absolute()
+        if path.parent.name == "schedds" and path.name.isdigit():
+            path, schedd = path.parent.parent, int(path.name)
+        self.root = path
+        self.schedd = schedd
+        self.qdir = path if schedd == 1 else path / "schedds" / str(schedd)
+
+    def for_schedd(self, schedd: int) -> Store:
+        """The same pool, another schedd's queue."""
+        return Store(self.root, schedd)
 
     # layout
     @property
     def queue_file(self) -> Path:
-        return self.root / "queue.json"
+        return self.qdir / "queue.json"
 
     @property
     def history_file(self) -> Path:
-        return self.root / "history.jsonl"
+        return self.qdir / "history.jsonl"
 
     @property
     def config_file(self) -> Path:
@@ -122,13 +137,14 @@ class Store:
 
     @property
     def spool_dir(self) -> Path:
-        return self.root / "spool"
+        return self.qdir / "spool"
 
     def prepare(self) -> None:
         """The directory layout and its modes (the pool process does this at start)."""
         for path, mode in (
             (self.root, 0o755),
-            (self.root / "jobs", 0o700),
+            (self.qdir, 0o755),
+            (self.qdir / "jobs", 0o700),
             (self.execute_dir, 0o755),
             (self.spool_dir, 0o755),
         ):
@@ -136,11 +152,11 @@ class Store:
             path.chmod(mode)
         for name in ("queue.json", "queue.lock", "history.jsonl", "pool.json", "pool.log"):
             with contextlib.suppress(FileNotFoundError):
-                (self.root / name).chmod(0o600)
+                (self.qdir / name).chmod(0o600)
 
     def job_dir(self, job_id: str) -> Path:
         """Where the starter of one job keeps its pid, result and ssh session state."""
-        return self.root / "jobs" / job_id
+        return self.qdir / "jobs" / job_id
 
     def exists(self) -> bool:
         return self.config_file.exists()
@@ -160,8 +176,8 @@ class Store:
     # queue
     @contextlib.contextmanager
     def _lock(self, kind: int) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.qdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.qdir / "queue.lock", os.O_RDWR | os.O_CREAT, 0o600)
         with open(fd, "a") as lock:
             fcntl.flock(lock, kind)
             try:

@@ -19,8 +19,8 @@ from typing import Any
 
 from localpool import eventlog, privs
 from localpool.actions import Usage
-from localpool.jobstate import schedd_address
 from localpool.privs import Account
+from localpool.schedds import address, name_of
 from localpool.store import Store
 from localpool.submit_commands import parse_version
 
@@ -124,7 +124,7 @@ def condor_submit(
                 ad.update(
                     QDate=now,
                     EnteredCurrentStatus=now,
-                    GlobalJobId=f"{config.host}#{cluster}.{ad['ProcId']}#{now}",
+                    GlobalJobId=f"{name_of(store, config)}#{cluster}.{ad['ProcId']}#{now}",
                 )
                 queue.jobs[f"{cluster}.{ad['ProcId']}"] = ad
             queue.next_cluster = cluster + 1
@@ -133,7 +133,7 @@ def condor_submit(
         return 1, {}
     sys.stderr.write("".join(submission.warnings))
     for ad in submission.procs:
-        eventlog.submitted(ad, schedd_address(config))
+        eventlog.submitted(ad, address(config, store.schedd))
     count = len(submission.procs)
     if opts["terse"]:
         sys.stdout.write(f"{cluster}.0 - {cluster}.{count - 1}\n")

@@ -88,6 +88,12 @@ class Pool(QueueLooks):
     def localpool(self, *args: str):
         return self.run(sys.executable, "-m", "localpool.cli", "--dir", str(self.root), *args)
 
+    def restart(self, *options: str) -> None:
+        """Stop the pool (its jobs too) and start it again with more options (``--schedds 2``)."""
+        self.localpool("stop", "--remove-jobs")
+        started = self.localpool("start", *options)
+        assert started.returncode == 0, started.stdout + started.stderr
+
     def submit(self, text: str, name: str = "job.sub", *extra: str) -> str:
         """Submit a description; returns the first job id."""
         (self.submit_dir / name).write_text(textwrap.dedent(text))
@@ -416,8 +422,11 @@ class SystemPool(QueueLooks):
     environment is passed, exactly as a hub's ``run_as`` would call a tool.
     """
 
-    def __init__(self, base: Path, network: str = "isolated", emulate: str | None = None):
+    def __init__(
+        self, base: Path, network: str = "isolated", emulate: str | None = None, schedds: int = 1
+    ):
         self.base = base
+        self.schedds = schedds
         self.root = base / "pool"
         self.prefix = base / "install"
         self.bin = self.prefix / "bin"
@@ -438,6 +447,7 @@ class SystemPool(QueueLooks):
 
     def start(self) -> None:
         extra = ["--emulate", self.emulate] if self.emulate else []
+        extra += ["--schedds", str(self.schedds)] if self.schedds > 1 else []
         started = self.localpool(
             "start",
             "--network",

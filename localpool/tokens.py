@@ -1,0 +1,292 @@
+"""IDTOKENS: ``condor_token_fetch``, ``condor_token_list``, and who a job's tool is.
+
+The pool signs tokens as HTCondor does with its POOL signing key: a JWT,
+HS256, header ``{"alg":"HS256","kid":"POOL"}``, claims ``sub`` (``user@host``),
+``iss`` (the pool's trust domain, the host), ``iat``, ``jti``, and ``exp``
+and ``scope`` (``condor:/READ condor:/WRITE``) when ``-lifetime`` and
+``-authz`` ask for them. The key is ``passwords.d/POOL`` in the pool
+directory (root-only).
+
+On the access point a tool is known by the file system (SO_PEERCRED, as
+HTCondor's FS method). A tool inside a job with a network of its own runs
+as on an execute point that shares no file system with the access point:
+FS cannot work there, so the tool must present a token from
+``$_CONDOR_SEC_TOKEN_DIRECTORY``, else ``~/.condor/tokens.d``, or it fails
+with HTCondor's authentication error; a token whose ``scope`` lacks the
+command's level is denied. Outputs and messages: HTCondor's source
+(``token_fetch.cpp``, ``token_list.cpp``, ``token_utils.cpp``) and manual.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from localpool import privs
+from localpool.privs import Account
+from localpool.store import Store
+
+NETNS_ENV = "_LOCALPOOL_NETNS"  # the client's network namespace (localpool.client)
+TOKEN_DIR_ENV = "_CONDOR_SEC_TOKEN_DIRECTORY"  # noqa: S105 (a variable's name)
+KEY_NAME = "POOL"
+# LOCAL_CONFIG_DIR_EXCLUDE_REGEXP's default: the files a token directory skips
+EXCLUDE = re.compile(r"^((\..*)|(.*~)|(#.*)|(.*\.rpmsave)|(.*\.rpmnew))$")
+READ_TOOLS = ("condor_q", "condor_history", "condor_status", "condor_token_list")
+LEVELS = {"READ": {"READ"}, "WRITE": {"READ", "WRITE"}}  # WRITE implies READ
+AUTH_FAILED = "AUTHENTICATE:1003:Failed to authenticate with any method"
+
+
+class AuthError(Exception):
+    """The tool's request was not authenticated or not authorized: HTCondor's error line."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json(obj: dict) -> str:
+    """Compact, sorted, ``/`` escaped: as HTCondor's JSON library writes a JWT's parts."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).replace("/", "\\/")
+
+
+def pool_key(store: Store) -> bytes:
+    """The pool's signing key (made on first use; 0600 in a 0700 directory)."""
+    folder = store.root / "passwords.d"
+    path = folder / KEY_NAME
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_bytes()
+    folder.mkdir(mode=0o700, exist_ok=True)
+    tmp = folder / f".{KEY_NAME}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as f:
+        f.write(secrets.token_bytes(32))
+    with contextlib.suppress(FileExistsError):
+        os.link(tmp, path)  # the first writer wins; everybody reads its key
+    tmp.unlink()
+    return path.read_bytes()
+
+
+def sign(store: Store, claims: dict) -> str:
+    head = _b64(_json({"alg": "HS256", "kid": KEY_NAME}).encode())
+    body = _b64(_json(claims).encode())
+    mac = hmac.new(pool_key(store), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(mac)}"
+
+
+def verify(store: Store, token: str, now: float | None = None) -> dict | None:
+    """The claims of a token this pool signed and that is still valid, else None."""
+    try:
+        head, body, mac = token.strip().split(".")
+        header = json.loads(_unb64(head))
+        claims = json.loads(_unb64(body))
+        given = _unb64(mac)
+    except (ValueError, TypeError):
+        return None
+    if header.get("alg") != "HS256" or header.get("kid") != KEY_NAME:
+        return None
+    want = hmac.new(pool_key(store), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(want, given):
+        return None
+    if claims.get("iss") != store.config().host:
+        return None
+    exp = claims.get("exp")
+    if exp is not None and (now or time.time()) >= exp:
+        return None
+    return claims
+
+
+def token_dir(env: dict[str, str], account: Account) -> Path:
+    """``SEC_TOKEN_DIRECTORY`` (from the environment), else ``~/.condor/tokens.d``."""
+    given = env.get(TOKEN_DIR_ENV)
+    return Path(given) if given else Path(account.home) / ".condor" / "tokens.d"
+
+
+def _token_lines(folder: Path) -> list[tuple[Path, str]]:
+    found = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    for path in entries:
+        if EXCLUDE.match(path.name) or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                found.append((path, line))
+    return found
+
+
+def isolated(env: dict[str, str]) -> bool:
+    """Does the tool run in a network namespace other than the pool's (inside a job)?"""
+    theirs = env.get(NETNS_ENV)
+    try:
+        ours = os.readlink("/proc/self/ns/net")
+    except OSError:
+        return False
+    return bool(theirs) and theirs != ours
+
+
+def authenticate(tool: str, store: Store, caller: Account, env: dict[str, str]) -> Account:
+    """Who the request is from; raises :class:`AuthError` with HTCondor's error line.
+
+    On the access point, the caller (FS). Inside an isolated job, the subject
+    of the first valid token in the caller's token directory, limited to its scope.
+    """
+    if not isolated(env):
+        return caller
+    with privs.as_user(caller):
+        candidates = _token_lines(token_dir(env, caller))
+    for _path, line in candidates:
+        claims = verify(store, line)
+        if claims is None:
+            continue
+        user = str(claims.get("sub", "")).split("@")[0]
+        account = privs.account_named(user)
+        if account is None:
+            continue
+        scope = claims.get("scope")
+        if scope is not None:
+            allowed: set[str] = set()
+            for item in str(scope).split():
+                level = item.removeprefix("condor:/")
+                allowed |= LEVELS.get(level, {level})
+            need = "READ" if tool in READ_TOOLS else "WRITE"
+            if need not in allowed:
+                raise AuthError(
+                    f'SECMAN:2010:Received "DENIED" from server for user {claims["sub"]} '
+                    "using method IDTOKENS."
+                )
+        return account
+    raise AuthError(AUTH_FAILED)
+
+
+# --- the tools -------------------------------------------------------------------
+
+
+def _fetch_usage(prog: str) -> str:
+    return (
+        f"Usage: {prog} [-type TYPE] [-name NAME] [-remote] [-pool POOL] [-authz AUTHZ] "
+        "[-lifetime VAL] [-token NAME]\n\n"
+        "Generates a token from a remote daemon and prints its contents to stdout.\n"
+    )
+
+
+def condor_token_fetch(
+    argv: Sequence[str], store: Store, caller: Account, env: dict[str, str]
+) -> int:
+    """A token for the caller's own identity, limited by ``-authz`` and ``-lifetime``."""
+    prog = "condor_token_fetch"
+    authz: list[str] = []
+    lifetime = -1
+    name = None
+    i = 0
+    while i < len(argv):
+        arg, value = argv[i], argv[i + 1] if i + 1 < len(argv) else None
+        low = arg.lower()
+        if low in ("-authz", "-a", "-au", "-aut", "-auth"):
+            if value is None:
+                sys.stderr.write(f"{prog}: -authz requires an authorization name argument\n")
+                return 1
+            authz.append(value)
+        elif low.startswith("-l") and "-lifetime".startswith(low):
+            if value is None:
+                sys.stderr.write(f"{prog}: -lifetime requires an integer in seconds.\n")
+                return 1
+            try:
+                lifetime = int(value)
+            except ValueError:
+                sys.stderr.write(f"{prog}: Invalid argument for -lifetime: {value}.\n")
+                return 1
+        elif low in ("-token", "-to", "-tok", "-toke"):
+            if value is None:
+                sys.stderr.write(f"{prog}: -token requires a file name argument.\n")
+                return 1
+            name = value
+        elif low in ("-type", "-ty", "-typ", "-pool", "-p", "-po", "-poo"):
+            if value is None:
+                sys.stderr.write(f"{prog}: {arg} requires an argument.\n")
+                return 1
+        elif low == "-debug":
+            i += 1
+            continue
+        else:
+            sys.stderr.write(f"{prog}: Invalid command line argument: {arg}\n")
+            sys.stderr.write(_fetch_usage(prog))
+            return 1
+        i += 2
+    now = int(time.time())
+    claims: dict = {
+        "iat": now,
+        "iss": store.config().host,
+        "jti": secrets.token_hex(16),
+        "sub": f"{caller.name}@{store.config().host}",
+    }
+    if lifetime >= 0:
+        claims["exp"] = now + lifetime
+    if authz:
+        claims["scope"] = " ".join(f"condor:/{a}" for a in authz)
+    token = sign(store, claims)
+    if name is None:
+        sys.stdout.write(f"{token}\n")
+        return 0
+    folder = token_dir(env, caller)
+    path = folder / name
+    try:
+        with privs.as_user(caller):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+            with open(fd, "a") as f:
+                f.write(f"{token}\n")
+    except OSError as err:
+        sys.stderr.write(f"Cannot write token to {path}: {err.strerror} (errno={err.errno})\n")
+        return 1
+    return 0
+
+
+def condor_token_list(argv: Sequence[str], caller: Account, env: dict[str, str]) -> int:
+    """Every token in the caller's token directory: header, payload, file (one line each)."""
+    prog = "condor_token_list"
+    folder = token_dir(env, caller)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-dir" and i + 1 < len(argv):
+            folder = Path(argv[i + 1])
+            i += 2
+            continue
+        if arg == "-debug":
+            i += 1
+            continue
+        sys.stderr.write(f"{prog}: Invalid command line argument: {arg}\n")
+        sys.stderr.write(f"Usage: {prog}\n\nLists all the tokens available to the current user.\n")
+        return 1
+    with privs.as_user(caller):
+        lines = _token_lines(folder)
+    for path, line in lines:
+        try:
+            head, body, _mac = line.split(".")
+            header = json.loads(_unb64(head))
+            payload = json.loads(_unb64(body))
+        except (ValueError, TypeError):
+            continue  # "Failed to decode JWT in keyfile; ignoring." goes to the debug log
+        sys.stdout.write(f"Header: {_json(header)} Payload: {_json(payload)} File: {path}\n")
+    return 0
