@@ -67,6 +67,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("executable")
     s.add_argument("args", nargs=argparse.REMAINDER)
 
+    w = sub.add_parser("dag", help="a workflow: stages of jobs, run in order (DAGMan)")
+    w.add_argument("file", nargs="?", metavar="FILE", help="the workflow file (TOML, see README)")
+    w.add_argument("--resume", metavar="DIR", help="go on with a failed workflow (its rescue file)")
+    w.add_argument("--dry-run", action="store_true", help="write the files, submit nothing")
+    w.add_argument("--wait", action="store_true", help="follow the workflow until it ends")
+    w.add_argument("--json", action="store_true", help="machine-readable output")
+
     q = sub.add_parser("q", help="your jobs in the queue")
     q.add_argument("job_ids", nargs="*", metavar="JOBID")
     q.add_argument("--all", action="store_true", help="everybody's jobs")
@@ -95,6 +102,39 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("remote_port", type=int, metavar="REMOTE_PORT")
     t.add_argument("--local-port", type=int, default=0, metavar="N")
 
+    r = sub.add_parser("ssh", help="a shell or a command in a running job (condor_ssh_to_job)")
+    r.add_argument("job_id", metavar="JOBID")
+    r.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+    sc = sub.add_parser(
+        "ssh-config", help="ssh/scp/sftp/rsync and editors into running jobs: ssh condor-JOBID"
+    )
+    sc.add_argument(
+        "--write",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write it to PATH (default ~/.ssh/condorsub.config) instead of printing it",
+    )
+    sc.add_argument(
+        "--include", action="store_true", help="write it and add its Include line to ~/.ssh/config"
+    )
+
+    lb = sub.add_parser("lab", help="JupyterLab in a notebook job, on 127.0.0.1 here (no hub)")
+    _resources(lb)
+    lb.add_argument(
+        "--dir",
+        metavar="PATH",
+        help="the work directory: into the job, and back on Ctrl-C (default: ./jupyter-lab)",
+    )
+    lb.add_argument("--open", action="store_true", help="open the URL in a browser too")
+    lb.add_argument(
+        "--python",
+        default=sys.executable,
+        metavar="PATH",
+        help="the job's Python, with condorspawner and jupyterlab (default: condorsub's)",
+    )
+
     c = sub.add_parser("containers", help="the container OS choices of this site")
     c.add_argument(
         "--ep-config", action="store_true", help="the execute-point HTCondor configuration for them"
@@ -103,12 +143,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] in (["ssh-proxy"], ["ssh-bridge"]):  # what ssh runs, not for people
+        return _hidden(words)
     args = parser().parse_args(argv)
     try:
         if args.command == "submit":
             from condorspawner.cli.submit import submit
 
             return submit(args)
+        if args.command == "dag":
+            from condorspawner.cli.dag import dag
+
+            return dag(args)
         if args.command == "shell":
             from condorspawner.cli.interactive import shell
 
@@ -117,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             from condorspawner.cli.interactive import tunnel
 
             return tunnel(args)
+        if args.command == "lab":
+            from condorspawner.cli.lab import lab
+
+            return lab(args)
+        if args.command in ("ssh", "ssh-config"):
+            from condorspawner.cli import remote
+
+            return {"ssh": remote.ssh, "ssh-config": remote.ssh_config}[args.command](args)
         if args.command == "containers":
             from condorspawner.cli.jobs import containers
 
@@ -130,6 +185,21 @@ def main(argv: list[str] | None = None) -> int:
             "rm": jobs.act,
             "logs": jobs.logs,
         }[args.command](args)
+    except CliError as err:
+        print(f"condorsub: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _hidden(words: list[str]) -> int:
+    """``ssh-proxy`` (ssh's ProxyCommand) and ``ssh-bridge`` (condor_ssh_to_job's -ssh)."""
+    from condorspawner.cli import remote
+
+    try:
+        if words[0] == "ssh-proxy":
+            return remote.ssh_proxy(words[1:])
+        return remote.ssh_bridge(words[1:])
     except CliError as err:
         print(f"condorsub: {err}", file=sys.stderr)
         return err.code
