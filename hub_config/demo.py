@@ -45,12 +45,14 @@ max = "8h"
 [[containers.os]]
 name = "Rocky9"
 label = "Rocky Linux 9"
+description = "Enterprise Linux, like most clusters run: pick it for software built for them."
 image = "/containers/rocky9.sif"
 default = true
 
 [[containers.os]]
 name = "Debian12"
 label = "Debian 12"
+description = "Debian's stable release, with newer compilers and libraries."
 image = "/containers/debian12.sif"
 
 [notebook]

@@ -327,7 +327,6 @@ class Browserless:
         assert status == 200 and "Server Options" in page, (status, page[:500])
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 def test_a_mistake_keeps_the_values_shows_a_clean_message_and_logs_one_line(
     sudo_hub, system_pool, unix_users
@@ -336,7 +335,7 @@ def test_a_mistake_keeps_the_values_shows_a_clean_message_and_logs_one_line(
     browser = Browserless(hub.url)
     browser.login(user, "test-password")
     status, page = browser.request("/hub/spawn")
-    assert status == 200 and ROCKY in page
+    assert status == 200 and "Enterprise Linux, like most clusters run" in page  # the demo's
     free = system_pool.run("condor_status", "-af", "Cpus", "Memory").stdout.split()
     can = min(int(free[0]) // 1, int(free[1]) // 1024)  # the demo site's 1 CPU, 1GB
     assert f"{can} free slots now (1 CPU, 1GB each)" in page, page
