@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from condorspawner.protocol import SECRET_FILE
-from condorspawner.render import SUBMIT_FILE, WRAPPER, RenderedJob
+from condorspawner.render import SUBMIT_FILE, WRAPPER, NotebookPayload, RenderedJob, Renderer
+from condorspawner.request import JobRequest
 from condorspawner.site import Site
 from condorspawner.userfiles import UserFiles
 
@@ -123,3 +125,44 @@ async def write_job_files(files: UserFiles, paths: JobPaths, job: RenderedJob, s
             (str(paths.submit_file), job.submit, 0o644),
         ],
     )
+
+
+def notebook_job(
+    site: Site,
+    request: JobRequest,
+    paths: JobPaths,
+    *,
+    python: str,
+    hub_id: str,
+    user: str,
+    server: str = "",
+    spawn: str = "",
+    launcher_args: Sequence[str] = (),
+) -> RenderedJob:
+    """The notebook job's description from notebook.sub: the spawner's and ``condorsub lab``'s
+    alike (the launcher, its grace period, the private file and the work directory both ways).
+
+    Raises :class:`~condorspawner.request.RequestError` for a request outside the limits.
+    """
+    launcher = [
+        python,
+        "-m",
+        "condorspawner.launcher",
+        "--grace",
+        str(site.notebook.grace_period),
+        "--root-dir",
+        paths.work_dir.name,
+        *launcher_args,
+    ]
+    payload = NotebookPayload(
+        command=tuple(launcher),
+        hub_id=hub_id,
+        user=user,
+        server=server,
+        spawn=spawn,
+        input_files=(str(paths.secret), paths.work_dir.name),
+        output_files=(paths.work_dir.name,),
+        initialdir=str(paths.work_dir.parent),
+        log_dir=str(paths.submit_dir),
+    )
+    return Renderer(site).render(request, payload, wrapper=str(paths.wrapper))

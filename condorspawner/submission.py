@@ -8,17 +8,16 @@ import uuid
 from condorspawner.condor import CondorError, CondorTimeout
 from condorspawner.errors import SpawnError
 from condorspawner.finish import JobNotFinished, finish_job
-from condorspawner.jobfiles import JobPaths, job_site_text, write_job_files
+from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
+from condorspawner.progress import SUBMITTED
 from condorspawner.protocol import (
     HUB_ATTR,
-    SECRET_FILE,
     SERVER_ATTR,
     SPAWN_ATTR,
     USER_ATTR,
     JobSecret,
     Rendezvous,
 )
-from condorspawner.render import NotebookPayload, Renderer
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.userfiles import UserFilesError
 
@@ -75,29 +74,18 @@ class SubmissionMixin:
             site=job_site_text(site),
             hub_api=site.notebook.hub_api,
         )
-        launcher = [
-            self.job_python,
-            "-m",
-            "condorspawner.launcher",
-            "--grace",
-            str(site.notebook.grace_period),
-            "--root-dir",
-            paths.work_dir.name,
-            *self.launcher_args,
-        ]
-        payload = NotebookPayload(
-            command=tuple(launcher),
-            hub_id=self.hub_id,
-            user=self.user.name,
-            server=self.name or "",
-            spawn=self.spawn_id,
-            input_files=(str(paths.submit_dir / SECRET_FILE), paths.work_dir.name),
-            output_files=(paths.work_dir.name,),
-            initialdir=str(paths.work_dir.parent),
-            log_dir=str(paths.submit_dir),
-        )
         try:
-            job = Renderer(site).render(request, payload, wrapper=str(paths.wrapper))
+            job = notebook_job(
+                site,
+                request,
+                paths,
+                python=self.job_python,
+                hub_id=self.hub_id,
+                user=self.user.name,
+                server=self.name or "",
+                spawn=self.spawn_id,
+                launcher_args=self.launcher_args,
+            )
         except RequestError as err:
             raise SpawnError(f"Invalid server options: {err}") from None
         try:
@@ -120,11 +108,7 @@ class SubmissionMixin:
             raise SpawnError(f"condor_submit failed: {err}") from None
         self._persist_state()
         self._watcher().watch(self.job_id, pending=True)
-        self._event(
-            f"Submitted as HTCondor job {self.job_id} "
-            f"({request.cpus} CPUs, {request.container.label})",
-            10,
-        )
+        self._event(f"Submitted as HTCondor job {self.job_id} ({request.summary()})", SUBMITTED)
 
     async def _find_by_spawn_id(self) -> str | None:
         """The job this spawn submitted, when condor_submit's answer was lost."""
