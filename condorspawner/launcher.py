@@ -15,6 +15,10 @@ forwards back to the hub (``ssh -R``); if no tunnel comes in time, the server
 is ended. (With ``hub_api = "direct"`` the server talks to the hub itself.)
 The server is stopped a grace period before the job's runtime limit, so
 HTCondor transfers the work directory back before it would hold the job.
+
+Without a hub (``condorsub lab``: ``hub_api = "none"`` in the private file)
+it runs ``jupyter-lab`` on the same socket instead, its token from the
+private file, with no relay and no wait for a hub; limit and grace alike.
 """
 
 from __future__ import annotations
@@ -139,6 +143,16 @@ def singleuser_command(sock: str, extra: list[str], server: str | None = None) -
     return command
 
 
+def lab_command(sock: str, extra: list[str], server: str | None = None) -> list[str]:
+    """Without a hub (``condorsub lab``, ``hub_api`` "none"): JupyterLab itself, on the same
+    socket; it reads its token from ``JUPYTER_TOKEN`` (the private file's env)."""
+    command = singleuser_command(sock, extra, server)
+    if not server:
+        beside = Path(sys.executable).parent / "jupyter-lab"
+        command[0] = str(beside) if beside.exists() else "jupyter-lab"
+    return command
+
+
 def hub_sockets(directory: Path) -> list[Path]:
     """The tunnels' hub-API sockets, newest first."""
     found = []
@@ -225,7 +239,9 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
     # The server starts at once: its start-up overlaps the hub opening the tunnel
     # (jupyterhub-singleuser retries its first hub API call while that happens).
     server = await asyncio.create_subprocess_exec(
-        *singleuser_command(meeting.notebook_socket, extra, args.server),
+        *(lab_command if secret.hub_api == "none" else singleuser_command)(
+            meeting.notebook_socket, extra, args.server
+        ),
         env=env,
         cwd=cwd,
         preexec_fn=die_with_parent,  # never a server without its relay

@@ -40,6 +40,7 @@ USER_ATTR = "CondorSpawnerUser"
 SERVER_ATTR = "CondorSpawnerServer"
 SPAWN_ATTR = "CondorSpawnerSpawn"
 
+HUB_API_MODES = ("tunnel", "direct", "none")
 _NONCE_RE = re.compile(r"^[0-9a-f]{32}\Z")
 _ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,40}\Z")
 
@@ -106,7 +107,9 @@ class JobSecret:
     env: dict[str, str]
     rendezvous: Rendezvous
     site: str | None = None  # the site settings condorsub needs in the job (TOML)
-    hub_api: str = "tunnel"  # "tunnel" (through ssh -R) or "direct"
+    # "tunnel" (through ssh -R), "direct", or "none": no hub (condorsub lab), the launcher
+    # runs JupyterLab itself with the token in env (JUPYTER_TOKEN)
+    hub_api: str = "tunnel"
 
     def dumps(self) -> str:
         return json.dumps(
@@ -132,7 +135,7 @@ class JobSecret:
             raise ProtocolError("the private file holds no environment")
         site = data.get("site")
         hub_api = data.get("hub_api", "tunnel")
-        if (site is not None and not isinstance(site, str)) or hub_api not in ("tunnel", "direct"):
+        if (site is not None and not isinstance(site, str)) or hub_api not in HUB_API_MODES:
             raise ProtocolError("the private file's site or hub_api is malformed")
         return cls(env=env, rendezvous=meeting, site=site, hub_api=hub_api)
 
