@@ -1,0 +1,156 @@
+"""condorsub lab against localpool: JupyterLab through the tunnel, and Ctrl-C brings it all home."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from condorspawner.protocol import SECRET_FILE, JobSecret
+from proxy_tunnel.procs import alive, descendants
+from tests.harness import site_for_tests
+
+CONDORSUB = str(Path(sys.executable).parent / "condorsub")
+
+
+def site_env(tmp_path: Path, base: dict[str, str]) -> dict[str, str]:
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(site_for_tests(tmp_path / "work"))
+    return {**base, "CONDORSPAWNER_SITE": str(site_file)}
+
+
+def read_line(proc: subprocess.Popen, pattern: str, timeout: float, err: Path) -> str:
+    """The first line of the process's stdout that matches (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            seen += line
+            if re.search(pattern, line):
+                return line.strip()
+    raise AssertionError(
+        f"no line matching {pattern!r} (rc {proc.poll()}); stdout: {seen!r}; "
+        f"stderr: {err.read_text()}"
+    )
+
+
+def call(url: str, method: str = "GET", token: str | None = None, body: dict | None = None):
+    """(status, parsed JSON body) of one request through the tunnel."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"token {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, None
+
+
+def test_a_bad_option_gives_one_line_and_submits_nothing(tmp_path):
+    env = site_env(tmp_path, dict(os.environ))
+    for args, word in (
+        (["--memory", "1PB"], "--memory"),
+        (["--os", "Windows95"], "--os"),
+        (["--dir", "my lab"], "--dir"),
+    ):
+        result = subprocess.run(
+            [CONDORSUB, "lab", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"condorsub: {word}"), result.stderr
+        assert result.stdout == ""
+    assert not (tmp_path / "condorsub-jobs").exists()
+    assert not (tmp_path / "my lab").exists()
+
+
+@pytest.mark.slow
+def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tmp_path):
+    env = site_env(tmp_path, pool.env)
+    (pool.submit_dir / "analysis").mkdir()
+    (pool.submit_dir / "analysis" / "notes.txt").write_text("from the desktop\n")
+    err_file = tmp_path / "lab.err"
+    with err_file.open("w") as err:
+        proc = subprocess.Popen(
+            [CONDORSUB, "lab", "--os", "Debian12", "--cpus", "1", "--dir", "analysis"],
+            cwd=pool.submit_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,  # its own process group: SIGINT to it is a Ctrl-C
+        )
+    try:
+        url = read_line(proc, r"^http://127\.0\.0\.1:\d+/lab\?token=", timeout=180, err=err_file)
+        base, token = url.split("/lab?token=")
+        job = re.search(r"job (\d+\.\d+)", err_file.read_text()).group(1)
+        submit_dir = next((pool.submit_dir / "condorsub-jobs").iterdir())
+        meeting = JobSecret.loads((submit_dir / SECRET_FILE).read_text()).rendezvous
+        server_dir = Path(meeting.for_run(pool.ad(job)["JobCurrentStartDate"]).directory)
+        assert server_dir.is_dir()  # the launcher's private directory of this run
+
+        # JupyterLab's API through the tunnel: with the token, and only with it
+        status, answer = call(f"{base}/api/status", token=token)
+        assert status == 200 and "started" in answer, answer
+        assert call(f"{base}/api/status")[0] == 403
+        assert call(f"{base}/api/status", token="not-the-token")[0] == 403
+        status, listing = call(f"{base}/api/contents", token=token)
+        assert status == 200 and "notes.txt" in [c["name"] for c in listing["content"]]
+        status, _ = call(
+            f"{base}/api/contents/results.txt",
+            "PUT",
+            token,
+            {"type": "file", "format": "text", "content": "made in the job\n"},
+        )
+        assert status in (200, 201)
+
+        # the token is nowhere public: not in the job ad, not on a command line here
+        assert token not in pool.run("condor_q", "-l", job).stdout
+        tree = [proc.pid, *descendants(proc.pid)]
+        assert len(tree) > 1  # the tunnel's keeper, condor_ssh_to_job, ssh
+        for pid in tree:
+            assert token not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, err_file.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = err_file.read_text()
+    assert token not in stderr
+    # no job, no tunnel process of this test, the server's directory gone
+    assert pool.run("condor_q", "-json", job).stdout.strip() == ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in tree):
+        time.sleep(0.1)
+    assert not [p for p in tree if alive(p)]
+    assert not server_dir.exists()
+    # the file written in the job is back, beside what went in; the private file is gone
+    assert (pool.submit_dir / "analysis" / "results.txt").read_text() == "made in the job\n"
+    assert (pool.submit_dir / "analysis" / "notes.txt").read_text() == "from the desktop\n"
+    assert not (submit_dir / SECRET_FILE).exists()
+    for log in ("notebook.out", "notebook.err", "notebook.log"):
+        if (submit_dir / log).exists():
+            assert token not in (submit_dir / log).read_text(errors="replace")
+    assert "back in" in stderr, stderr
