@@ -1,0 +1,248 @@
+"""condorsub dag: a workflow file rendered into DAGMan's files and run with condor_submit_dag.
+
+Every job is rendered as ``condorsub submit`` renders one (the same
+``batch.sub``, checks, limits and helpers) into a directory of its own; one
+``workflow.dag`` names them (``JOB``), orders the stages (``PARENT ...
+CHILD``) and sets retries (``RETRY``). ``--resume`` submits the same DAG
+again: DAGMan then runs its newest rescue file, so what succeeded is not run
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from condorspawner.cli.context import condor, environment, job_dir, run, site
+from condorspawner.cli.exits import FAILED, USAGE, CliError
+from condorspawner.cli.submit import _command, _pack
+from condorspawner.render import BatchPayload, Renderer, RenderError
+from condorspawner.request import JobRequest, RequestError
+from condorspawner.workflow import Job, Workflow, WorkflowError, dag_text, load
+
+DAG_FILE = "workflow.dag"
+_CLUSTER_RE = re.compile(r"job\(s\) submitted to cluster (\d+)\.")
+_FIELDS = {"container": "os", "environment": "env", "executable": "executable"}
+DAG_ATTRS = [
+    "ClusterId",
+    "JobStatus",
+    "DAG_NodesTotal",
+    "DAG_NodesDone",
+    "DAG_NodesQueued",
+    "DAG_NodesFailed",
+    "DAG_Status",
+    "ExitCode",
+]
+
+
+def _where(job: Job) -> str:
+    return f"stage {job.stage!r}" + ("" if job.node == job.stage else f", job {job.node!r}")
+
+
+def _render_job(job: Job, the_site: Any, renderer: Renderer, into: Path) -> str:
+    """One job's job.sub and wrapper.sh in ``into`` (cwd: the workflow file's directory)."""
+    command, exe_files = _command(job.executable, list(job.args))
+    files = []
+    for entry in job.files:
+        if not Path(entry).exists():
+            raise CliError(f"files: {entry!r}: no such file", USAGE)
+        files.append(str(Path(entry).resolve()))
+    for entry in job.dirs:
+        if not Path(entry).is_dir():
+            raise CliError(f"dirs: {entry!r}: not a directory", USAGE)
+    env = environment(list(job.env))
+    names = [Path(d).resolve().name for d in job.dirs]
+    if names:
+        env["CONDORSUB_DIRS"] = " ".join(names)
+    request = JobRequest.build(
+        the_site,
+        cpus=job.cpus,
+        memory=job.memory,
+        disk=job.disk,
+        gpus=job.gpus,
+        runtime=job.runtime,
+        container=job.os,
+        environment=env or None,
+        requirements=job.requirements,
+        label=job.node,
+    )
+    into.mkdir(parents=True)
+    archives = [str(into / f"{_pack(d, into)}.dir.tar.gz") for d in job.dirs]
+    payload = BatchPayload(
+        command=tuple(command), input_files=tuple(exe_files + files + archives), count=job.count
+    )
+    rendered = renderer.render(request, payload)
+    rendered.write(into)
+    return rendered.submit
+
+
+def render(workflow: Workflow, the_site: Any, directory: Path) -> dict[str, str]:
+    """Every job's files under ``directory/<node>/`` and ``workflow.dag``; node -> description."""
+    renderer = Renderer(the_site)
+    submits: dict[str, str] = {}
+    with contextlib.chdir(workflow.base):
+        for job in workflow.jobs:
+            try:
+                submits[job.node] = _render_job(job, the_site, renderer, directory / job.node)
+            except CliError as err:
+                message = (
+                    str(err).replace("-d ", "dirs: ", 1) if str(err).startswith("-d ") else str(err)
+                )
+                raise CliError(f"{_where(job)}: {message}", err.code) from None
+            except RequestError as err:
+                field = _FIELDS.get(err.field, err.field)
+                raise CliError(
+                    f"{_where(job)}: {field}: {str(err).split(': ', 1)[1]}", USAGE
+                ) from None
+            except RenderError as err:
+                raise CliError(f"{_where(job)}: {err}") from None
+    (directory / DAG_FILE).write_text(dag_text(workflow))
+    return submits
+
+
+def dag(args: Any) -> int:
+    if args.resume:
+        if args.file or args.dry_run:
+            raise CliError("--resume takes the workflow's directory, not a file to render", USAGE)
+        return resume(args)
+    if not args.file:
+        raise CliError("give a workflow file (or --resume DIR)", USAGE)
+    try:
+        workflow = load(args.file)
+    except WorkflowError as err:
+        raise CliError(str(err), USAGE) from None
+    the_site = site()
+    directory = job_dir(workflow.name, workflow.name)
+    try:
+        submits = render(workflow, the_site, directory)
+    except CliError:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    if args.dry_run:
+        text = (directory / DAG_FILE).read_text()
+        if args.json:
+            out = {"dry_run": True, "directory": str(directory), "dag": text, "nodes": submits}
+            print(json.dumps(out))
+        else:
+            print(f"# condorsub dag --dry-run: files in {directory}")
+            print(f"# --- {DAG_FILE} ---\n{text}", end="")
+            for node, submit in submits.items():
+                print(f"# --- {node}/job.sub ---\n{submit}", end="")
+        return 0
+    return _submit(args, the_site, directory, [j.node for j in workflow.jobs])
+
+
+def resume(args: Any) -> int:
+    """Submit the same DAG again; DAGMan runs its newest rescue file."""
+    path = Path(args.resume)
+    directory = path if path.is_dir() else path.parent
+    if (path.is_file() and path.name != DAG_FILE) or not (directory / DAG_FILE).is_file():
+        raise CliError(
+            f"--resume {args.resume}: not a workflow directory (no {DAG_FILE}; "
+            "condorsub dag printed the directory when it submitted)",
+            USAGE,
+        )
+    if (directory / f"{DAG_FILE}.lock").exists():
+        raise CliError(f"the workflow in {directory} is still running (condorsub q)")
+    if not sorted(directory.glob(f"{DAG_FILE}.rescue[0-9][0-9][0-9]")):
+        raise CliError(f"nothing to resume in {directory}: no rescue file (it has not failed)")
+    if _last_exit(directory) == 0:
+        raise CliError(f"nothing to resume in {directory}: the workflow finished successfully")
+    the_site = site()
+    nodes = [
+        line.split()[1]
+        for line in (directory / DAG_FILE).read_text().splitlines()
+        if line.startswith("JOB ")
+    ]
+    return _submit(args, the_site, directory.resolve(), nodes)
+
+
+def _last_exit(directory: Path) -> int | None:
+    """How DAGMan last exited, from the end of dagman.out (the manual's own test)."""
+    try:
+        text = (directory / f"{DAG_FILE}.dagman.out").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"EXITING WITH STATUS (-?\d+)\s*$", text, re.MULTILINE)
+    return int(found[-1]) if found else None
+
+
+def _submit(args: Any, the_site: Any, directory: Path, nodes: list[str]) -> int:
+    tools = condor(the_site)
+    stdout, _ = run(tools.run("condor_submit_dag", [DAG_FILE], cwd=str(directory)))
+    match = _CLUSTER_RE.search(stdout)
+    if not match:
+        raise CliError(f"condor_submit_dag said nothing of a cluster: {stdout.strip()[-200:]}")
+    cluster = int(match.group(1))
+    out: dict[str, Any] = {
+        "cluster": cluster,
+        "job_id": f"{cluster}.0",
+        "directory": str(directory),
+        "dag": str(directory / DAG_FILE),
+        "nodes": nodes,
+        "resumed": "Running rescue DAG" in stdout,
+    }
+    if not args.json:
+        print(f"{cluster}.0", flush=True)
+        print(
+            f"condorsub: workflow of {len(nodes)} job(s) in {directory}"
+            + (" (resumed from its rescue file)" if out["resumed"] else ""),
+            file=sys.stderr,
+        )
+    code = 0
+    if args.wait:
+        final = asyncio.run(_follow(tools, cluster, quiet=args.json))
+        code = final.get("ExitCode") if isinstance(final.get("ExitCode"), int) else 1
+        out.update(
+            exit_code=code,
+            nodes_done=final.get("DAG_NodesDone"),
+            nodes_failed=final.get("DAG_NodesFailed"),
+        )
+        rescues = sorted(directory.glob(f"{DAG_FILE}.rescue[0-9][0-9][0-9]"))
+        if code != 0:
+            out["rescue"] = str(rescues[-1]) if rescues else None
+            if not args.json:
+                print(
+                    f"condorsub: the workflow failed ({final.get('DAG_NodesFailed', '?')} job(s)"
+                    f" failed; see {directory / (DAG_FILE + '.dagman.out')}); fix the cause and "
+                    f"run: condorsub dag --resume {directory}",
+                    file=sys.stderr,
+                )
+    if args.json:
+        print(json.dumps(out))
+    return min(code, 255) if code >= 0 else FAILED
+
+
+async def _follow(tools: Any, cluster: int, quiet: bool) -> dict[str, Any]:
+    """Follow the DAGMan job until it leaves the queue; its last ad (from the history)."""
+    shown = None
+    while True:
+        try:
+            ads = await tools.q([str(cluster)], attributes=DAG_ATTRS)
+        except Exception as err:  # unknown, not gone: ask again
+            print(f"condorsub: {err} (trying again)", file=sys.stderr)
+            await asyncio.sleep(2)
+            continue
+        if not ads:
+            break
+        ad = ads[0]
+        line = (
+            f"workflow {cluster}: {ad.get('DAG_NodesDone', 0)}/{ad.get('DAG_NodesTotal', '?')} "
+            f"done, {ad.get('DAG_NodesQueued', 0)} queued, {ad.get('DAG_NodesFailed', 0)} failed"
+        )
+        if line != shown and not quiet:
+            print(line, file=sys.stderr)
+            shown = line
+        await asyncio.sleep(1.0)
+    for _ in range(10):
+        done = await tools.history([f"{cluster}.0"], attributes=DAG_ATTRS)
+        if done:
+            return done[0]
+        await asyncio.sleep(0.5)
+    return {}
