@@ -50,6 +50,7 @@ class Job:
     stage: str
     node: str
     executable: str
+    name: str = ""  # the job's name within its stage ("" for a stage of one unnamed job)
     args: tuple[str, ...] = ()
     os: str | None = None
     cpus: Any = None
@@ -154,11 +155,13 @@ def _stage(
         if node in nodes:
             raise WorkflowError(f"{here}: the name {node!r} is used twice")
         nodes.add(node)
-        jobs.append(_job({**defaults, **table}, label, node, here))
+        named = job_name if len(tables) > 1 or "name" in table else ""
+        jobs.append(_job({**defaults, **table}, label, node, here, named))
     return tuple(jobs)
 
 
-def _job(table: dict[str, Any], stage: str, node: str, where: str) -> Job:
+def _job(table: dict[str, Any], stage: str, node: str, where: str, name: str) -> Job:
+    table = {k: v for k, v in table.items() if k != "name"}
     unknown = sorted(set(table) - set(JOB_KEYS))
     if unknown:
         raise WorkflowError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(JOB_KEYS)})")
@@ -182,6 +185,7 @@ def _job(table: dict[str, Any], stage: str, node: str, where: str) -> Job:
     return Job(
         stage=stage,
         node=node,
+        name=name,
         executable=executable,
         args=tuple(str(a) for a in args),
         env=_env(table.get("env"), where),

@@ -301,6 +301,11 @@ BAD = [
     ),
     ("[[stage]]\nname = 'fit'\nexecutable = '/bin/true'\nos = 'Windows95'\n", "stage 'fit': os:"),
     (
+        "[[stage]]\nname = 'fit'\n[[stage.job]]\nname = 'signal'\nexecutable = '/bin/true'\n"
+        "memory = '99TB'\n[[stage.job]]\nexecutable = '/bin/true'\n",
+        "stage 'fit', job 'signal': memory: '99TB' is above the site limit",
+    ),
+    (
         "[[stage]]\nname = 's'\nexecutable = './missing.sh'\n",
         "stage 's': executable './missing.sh' does not exist",
     ),

@@ -42,7 +42,7 @@ DAG_ATTRS = [
 
 
 def _where(job: Job) -> str:
-    return f"stage {job.stage!r}" + ("" if job.node == job.stage else f", job {job.node!r}")
+    return f"stage {job.stage!r}" + (f", job {job.name!r}" if job.name else "")
 
 
 def _render_job(job: Job, the_site: Any, renderer: Renderer, into: Path) -> str:
