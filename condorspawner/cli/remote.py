@@ -43,6 +43,7 @@ SLOTS = 4  # connections to one job that may authenticate at the same moment
 KEY_SECONDS = 30.0  # how long a session's private key stays where ssh reads it
 HOST_ALIAS = "condor-job"
 HOST_RE = re.compile(r"condor-(\d+)(?:\.(\d+))?")
+KEY_TYPE_RE = re.compile(r"(ssh-|ecdsa-|sk-)[a-z0-9@.-]+$")
 STATES = {1: "idle (not running yet)", 3: "removed", 4: "completed", 5: "held", 6: "transferring"}
 
 
@@ -241,6 +242,7 @@ class Slot:
     def __init__(self, host: str) -> None:
         self.directory = state_dir() / host
         self.host_lines: str | None = None
+        self.key_text: str | None = None
         for path in (self.directory.parent.parent, self.directory.parent, self.directory):
             path.mkdir(mode=0o700, exist_ok=True)
         with self._locked():
@@ -264,25 +266,34 @@ class Slot:
 
     def fill(self, key: Path, known: Path) -> None:
         """The session's private key and host key, as ssh will look for them."""
-        host_keys = [line.split()[1:3] for line in known.read_text().splitlines() if line.strip()]
+        lines = []
+        for line in known.read_text().splitlines():  # "<hosts> <type> <key>", any host names
+            words = line.split()
+            at = next((i for i, w in enumerate(words) if KEY_TYPE_RE.match(w)), None)
+            if at is not None and at + 1 < len(words):
+                lines.append(f"{HOST_ALIAS} {words[at]} {words[at + 1]}\n")
+        if not lines:
+            raise CliError(f"condor_ssh_to_job gave no host key in {known}")
+        self.key_text, self.host_lines = key.read_text(), "".join(lines)
         with self._locked():
-            for path in (self.key, self.known):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            _write_private(self.key, key.read_text())
-            self.host_lines = "".join(f"{HOST_ALIAS} {kind} {blob}\n" for kind, blob in host_keys)
+            _write_private(self.key, self.key_text)
             _write_private(self.known, self.host_lines)
 
+    def _remove_if_ours(self, path: Path, text: str | None) -> None:
+        with contextlib.suppress(OSError):
+            if path.read_text() == text:
+                path.unlink()
+
     def forget_key(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.key.unlink()
+        """The private key goes; a later session's key in the same slot stays."""
+        with self._locked():
+            self._remove_if_ours(self.key, self.key_text)
 
     def empty(self) -> None:
         """Remove this session's files, unless a later session has the slot already."""
-        with self._locked(), contextlib.suppress(OSError):
-            if self.known.read_text() == self.host_lines:
-                self.known.unlink()
-                self.forget_key()
+        with self._locked():
+            self._remove_if_ours(self.key, self.key_text)
+            self._remove_if_ours(self.known, self.host_lines)
 
 
 def ssh_proxy(argv: list[str]) -> int:
@@ -317,6 +328,7 @@ def ssh_bridge(argv: list[str]) -> int:
     if len(argv) < 2:
         raise CliError("ssh-bridge is run by condorsub ssh-proxy", USAGE)
     host, user = argv[:2]
+    job_of_host(host)  # the slot's directory is named after it
     given = dict(arg[2:].split("=", 1) for arg in argv[2:] if arg.startswith("--") and "=" in arg)
     if not {"proxy", "key", "known", "owner"} <= given.keys():
         raise CliError("ssh-bridge: condor_ssh_to_job gave no --proxy, --key, --known, --owner")
