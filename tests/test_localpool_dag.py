@@ -226,3 +226,30 @@ def test_a_bad_dag_file_is_refused_with_its_line(pool):
     assert result.returncode == 1
     assert "wf.dag (line 2): Unknown Job Z" in result.stderr
     assert pool.run("condor_q", "-json").stdout.strip() == ""
+
+
+def test_an_ordinary_users_dag_runs_as_that_user(system_pool, unix_users):
+    alice = unix_users("a")
+    home = system_pool.home(alice)
+    for name in ("A", "B"):
+        system_pool.write(alice, f"{name}.sh", f"#!/bin/sh\nid -un >> {home}/who.txt\n")
+        (home / f"{name}.sh").chmod(0o755)
+        system_pool.write(
+            alice, f"{name}.sub", f"executable = {name}.sh\nlog = {name}.log\nqueue\n"
+        )
+    system_pool.write(alice, "wf.dag", "JOB A A.sub\nJOB B B.sub\nPARENT A CHILD B\n")
+    result = system_pool.run("condor_submit_dag", "wf.dag", user=alice)
+    assert result.returncode == 0, result.stderr
+    cluster = int(re.search(r"submitted to cluster (\d+)\.", result.stdout).group(1))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if not system_pool.run("condor_q", "-json", str(cluster)).stdout.strip():
+            break
+        time.sleep(0.3)
+    ad = json.loads(system_pool.run("condor_history", "-json", f"{cluster}.0").stdout)[0]
+    assert ad["Owner"] == alice and ad["JobUniverse"] == 7 and ad["ExitCode"] == 0
+    assert ad["DAG_NodesDone"] == 2
+    assert (home / "who.txt").read_text().split() == [alice, alice]
+    uid = (home / "wf.dag").stat().st_uid
+    for name in ("wf.dag.dagman.out", "wf.dag.nodes.log", "wf.dag.condor.sub", "wf.dag.lib.out"):
+        assert (home / name).stat().st_uid == uid, name  # written as alice, not root
