@@ -14,8 +14,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from condorspawner.protocol import SECRET_FILE, JobSecret
 from proxy_tunnel.procs import alive, descendants
 from tests.harness import site_for_tests
@@ -84,29 +82,60 @@ def test_a_bad_option_gives_one_line_and_submits_nothing(tmp_path):
     assert not (tmp_path / "my lab").exists()
 
 
-@pytest.mark.slow
+class Lab:
+    """A running ``condorsub lab`` in its own process group, and what it printed."""
+
+    def __init__(self, pool, tmp_path: Path, *args: str) -> None:
+        self.err_file = tmp_path / "lab.err"
+        with self.err_file.open("w") as err:
+            self.proc = subprocess.Popen(
+                [CONDORSUB, "lab", *args],
+                cwd=pool.submit_dir,
+                env=site_env(tmp_path, pool.env),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                start_new_session=True,  # its own process group: SIGINT to it is a Ctrl-C
+            )
+        url = read_line(self.proc, r"^http://127\.0\.0\.1:\d+/lab\?token=", 180, self.err_file)
+        self.base, self.token = url.split("/lab?token=")
+        self.job = re.search(r"job (\d+\.\d+)", self.stderr).group(1)
+        self.submit_dir = next((pool.submit_dir / "condorsub-jobs").iterdir())
+
+    @property
+    def stderr(self) -> str:
+        return self.err_file.read_text()
+
+    def write(self, name: str, text: str) -> None:
+        """A file in the job's work directory, through JupyterLab's contents API."""
+        body = {"type": "file", "format": "text", "content": text}
+        status, _ = call(f"{self.base}/api/contents/{name}", "PUT", self.token, body)
+        assert status in (200, 201)
+
+    def wait(self, timeout: float = 120) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
 def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tmp_path):
-    env = site_env(tmp_path, pool.env)
     (pool.submit_dir / "analysis").mkdir()
     (pool.submit_dir / "analysis" / "notes.txt").write_text("from the desktop\n")
-    err_file = tmp_path / "lab.err"
-    with err_file.open("w") as err:
-        proc = subprocess.Popen(
-            [CONDORSUB, "lab", "--os", "Debian12", "--cpus", "1", "--dir", "analysis"],
-            cwd=pool.submit_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            start_new_session=True,  # its own process group: SIGINT to it is a Ctrl-C
-        )
+    lab = Lab(pool, tmp_path, "--os", "Debian12", "--cpus", "1", "--dir", "analysis")
     try:
-        url = read_line(proc, r"^http://127\.0\.0\.1:\d+/lab\?token=", timeout=180, err=err_file)
-        base, token = url.split("/lab?token=")
-        job = re.search(r"job (\d+\.\d+)", err_file.read_text()).group(1)
-        submit_dir = next((pool.submit_dir / "condorsub-jobs").iterdir())
-        meeting = JobSecret.loads((submit_dir / SECRET_FILE).read_text()).rendezvous
-        server_dir = Path(meeting.for_run(pool.ad(job)["JobCurrentStartDate"]).directory)
+        base, token, job = lab.base, lab.token, lab.job
+        ad = pool.ad(job)
+        assert (ad["CondorSpawnerKind"], ad["ContainerOS"], ad["RequestCpus"]) == (
+            "notebook",
+            "Debian12",
+            1,
+        )
+        assert ad["MaxRuntime"] == 2 * 3600  # the site's default runtime limit
+        meeting = JobSecret.loads((lab.submit_dir / SECRET_FILE).read_text()).rendezvous
+        server_dir = Path(meeting.for_run(ad["JobCurrentStartDate"]).directory)
         assert server_dir.is_dir()  # the launcher's private directory of this run
 
         # JupyterLab's API through the tunnel: with the token, and only with it
@@ -116,29 +145,20 @@ def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tm
         assert call(f"{base}/api/status", token="not-the-token")[0] == 403
         status, listing = call(f"{base}/api/contents", token=token)
         assert status == 200 and "notes.txt" in [c["name"] for c in listing["content"]]
-        status, _ = call(
-            f"{base}/api/contents/results.txt",
-            "PUT",
-            token,
-            {"type": "file", "format": "text", "content": "made in the job\n"},
-        )
-        assert status in (200, 201)
+        lab.write("results.txt", "made in the job\n")
 
         # the token is nowhere public: not in the job ad, not on a command line here
         assert token not in pool.run("condor_q", "-l", job).stdout
-        tree = [proc.pid, *descendants(proc.pid)]
+        tree = [lab.proc.pid, *descendants(lab.proc.pid)]
         assert len(tree) > 1  # the tunnel's keeper, condor_ssh_to_job, ssh
         for pid in tree:
             assert token not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
 
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=120) == 0, err_file.read_text()
+        os.killpg(lab.proc.pid, signal.SIGINT)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    stderr = err_file.read_text()
-    assert token not in stderr
+        code = lab.wait()
+    assert code == 0, lab.stderr
+    assert token not in lab.stderr
     # no job, no tunnel process of this test, the server's directory gone
     assert pool.run("condor_q", "-json", job).stdout.strip() == ""
     deadline = time.monotonic() + 10
@@ -149,8 +169,23 @@ def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tm
     # the file written in the job is back, beside what went in; the private file is gone
     assert (pool.submit_dir / "analysis" / "results.txt").read_text() == "made in the job\n"
     assert (pool.submit_dir / "analysis" / "notes.txt").read_text() == "from the desktop\n"
-    assert not (submit_dir / SECRET_FILE).exists()
+    assert not (lab.submit_dir / SECRET_FILE).exists()
     for log in ("notebook.out", "notebook.err", "notebook.log"):
-        if (submit_dir / log).exists():
-            assert token not in (submit_dir / log).read_text(errors="replace")
-    assert "back in" in stderr, stderr
+        if (lab.submit_dir / log).exists():
+            assert token not in (lab.submit_dir / log).read_text(errors="replace")
+    assert "back in" in lab.stderr, lab.stderr
+
+
+def test_a_held_lab_job_ends_the_session_with_its_reason_and_the_work_home(pool, tmp_path):
+    lab = Lab(pool, tmp_path)  # the default work directory: ./jupyter-lab
+    try:
+        lab.write("draft.txt", "before the hold\n")
+        held = pool.run("condor_hold", "-reason", "disk quota exceeded", lab.job)
+        assert held.returncode == 0, held.stderr
+    finally:
+        code = lab.wait()
+    assert code == 1, lab.stderr
+    assert f"held job {lab.job}: disk quota exceeded" in lab.stderr
+    assert "Traceback" not in lab.stderr
+    assert pool.run("condor_q", "-json", lab.job).stdout.strip() == ""
+    assert (pool.submit_dir / "jupyter-lab" / "draft.txt").read_text() == "before the hold\n"

@@ -322,6 +322,10 @@ class LabSession:
         assert self.watcher is not None
         if self.attachment is not None:
             await self.attachment.close()
+        known = self.watcher.jobs.get(self.job_id)
+        if known is not None and known.status == REMOVED:  # by someone else: nothing comes back
+            say(f"job {self.job_id} was removed; HTCondor brings nothing back from a removed job")
+            return await self._tidy()
         say(f"ending job {self.job_id}; bringing {self.paths.work_dir.name} back")
         try:
             await finish_job(
@@ -335,10 +339,15 @@ class LabSession:
         except JobNotFinished as err:
             raise CliError(str(err)) from None
         finally:
-            await self.watcher.stop()
-            with contextlib.suppress(UserFilesError):
-                await self.files.remove(
-                    str(self.paths.secret), str(self.paths.submit_dir / "open.html")
-                )
-                await self.files.sweep_ssh_sessions()
+            await self._tidy()
         say(f"job {self.job_id} ended; the work directory is back in {self.paths.work_dir}")
+
+    async def _tidy(self) -> None:
+        """The watcher stopped; the private file and leftover ssh sessions gone."""
+        assert self.watcher is not None
+        await self.watcher.stop()
+        with contextlib.suppress(UserFilesError):
+            await self.files.remove(
+                str(self.paths.secret), str(self.paths.submit_dir / "open.html")
+            )
+            await self.files.sweep_ssh_sessions()
