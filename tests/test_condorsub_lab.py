@@ -85,13 +85,13 @@ def test_a_bad_option_gives_one_line_and_submits_nothing(tmp_path):
 class Lab:
     """A running ``condorsub lab`` in its own process group, and what it printed."""
 
-    def __init__(self, pool, tmp_path: Path, *args: str) -> None:
+    def __init__(self, pool, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.err_file = tmp_path / "lab.err"
         with self.err_file.open("w") as err:
             self.proc = subprocess.Popen(
                 [CONDORSUB, "lab", *args],
                 cwd=pool.submit_dir,
-                env=site_env(tmp_path, pool.env),
+                env={**site_env(tmp_path, pool.env), **(env or {})},
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
@@ -124,7 +124,11 @@ class Lab:
 def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tmp_path):
     (pool.submit_dir / "analysis").mkdir()
     (pool.submit_dir / "analysis" / "notes.txt").write_text("from the desktop\n")
-    lab = Lab(pool, tmp_path, "--os", "Debian12", "--cpus", "1", "--dir", "analysis")
+    browser, opened = tmp_path / "browser", tmp_path / "browser.args"
+    browser.write_text(f'#!/bin/sh\necho "$@" > {opened}\n')
+    browser.chmod(0o755)
+    args = ("--os", "Debian12", "--cpus", "1", "--dir", "analysis", "--open")
+    lab = Lab(pool, tmp_path, *args, env={"BROWSER": str(browser)})
     try:
         base, token, job = lab.base, lab.token, lab.job
         ad = pool.ad(job)
@@ -147,6 +151,13 @@ def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tm
         assert status == 200 and "notes.txt" in [c["name"] for c in listing["content"]]
         lab.write("results.txt", "made in the job\n")
 
+        # --open: the browser gets a private page that leads to the URL, not the token itself
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not opened.exists():
+            time.sleep(0.1)
+        page = Path(opened.read_text().strip().removeprefix("file://"))
+        assert token not in opened.read_text() and token in page.read_text()
+        assert oct(page.stat().st_mode & 0o777) == "0o600"
         # the token is nowhere public: not in the job ad, not on a command line here
         assert token not in pool.run("condor_q", "-l", job).stdout
         tree = [lab.proc.pid, *descendants(lab.proc.pid)]
@@ -169,7 +180,7 @@ def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tm
     # the file written in the job is back, beside what went in; the private file is gone
     assert (pool.submit_dir / "analysis" / "results.txt").read_text() == "made in the job\n"
     assert (pool.submit_dir / "analysis" / "notes.txt").read_text() == "from the desktop\n"
-    assert not (lab.submit_dir / SECRET_FILE).exists()
+    assert not (lab.submit_dir / SECRET_FILE).exists() and not page.exists()
     for log in ("notebook.out", "notebook.err", "notebook.log"):
         if (lab.submit_dir / log).exists():
             assert token not in (lab.submit_dir / log).read_text(errors="replace")
