@@ -17,7 +17,7 @@ import os
 import re
 import signal
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from condorspawner.site import Pool
@@ -34,6 +34,20 @@ _UNAVAILABLE_MARKERS = (
     "Can't connect",
     "Unable to locate",
     "Could not contact",
+    "Collector has no record",
+    "cannot get address of schedd",
+    "No such schedd",
+    "Unable to send history",
+)
+AUTH_FAILURE_MARKERS = ("AUTHENTICATE:", 'Received "DENIED"', "SECMAN:")
+SCHEDD_AD_ATTRS = (
+    "Name",
+    "MyAddress",
+    "TotalRunningJobs",
+    "TotalIdleJobs",
+    "TotalHeldJobs",
+    "RecentDaemonCoreDutyCycle",
+    "LastHeardFrom",
 )
 
 
@@ -61,6 +75,10 @@ class CondorTimeout(CondorError):
 
 class ScheddUnavailable(CondorError):
     """The schedd or collector could not be reached: the jobs' state is unknown."""
+
+
+class NotAuthorized(CondorError):
+    """The schedd answered but did not authenticate or authorize the caller."""
 
 
 class JobNotFound(CondorError):
@@ -129,6 +147,10 @@ class Condor:
     pool: Pool = field(default_factory=Pool)
     timeout: float | None = None
 
+    def for_schedd(self, name: str | None) -> Condor:
+        """The same tools aimed at one schedd (``-name NAME`` on every job command)."""
+        return self if not name else replace(self, pool=replace(self.pool, schedd=name))
+
     def user_prefix(self, user: str | None) -> list[str]:
         """The site's run-as prefix for ``user`` (empty without one or without a user)."""
         if user is None or not self.pool.run_as:
@@ -150,6 +172,7 @@ class Condor:
             "condor_release",
             "condor_vacate_job",
             "condor_ssh_to_job",
+            "condor_token_fetch",
         ):
             if self.pool.schedd:
                 location += ["-name", self.pool.schedd]
@@ -266,6 +289,27 @@ class Condor:
         stdout, _ = await self.run("condor_vacate_job", check_job_ids(job_ids), user=user)
         return stdout
 
+    async def schedd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        """``condor_status -schedd -json``: the collector's ads of the pool's schedds."""
+        args = ["-schedd", "-json", *_query_args(constraint, SCHEDD_AD_ATTRS)]
+        if self.pool.collector:
+            args = ["-pool", self.pool.collector, *args]
+        stdout, _ = await self.run("condor_status", args)
+        return parse_json_ads(stdout)
+
+    async def token_fetch(
+        self, *, lifetime: int, authz: Sequence[str], user: str | None = None
+    ) -> str:
+        """``condor_token_fetch -lifetime N -authz A ...`` as ``user``: the token (a secret)."""
+        args = ["-lifetime", str(int(lifetime))]
+        for level in authz:
+            args += ["-authz", level]
+        stdout, _ = await self.run("condor_token_fetch", args, user=user)
+        token = stdout.strip()
+        if token.count(".") != 2 or any(c.isspace() for c in token):
+            raise CondorError(["condor_token_fetch"], 0, "", "its output is not a token")
+        return token
+
     async def release(
         self, job_ids: Iterable[str], *, reason: str | None = None, user: str | None = None
     ) -> str:
@@ -286,6 +330,8 @@ def _classify(cmd: Sequence[str], returncode: int, stderr: str) -> CondorError:
     missing = _NOT_FOUND_RE.findall(stderr)
     if missing:
         return JobNotFound(cmd, returncode, stderr, missing)
+    if any(marker in stderr for marker in AUTH_FAILURE_MARKERS):
+        return NotAuthorized(cmd, returncode, stderr)
     if any(marker in stderr for marker in _UNAVAILABLE_MARKERS):
         return ScheddUnavailable(cmd, returncode, stderr)
     return CondorError(cmd, returncode, stderr)

@@ -37,7 +37,13 @@ import stat
 import sys
 from pathlib import Path
 
-from condorspawner.protocol import HUB_SOCKET_RE, SECRET_FILE, JobSecret, ProtocolError
+from condorspawner.protocol import (
+    HUB_SOCKET_RE,
+    SECRET_FILE,
+    TOKEN_DIR_ENV,
+    JobSecret,
+    ProtocolError,
+)
 from proxy_tunnel.procs import die_with_parent, peer_uid
 
 # jupyter_server refuses --sock with any port but its default (8888)
@@ -85,6 +91,20 @@ def batch_environment(site_text: str | None) -> dict[str, str]:
         (folder / "site.toml").write_text(site_text)
         env["CONDORSPAWNER_SITE"] = str(folder / "site.toml")
     return env
+
+
+def token_directory(directory: Path, token: str | None) -> dict[str, str]:
+    """The IDTOKEN the hub fetched, in a 0700 directory of the job's private one, and the
+    variable that makes the HTCondor tools of the server and its terminals use it."""
+    if not token:
+        return {}
+    folder = directory / "tokens.d"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)
+    fd = os.open(folder / "notebook", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w") as f:
+        f.write(token + "\n")
+    return {TOKEN_DIR_ENV: str(folder)}
 
 
 def login_shell() -> str:
@@ -213,6 +233,7 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
     meeting = secret.rendezvous.for_run(job_ad_number("JobCurrentStartDate"))
     directory = private_directory(Path(meeting.directory))
     env = {**os.environ, **secret.env, **batch_environment(secret.site)}
+    env.update(token_directory(directory, secret.token))
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{SOCKET_SERVICE_PORT}{prefix}"
     relay = None

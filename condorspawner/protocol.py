@@ -42,6 +42,8 @@ SPAWN_ATTR = "CondorSpawnerSpawn"
 
 HUB_API_MODES = ("tunnel", "direct", "none")
 _NONCE_RE = re.compile(r"^[0-9a-f]{32}\Z")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")  # a JWT
+TOKEN_DIR_ENV = "_CONDOR_SEC_TOKEN_DIRECTORY"  # noqa: S105 (a variable's name)
 _ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,40}\Z")
 
 
@@ -110,16 +112,20 @@ class JobSecret:
     # "tunnel" (through ssh -R), "direct", or "none": no hub (condorsub lab), the launcher
     # runs JupyterLab itself with the token in env (JUPYTER_TOKEN)
     hub_api: str = "tunnel"
+    # an HTCondor IDTOKEN fetched as the user (site switch notebook.submit_token), so
+    # condorsub in the job can submit and query on a pool without a shared file system
+    token: str | None = None
 
     def dumps(self) -> str:
-        return json.dumps(
-            {
-                "env": self.env,
-                "rendezvous": {"nonce": self.rendezvous.nonce, "root": self.rendezvous.root},
-                "site": self.site,
-                "hub_api": self.hub_api,
-            }
-        )
+        data = {
+            "env": self.env,
+            "rendezvous": {"nonce": self.rendezvous.nonce, "root": self.rendezvous.root},
+            "site": self.site,
+            "hub_api": self.hub_api,
+        }
+        if self.token:
+            data["token"] = self.token
+        return json.dumps(data)
 
     @classmethod
     def loads(cls, text: str) -> JobSecret:
@@ -137,7 +143,10 @@ class JobSecret:
         hub_api = data.get("hub_api", "tunnel")
         if (site is not None and not isinstance(site, str)) or hub_api not in HUB_API_MODES:
             raise ProtocolError("the private file's site or hub_api is malformed")
-        return cls(env=env, rendezvous=meeting, site=site, hub_api=hub_api)
+        token = data.get("token")
+        if token is not None and (not isinstance(token, str) or not _TOKEN_RE.match(token)):
+            raise ProtocolError("the private file's token is malformed")
+        return cls(env=env, rendezvous=meeting, site=site, hub_api=hub_api, token=token)
 
 
 def job_start(ad: dict[str, Any]) -> int | None:

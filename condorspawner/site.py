@@ -57,6 +57,9 @@ class Pool:
 
     schedd: str = ""
     collector: str = ""
+    # several access points: new jobs go to the least loaded (condorspawner.schedds)
+    schedds: tuple[str, ...] = ()
+    schedd_constraint: str = ""  # or every schedd the collector lists matching this
     run_as: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     bin_dir: str = ""  # where the condor_* tools are ("" = found on PATH)
@@ -80,6 +83,8 @@ class Notebook:
     grace_period: int = 300
     start_timeout: int = 600
     hub_api: str = "tunnel"
+    # fetch an IDTOKEN as the user for each notebook, so condorsub works in it on a real pool
+    submit_token: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,30 @@ def _limit(name: str, raw: Any) -> Limit:
 
 def _pool(raw: Any) -> Pool:
     t = _table(
-        "pool", raw, {"schedd", "collector", "run_as", "environment", "command_timeout", "bin_dir"}
+        "pool",
+        raw,
+        {
+            "schedd",
+            "schedds",
+            "schedd_constraint",
+            "collector",
+            "run_as",
+            "environment",
+            "command_timeout",
+            "bin_dir",
+        },
     )
+    schedds = _str_list("pool.schedds", t.get("schedds", []))
+    constraint = _check_type("pool.schedd_constraint", t.get("schedd_constraint", ""), _STR)
+    if sum(bool(x) for x in (t.get("schedd"), schedds, constraint)) > 1:
+        raise SiteError("pool: give one of schedd, schedds and schedd_constraint")
+    if any(not name.strip() for name in schedds):
+        raise SiteError("pool.schedds: a schedd name is empty")
+    if constraint:
+        try:
+            submit_classad_expr(constraint)
+        except QuotingError as err:
+            raise SiteError(f"pool.schedd_constraint: {constraint!r} {err}") from None
     bin_dir = _check_type("pool.bin_dir", t.get("bin_dir", ""), _STR)
     if bin_dir and not os.path.isabs(bin_dir):
         raise SiteError(f"pool.bin_dir: must be an absolute directory, got {bin_dir!r}")
@@ -190,6 +217,8 @@ def _pool(raw: Any) -> Pool:
     return Pool(
         schedd=_check_type("pool.schedd", t.get("schedd", ""), _STR),
         collector=_check_type("pool.collector", t.get("collector", ""), _STR),
+        schedds=schedds,
+        schedd_constraint=constraint,
         run_as=run_as,
         environment=dict(env),
         command_timeout=float(timeout),
@@ -216,7 +245,11 @@ def _jobs(raw: Any) -> Jobs:
 
 
 def _notebook(raw: Any) -> Notebook:
-    t = _table("notebook", raw, {"work_directory", "grace_period", "start_timeout", "hub_api"})
+    t = _table(
+        "notebook",
+        raw,
+        {"work_directory", "grace_period", "start_timeout", "hub_api", "submit_token"},
+    )
     durations = {}
     for key, default in (("grace_period", "5m"), ("start_timeout", "10m")):
         try:
@@ -231,6 +264,7 @@ def _notebook(raw: Any) -> Notebook:
             "notebook.work_directory", t.get("work_directory", "~/jupyter"), _STR
         ),
         hub_api=hub_api,
+        submit_token=_check_type("notebook.submit_token", t.get("submit_token", False), _BOOL),
         **durations,
     )
 

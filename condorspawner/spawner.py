@@ -49,7 +49,8 @@ from condorspawner.submission import SubmissionMixin
 from condorspawner.userfiles import UserFiles, UserFilesError
 from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, QueueWatcher
 
-STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id")
+# "schedd": the job's access point, for life (every command names it with -name)
+STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id", "schedd")
 
 
 class CondorSpawner(
@@ -114,7 +115,8 @@ class CondorSpawner(
 
     @property
     def condor(self) -> Condor:
-        return Condor(self.site.pool)
+        """The tools aimed at this server's job's schedd (the site's, before a submission)."""
+        return Condor(self.site.pool).for_schedd(getattr(self, "schedd", None))
 
     @property
     def run_as(self) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from condorspawner.condor import CondorError, CondorTimeout
+from condorspawner.condor import Condor, CondorError, CondorTimeout, ScheddUnavailable
 from condorspawner.errors import SpawnError
 from condorspawner.finish import JobNotFinished, finish_job
 from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
@@ -19,7 +19,11 @@ from condorspawner.protocol import (
     Rendezvous,
 )
 from condorspawner.request import JobRequest, RequestError
+from condorspawner.schedds import NoSchedd, ScheddChooser, multi
 from condorspawner.userfiles import UserFilesError
+from condorspawner.watcher import QueueWatcher
+
+TOKEN_AUTHZ = ("READ", "WRITE")  # condor_q needs READ; submit, rm, hold, release WRITE
 
 
 class SubmissionMixin:
@@ -37,15 +41,37 @@ class SubmissionMixin:
         # =?= : ClassAd's == ignores case, and "Alice" is not "alice"
         return " && ".join(f"{attr} =?= {classad2.quote(value)}" for attr, value in marks.items())
 
+    async def _schedds_to_search(self) -> list[tuple[str | None, bool]]:
+        """(schedd, must answer) where an earlier spawn's job may be: the saved one must
+        answer; with several schedds the others are searched when they answer."""
+        if not multi(self.site.pool):
+            return [(self.schedd, True)]
+        try:
+            names = [str(ad.get("Name")) for ad in await self._chooser().ads()]
+        except CondorError as err:
+            raise SpawnError(f"The collector does not answer ({err}); try again later.") from None
+        saved = [(self.schedd, True)] if self.schedd else []
+        return saved + [(name, False) for name in names if name != self.schedd]
+
     async def _settle_leftovers(self) -> None:
         """Never two jobs for one server: end (safely) what an earlier spawn left."""
-        try:
-            ads = await self.condor.q(
-                constraint=self._marks(), attributes=("ClusterId", "ProcId"), all_users=True
-            )
-        except CondorError as err:
-            raise SpawnError(f"The schedd does not answer ({err}); try again later.") from None
-        for ad in ads:
+        found = []
+        for schedd, must in await self._schedds_to_search():
+            try:
+                ads = (
+                    await Condor(self.site.pool)
+                    .for_schedd(schedd)
+                    .q(constraint=self._marks(), attributes=("ClusterId", "ProcId"), all_users=True)
+                )
+            except CondorError as err:
+                if must:
+                    raise SpawnError(
+                        f"The schedd does not answer ({err}); try again later."
+                    ) from None
+                continue
+            found += [(schedd, ad) for ad in ads]
+        for schedd, ad in found:
+            self.schedd = schedd
             job_id = f"{ad['ClusterId']}.{ad['ProcId']}"
             self._event(f"Ending job {job_id}, left by an earlier start of this server", 5)
             try:
@@ -68,11 +94,13 @@ class SubmissionMixin:
         meeting = Rendezvous.new()
         self.nonce, self.spawn_id = meeting.nonce, uuid.uuid4().hex
         self.submit_dir = str(paths.submit_dir)
+        self.schedd = await self._choose_schedd()
         secret = JobSecret(
             env=self._job_environment(),
             rendezvous=meeting,
             site=job_site_text(site),
             hub_api=site.notebook.hub_api,
+            token=await self._job_token(request) if site.notebook.submit_token else None,
         )
         try:
             job = notebook_job(
@@ -94,11 +122,20 @@ class SubmissionMixin:
             raise SpawnError(f"Cannot write the job's files in your directories: {err}") from None
         self._persist_state()
         try:
-            result = await self.condor.submit(
-                str(paths.submit_file),
-                user=self.run_as,
-                cwd="/",  # root never enters a user's path
-            )
+            while True:
+                try:
+                    result = await self.condor.submit(
+                        str(paths.submit_file),
+                        user=self.run_as,
+                        cwd="/",  # root never enters a user's path
+                    )
+                    break
+                except ScheddUnavailable:
+                    if not self.schedd:
+                        raise
+                    self._chooser().mark_down(self.schedd)  # on to the next that answers
+                    self.schedd = await self._choose_schedd()
+                    self._persist_state()
             self.job_id = result.job_id
         except CondorTimeout as err:
             self.job_id = await self._find_by_spawn_id()
@@ -109,6 +146,31 @@ class SubmissionMixin:
         self._persist_state()
         self._watcher().watch(self.job_id, pending=True)
         self._event(f"Submitted as HTCondor job {self.job_id} ({request.summary()})", SUBMITTED)
+
+    def _chooser(self) -> ScheddChooser:
+        return ScheddChooser.shared(Condor(self.site.pool))
+
+    async def _choose_schedd(self) -> str | None:
+        """The least loaded schedd that answers (None: the site names one schedd)."""
+        if not multi(self.site.pool):
+            return None
+        failing = QueueWatcher.failing(self.site.pool.collector, self.hub_id)
+        try:
+            name = await self._chooser().choose(failing=failing)
+        except NoSchedd as err:
+            raise SpawnError(f"Cannot submit now: {err}") from None
+        self.log.info("%s: submitting to schedd %s (least loaded)", self._log_name, name)
+        return name
+
+    async def _job_token(self, request: JobRequest) -> str:
+        """An IDTOKEN fetched as the user: no longer than the job may run, READ and WRITE
+        only. A secret: it goes into the private file and nowhere else (no log)."""
+        try:
+            return await self.condor.token_fetch(
+                lifetime=request.runtime_s, authz=TOKEN_AUTHZ, user=self.run_as
+            )
+        except CondorError as err:
+            raise SpawnError(f"Cannot fetch an HTCondor token for the job: {err}") from None
 
     async def _find_by_spawn_id(self) -> str | None:
         """The job this spawn submitted, when condor_submit's answer was lost."""

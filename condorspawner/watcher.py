@@ -109,6 +109,20 @@ class QueueWatcher:
             setattr(watcher, name, value)
         return watcher
 
+    @classmethod
+    def failing(cls, collector: str, hub_id: str) -> set[str]:
+        """The schedds whose last query by this hub failed (they do not answer now)."""
+        return {
+            schedd
+            for (schedd, coll, hub), watcher in cls._instances.items()
+            if coll == collector and hub == hub_id and watcher.last_error and schedd
+        }
+
+    @classmethod
+    def total_queries(cls, hub_id: str) -> int:
+        """condor_q calls of all this hub's watchers (one per schedd per interval)."""
+        return sum(w.queries for (_s, _c, hub), w in cls._instances.items() if hub == hub_id)
+
     def _loop_closed(self) -> bool:
         try:
             return self._task.get_loop().is_closed()  # type: ignore[union-attr]

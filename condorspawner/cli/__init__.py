@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
         help="transfer DIR (packed here, unpacked in the job; $CONDORSUB_DIR_<NAME>)",
     )
     s.add_argument("-N", "--count", type=int, default=1, metavar="COUNT", help="copies")
+    s.add_argument("--schedd", metavar="NAME", help="this schedd (default: the least loaded)")
     s.add_argument("--dry-run", action="store_true", help="write the files, submit nothing")
     s.add_argument("--wait", action="store_true", help="follow the jobs until they end")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -81,11 +82,13 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--nodes", action="store_true", help="a workflow's node jobs too, not only its one line"
     )
+    q.add_argument("--name", metavar="SCHEDD", help="one schedd only (default: all the site's)")
 
     for action in ("hold", "release", "rm"):
         a = sub.add_parser(action, help=f"{action} jobs")
         a.add_argument("job_ids", nargs="+", metavar="JOBID")
         a.add_argument("--reason", metavar="TEXT")
+        a.add_argument("--name", metavar="SCHEDD", help="the job's schedd (found when not given)")
 
     lg = sub.add_parser("logs", help="a job's output, error output or event log")
     lg.add_argument("job_id", metavar="JOBID")
@@ -93,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--err", action="store_true", help="the error output")
     which.add_argument("--events", action="store_true", help="the event log")
     lg.add_argument("--follow", action="store_true", help="keep following a running job")
+    lg.add_argument("--name", metavar="SCHEDD", help="the job's schedd (found when not given)")
 
     sh = sub.add_parser("shell", help="an interactive shell on a worker, in the chosen OS")
     _resources(sh)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from condorspawner.cli.exits import USAGE, CliError
-from condorspawner.condor import Condor, CondorError, JobNotFound
+from condorspawner.condor import Condor, CondorError, JobNotFound, NotAuthorized
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.site import Site, SiteError, load_site
 
@@ -27,15 +27,111 @@ def site() -> Site:
         raise CliError(str(err)) from None
 
 
-def condor(site: Site) -> Condor:
-    """The HTCondor tools as the caller (no run-as prefix: condorsub runs as its user).
+def condor(site: Site, schedd: str | None = None) -> Condor:
+    """The HTCondor tools as the caller (no run-as prefix: condorsub runs as its user),
+    aimed at ``schedd`` when given.
 
     Inside a job, HTCondor's own ``_CONDOR_BIN`` finds them when PATH does not.
     """
     bindir = os.environ.get("_CONDOR_BIN")
     if bindir and not shutil.which("condor_submit"):
         os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
-    return Condor(replace(site.pool, run_as=()))
+    return Condor(replace(site.pool, run_as=())).for_schedd(schedd)
+
+
+def schedd_names(site: Site, name: str | None = None) -> list[str | None]:
+    """The schedds condorsub covers: ``--name``'s, the site's list, or the collector's
+    answer to the site's constraint; [None] for a site with one schedd."""
+    from condorspawner.schedds import ScheddChooser, multi
+
+    if name:
+        return [name]
+    if not multi(site.pool):
+        return [None]
+    ads = run(ScheddChooser(condor(site)).ads())
+    return [str(ad["Name"]) for ad in ads if ad.get("Name")] or list(site.pool.schedds)
+
+
+def queue_ads(
+    site: Site,
+    job_ids: list[str],
+    attributes: list[str],
+    all_users: bool,
+    name: str | None = None,
+    history: bool = False,
+) -> list[dict[str, Any]]:
+    """The ads of every schedd condorsub covers, queried at once, each with ``ScheddName``.
+
+    A schedd that does not answer is named on stderr and left out; if none
+    answers, that is the error.
+    """
+    import sys
+
+    names = schedd_names(site, name)
+
+    async def one(schedd: str | None) -> list[dict[str, Any]]:
+        tools = condor(site, schedd)
+        if history:
+            return await tools.history(job_ids, attributes=attributes, limit=len(job_ids) or None)
+        return await tools.q(job_ids, attributes=attributes, all_users=all_users)
+
+    async def every() -> list[Any]:
+        return await asyncio.gather(*(one(s) for s in names), return_exceptions=True)
+
+    answers = run(every())
+    ads: list[dict[str, Any]] = []
+    failures = []
+    for schedd, answer in zip(names, answers, strict=True):
+        if isinstance(answer, BaseException):
+            if not isinstance(answer, CondorError):
+                raise answer
+            failures.append((schedd, answer))
+            continue
+        for ad in answer:
+            if schedd is not None:
+                ad["ScheddName"] = schedd
+        ads += answer
+    if failures and len(failures) == len(names):
+        raise CliError(_explain(failures[0][1]))
+    for schedd, err in failures:
+        print(
+            f"condorsub: schedd {schedd} does not answer ({err}); its jobs are not shown",
+            file=sys.stderr,
+        )
+    return ads
+
+
+def locate(site: Site, job_id: str, name: str | None = None) -> Condor:
+    """The tools aimed at the schedd that has ``job_id`` (in its queue, else its history)."""
+    names = schedd_names(site, name)
+    if len(names) == 1:
+        return condor(site, names[0])
+    attrs = ["ClusterId", "ProcId"]
+    holders = {ad["ScheddName"] for ad in queue_ads(site, [job_id], attrs, True)}
+    if not holders:
+        holders = {ad["ScheddName"] for ad in queue_ads(site, [job_id], attrs, True, history=True)}
+    if len(holders) > 1:
+        raise CliError(
+            f"job {job_id} is on several schedds ({', '.join(sorted(holders))}): "
+            "pick one with --name",
+            USAGE,
+        )
+    if not holders:
+        raise CliError(f"job {job_id} not found on any schedd")
+    return condor(site, holders.pop())
+
+
+def _explain(err: CondorError) -> str:
+    """HTCondor's error, and what to do when a notebook job has no credential."""
+    if isinstance(err, NotAuthorized) and os.environ.get("_CONDOR_JOB_AD"):
+        if not os.environ.get("_CONDOR_SEC_TOKEN_DIRECTORY"):
+            return (
+                f"{err}\nThe pool does not know this job's identity: submitting and "
+                "querying from a notebook needs a token for the job, which the site gives "
+                "by setting notebook.submit_token = true in its site file."
+            )
+        return f"{err}\nThe job's HTCondor token was refused (expired, or not this pool's)."
+    return str(err)
 
 
 def run(coroutine: Awaitable[T]) -> T:
@@ -45,7 +141,7 @@ def run(coroutine: Awaitable[T]) -> T:
     except JobNotFound as err:
         raise CliError(f"job {', '.join(err.job_ids)} not found") from None
     except CondorError as err:
-        raise CliError(str(err)) from None
+        raise CliError(_explain(err)) from None
     except ValueError as err:  # malformed job ids
         raise CliError(str(err), USAGE) from None
 

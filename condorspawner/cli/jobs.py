@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from condorspawner.cli.context import condor, run, site
+from condorspawner.cli.context import locate, queue_ads, run, site
 from condorspawner.cli.display import DAG_ATTRS, STATUS, print_queue
 from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.condor import check_job_ids
@@ -44,7 +44,8 @@ def queue(args: Any) -> int:
     the_site = site()
     ids = _ids(args.job_ids)
     attrs = [] if args.json else [*QUEUE_ATTRS, *DAG_ATTRS]
-    ads = run(condor(the_site).q(ids, attributes=attrs, all_users=args.all))
+    attrs = [*attrs, "GlobalJobId"] if attrs else attrs
+    ads = queue_ads(the_site, ids, attrs, args.all, args.name)  # every schedd, ScheddName in each
     if args.json:
         print(json.dumps(ads, indent=1))
         return 0
@@ -55,10 +56,10 @@ def queue(args: Any) -> int:
 
 def act(args: Any) -> int:
     the_site = site()
-    tools = condor(the_site)
-    method = {"hold": tools.hold, "release": tools.release, "rm": tools.rm}[args.command]
-    out = run(method(_ids(args.job_ids), reason=args.reason))
-    print(out, end="")
+    for job_id in _ids(args.job_ids):
+        tools = locate(the_site, job_id, args.name)
+        method = {"hold": tools.hold, "release": tools.release, "rm": tools.rm}[args.command]
+        print(run(method([job_id], reason=args.reason)), end="")
     return 0
 
 
@@ -78,7 +79,7 @@ def logs(args: Any) -> int:
     if "." not in job_id:
         job_id += ".0"
     the_site = site()
-    tools = condor(the_site)
+    tools = locate(the_site, job_id, args.name)
     ad, in_queue = _job_ad(tools, job_id)
     if args.events:
         path = ad.get("UserLog")

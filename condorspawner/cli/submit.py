@@ -16,6 +16,7 @@ from condorspawner.cli.display import WaitView, print_outputs
 from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.render import BatchPayload, Renderer
 from condorspawner.request import RequestError
+from condorspawner.schedds import submit_somewhere
 
 _DIR_NAME = re.compile(r"^[A-Za-z0-9._-]+\Z")
 HELD, DONE_STATES = 5, (3, 4)
@@ -88,14 +89,20 @@ def submit(args: Any) -> int:
             print(f"# condorsub --dry-run: files in {directory}")
             print(job.submit, end="")
         return 0
-    result = run(condor(the_site).submit(str(submit_file), cwd=str(directory)))
+    schedd, result = run(
+        submit_somewhere(
+            condor(the_site, args.schedd),
+            lambda tools: tools.submit(str(submit_file), cwd=str(directory)),
+            chosen=args.schedd,
+        )
+    )
     names = outputs(result.job_ids)
     if not args.json:
         print("\n".join(result.job_ids), flush=True)
         print_outputs(directory, names, brief=args.wait)
     codes: dict[str, int] = {}
     if args.wait:
-        codes = follow(the_site, result.cluster, len(result.job_ids), quiet=args.json)
+        codes = follow(the_site, result.cluster, len(result.job_ids), args.json, schedd)
         if not args.json:
             print_outputs(directory, names, codes=codes)
     if args.json:
@@ -109,6 +116,8 @@ def submit(args: Any) -> int:
             },
             "log": str(directory / f"job.{result.cluster}.log"),
         }
+        if schedd:
+            out["schedd"] = schedd
         if args.wait:
             out["exit_codes"] = codes
         print(json.dumps(out))
@@ -126,11 +135,13 @@ def worst(codes: dict[str, int]) -> int:
     return min(max(codes.values()), 255)
 
 
-def follow(the_site: Any, cluster: int, total: int, quiet: bool = False) -> dict[str, int]:
+def follow(
+    the_site: Any, cluster: int, total: int, quiet: bool = False, schedd: str | None = None
+) -> dict[str, int]:
     """Follow a cluster until every job has left the queue (or is held); their exit codes."""
     view = WaitView(cluster, total, quiet=quiet)
     try:
-        return asyncio.run(_follow(condor(the_site), cluster, total, view))
+        return asyncio.run(_follow(condor(the_site, schedd), cluster, total, view))
     finally:
         view.close()
 

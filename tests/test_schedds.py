@@ -1,0 +1,221 @@
+"""Several schedds: the choice by load, the per-schedd watchers, condorsub over all of them,
+and the job's token in the private file (unit tests and localpool with two schedds)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import stat
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from condorspawner.condor import Condor, ScheddUnavailable
+from condorspawner.protocol import JobSecret, ProtocolError, Rendezvous
+from condorspawner.schedds import NoSchedd, ScheddChooser, load, submit_somewhere
+from condorspawner.site import Pool, SiteError, load_site
+from condorspawner.watcher import QueueWatcher
+
+HOST = socket.gethostname().split(".")[0] or "localhost"
+S1, S2 = f"schedd1@{HOST}", f"schedd2@{HOST}"
+
+
+def FakeCondor(ads, pool=None) -> Condor:
+    """A Condor whose condor_status -schedd answers ``ads`` (and counts its calls)."""
+    tools = Condor(pool or Pool(schedds=("a", "b", "c")))
+    tools.calls = 0
+
+    async def schedd_ads(constraint=None):
+        tools.calls += 1
+        return [dict(ad) for ad in ads]
+
+    tools.schedd_ads = schedd_ads
+    return tools
+
+
+def ad(name, running, idle):
+    return {"Name": name, "TotalRunningJobs": running, "TotalIdleJobs": idle}
+
+
+def test_least_loaded_wins_ties_at_random_and_the_silent_are_left_out():
+    fake = FakeCondor([ad("a", 5, 5), ad("b", 2, 1), ad("c", 0, 3), ad("z", 0, 0)])
+    chooser = ScheddChooser(fake, ttl=60)
+    picks = Counter(asyncio.run(chooser.choose()) for _ in range(60))
+    assert set(picks) == {"b", "c"} and min(picks.values()) > 5  # a tie: both, at random
+    assert "z" not in picks  # not one of the site's schedds
+    assert fake.calls == 1  # the status query is cached
+    assert asyncio.run(chooser.choose(failing=["b"])) == "c"
+    chooser.mark_down("c")
+    assert asyncio.run(chooser.choose(failing=["b"])) == "a"
+    with pytest.raises(NoSchedd, match="no schedd answers"):
+        asyncio.run(chooser.choose(failing=["a", "b"]))
+    assert load(ad("x", 3, 4)) == 7
+
+
+def test_a_submission_a_schedd_refuses_goes_to_the_next():
+    fake = FakeCondor([ad("a", 0, 0), ad("b", 9, 9)], Pool(schedds=("a", "b")))
+    ScheddChooser._instances.clear()
+    tried = []
+
+    async def submit(tools):
+        tried.append(tools.pool.schedd)
+        if tools.pool.schedd == "a":
+            raise ScheddUnavailable(["condor_submit"], 1, "CEDAR:6001:Failed to connect to <x>")
+        return "ok"
+
+    assert asyncio.run(submit_somewhere(fake, submit)) == ("b", "ok")
+    assert tried == ["a", "b"]
+    single = Condor(Pool(schedd="only"))
+    assert asyncio.run(submit_somewhere(single, submit)) == (None, "ok")
+
+
+def test_site_file_lists_schedds_or_a_constraint(tmp_path, monkeypatch):
+    def site(text):
+        path = tmp_path / "site.toml"
+        path.write_text(text)
+        return load_site(str(path))
+
+    got = site('[pool]\nschedds = ["s1@h", "s2@h"]\n[notebook]\nsubmit_token = true\n')
+    assert got.pool.schedds == ("s1@h", "s2@h") and got.notebook.submit_token
+    assert site('[pool]\nschedd_constraint = "IsAnalysis =?= true"\n').pool.schedd_constraint
+    assert site("[pool]\n").notebook.submit_token is False  # off by default
+    with pytest.raises(SiteError, match="give one of"):
+        site('[pool]\nschedd = "a"\nschedds = ["b"]\n')
+    with pytest.raises(SiteError, match=r"notebook\.submit_token"):
+        site('[notebook]\nsubmit_token = "yes"\n')
+    assert Condor(Pool(schedd="x")).for_schedd("y").command("condor_q", [])[1:3] == ["-name", "y"]
+
+
+def test_the_token_travels_only_in_the_private_file(tmp_path):
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+    secret = JobSecret(env={}, rendezvous=Rendezvous.new(), token=token)
+    assert JobSecret.loads(secret.dumps()).token == token
+    assert "token" not in json.loads(JobSecret(env={}, rendezvous=Rendezvous.new()).dumps())
+    bad = json.loads(secret.dumps())
+    bad["token"] = "not a token\nX=1"
+    with pytest.raises(ProtocolError):
+        JobSecret.loads(json.dumps(bad))
+    from condorspawner.launcher import token_directory
+
+    env = token_directory(tmp_path, token)
+    folder = tmp_path / "tokens.d"
+    assert env == {"_CONDOR_SEC_TOKEN_DIRECTORY": str(folder)}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "notebook").stat().st_mode) == 0o600
+    assert (folder / "notebook").read_text() == token + "\n"
+    assert token_directory(tmp_path, None) == {}
+
+
+# --- on localpool with two schedds ---------------------------------------------------
+
+
+def site_file(pool, tmp_path) -> str:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        f'[pool]\nschedds = ["{S1}", "{S2}"]\nbin_dir = "{pool.bin}"\n'
+        '[[containers.os]]\nname = "Rocky9"\nlabel = "Rocky 9"\nimage = "/x.sif"\n'
+        "default = true\n"
+    )
+    return str(path)
+
+
+def test_batch_jobs_spread_by_load_and_a_stopped_schedd_counts_as_unknown(pool, tmp_path):
+    pool.restart("--schedds", "2", "--cpus", "1")
+    site = load_site(site_file(pool, tmp_path))
+    condor = Condor(site.pool)
+    ScheddChooser._instances.clear()
+    (pool.submit_dir / "s.sub").write_text("executable = /bin/sleep\narguments = 600\nqueue\n")
+
+    async def spread(n: int) -> Counter:
+        chooser = ScheddChooser.shared(condor)
+        chooser.ttl = 0  # every choice sees the last submission
+        where = Counter()
+        for _ in range(n):
+            name, _ = await submit_somewhere(
+                condor, lambda t: t.submit("s.sub", cwd=str(pool.submit_dir))
+            )
+            where[name] += 1
+        return where
+
+    split = asyncio.run(spread(20))
+    print(f"20 batch jobs over two schedds: {dict(split)}")
+    assert split == {S1: 10, S2: 10}
+
+    env = {**pool.env}
+    off = pool.localpool("schedd-off", "schedd2")
+    assert off.returncode == 0
+    q1 = asyncio.run(condor.for_schedd(S1).q(all_users=True))
+    assert len(q1) == 10
+    with pytest.raises(ScheddUnavailable):
+        asyncio.run(condor.for_schedd(S2).q(all_users=True))
+    ScheddChooser._instances.clear()
+    after = asyncio.run(spread(4))
+    assert after == {S1: 4}  # schedd2 (the less loaded now) does not answer: never chosen
+    # condorsub q covers every schedd that answers and names the one that does not
+    env["CONDORSPAWNER_SITE"] = site_file(pool, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "condorspawner.cli", "q", "--json", "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    ads = json.loads(result.stdout)
+    assert {a["ScheddName"] for a in ads} == {S1} and len(ads) == 14
+    assert f"schedd {S2} does not answer" in result.stderr
+    pool.localpool("schedd-on", "schedd2")
+    both = subprocess.run(
+        [sys.executable, "-m", "condorspawner.cli", "q", "--json", "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert Counter(a["ScheddName"] for a in json.loads(both.stdout)) == {S1: 14, S2: 10}
+    one = subprocess.run(
+        [sys.executable, "-m", "condorspawner.cli", "q", "--json", "--all", "--name", S2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert {a["ScheddName"] for a in json.loads(one.stdout)} == {S2}
+
+
+def test_one_watcher_per_schedd_one_down_makes_only_its_jobs_unknown(pool, tmp_path):
+    pool.restart("--schedds", "2")
+    site = load_site(site_file(pool, tmp_path))
+    condor = Condor(site.pool)
+    marked = 'executable = /bin/sleep\narguments = 600\nMY.CondorSpawnerHub = "hub-w"\nqueue\n'
+    (pool.submit_dir / "m.sub").write_text(marked)
+    for name in (S1, S2):
+        assert pool.run("condor_submit", "-name", name, "m.sub").returncode == 0
+
+    async def scenario() -> dict:
+        QueueWatcher._instances.clear()
+        w1 = QueueWatcher.shared(condor.for_schedd(S1), "hub-w", interval=0.2)
+        w2 = QueueWatcher.shared(condor.for_schedd(S2), "hub-w", interval=0.2)
+        j1, j2 = w1.watch("1.0"), w2.watch("1.0")
+        await asyncio.sleep(1.0)
+        before = (j1.status, j2.status, w1.queries, w2.queries)
+        pool.localpool("schedd-off", "schedd2")
+        await asyncio.sleep(1.0)
+        failing = QueueWatcher.failing("", "hub-w")
+        after = (j1.status, j2.status, j2.gone, w2.last_error is not None, w1.last_error)
+        await w1.stop()
+        await w2.stop()
+        return {"before": before, "after": after, "failing": failing}
+
+    got = asyncio.run(scenario())
+    assert got["before"][:2] == (2, 2) and got["before"][2] >= 2 and got["before"][3] >= 2
+    # schedd2's job: its last known state kept (unknown, not gone); schedd1's followed on
+    assert got["after"] == (2, 2, False, True, None)
+    assert got["failing"] == {S2}
+    pool.localpool("schedd-on", "schedd2")
