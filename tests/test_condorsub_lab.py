@@ -200,3 +200,22 @@ def test_a_held_lab_job_ends_the_session_with_its_reason_and_the_work_home(pool,
     assert "Traceback" not in lab.stderr
     assert pool.run("condor_q", "-json", lab.job).stdout.strip() == ""
     assert (pool.submit_dir / "jupyter-lab" / "draft.txt").read_text() == "before the hold\n"
+
+
+def test_a_lab_no_slot_fits_is_removed_at_the_sites_start_timeout(pool, tmp_path):
+    result = subprocess.run(
+        [CONDORSUB, "lab", "--requirements", 'TARGET.Arch == "SPARC"'],
+        cwd=pool.submit_dir,
+        env=site_env(tmp_path, pool.env),  # start_timeout 10 s
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    job = re.search(r"job (\d+\.\d+)", result.stderr).group(1)
+    assert "was still waiting after 10 s" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""  # no URL
+    assert pool.run("condor_q", "-json", job).stdout.strip() == ""
+    submit_dir = next((pool.submit_dir / "condorsub-jobs").iterdir())
+    assert not (submit_dir / SECRET_FILE).exists()

@@ -44,7 +44,7 @@ from condorspawner.render import RenderedJob
 from condorspawner.request import RequestError
 from condorspawner.site import Site
 from condorspawner.userfiles import UserFiles, UserFilesError
-from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, QueueWatcher
+from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, JobState, QueueWatcher
 
 WORK_DIR = "jupyter-lab"
 STOP_TIMEOUT = 60.0  # as the spawner's stop_timeout: the work directory's way home
@@ -142,7 +142,11 @@ class LabSession:
             await write_job_files(self.files, self.paths, self.job, self.secret.dumps())
         except UserFilesError as err:
             raise CliError(f"cannot write the job's files: {err}") from None
-        self.job_id = await self._submit()
+        try:
+            self.job_id = await self._submit()
+        except CliError:
+            await self._tidy()  # no job: its private file goes at once
+            raise
         try:
             code = await self._session(open_browser)
         except CliError as err:  # said before the job's end is
@@ -250,6 +254,18 @@ class LabSession:
         when it is held or ends, or waits in the queue past the site's start timeout."""
         assert self.watcher is not None and self.job_id is not None
         state = self.watcher.watch(self.job_id, pending=pending)
+        try:
+            return await self._follow_state(state, done, task)
+        finally:
+            if pending:
+                self.watcher.settle(self.job_id)  # the queue at the normal interval again
+
+    async def _follow_state(
+        self,
+        state: JobState,
+        done: Callable[[dict[str, Any]], bool],
+        task: asyncio.Task[Any] | None,
+    ) -> dict[str, Any] | None:
         loop = asyncio.get_running_loop()
         idle_limit = loop.time() + self.site.notebook.start_timeout
         said = None
@@ -282,8 +298,6 @@ class LabSession:
             )
             for waiting in waits:
                 waiting.cancel()
-        if pending:
-            self.watcher.settle(self.job_id)
         return None
 
     def _ended(self, ad: dict[str, Any]) -> str:
