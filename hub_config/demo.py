@@ -59,6 +59,8 @@ image = "/containers/debian12.sif"
 work_directory = "{work_directory}"
 start_timeout = "{start_timeout}"
 grace_period = "1m"
+# an IDTOKEN for each notebook job: condorsub in its terminals submits as the user
+submit_token = true
 """
 
 
