@@ -2,20 +2,26 @@
 
 The demo runs as a site runs the hub (root, sudo, one Unix account per user).
 Two users log in from two browser contexts; a name that cannot be an account is
-refused with a message. The first sees the form with the site's limits and
-container labels, chooses Debian 12 and 2 CPUs, watches the progress page (job
-id, "running on"), lands in JupyterLab, and runs a cell that prints the
-container OS and OMP_NUM_THREADS; the second spawns with the defaults. Each
-job runs as its own account ``demo-<name>`` (its Owner, and ``ps`` of its
-processes). The first stops the server from the hub's home page: the job
-leaves the queue and the home page offers Start again. Ctrl-C of the demo keeps
-the accounts; ``--clean`` removes them. Screenshots go to test-artifacts/.
+refused with a message. The first reads the form (limits, each OS's
+description), makes a mistake (the page says which, cleanly, and keeps the other
+values), chooses Debian 12 and 2 CPUs, watches the progress page tell each
+phase in order, lands in JupyterLab, runs a cell that prints the container OS
+and OMP_NUM_THREADS, and in a JupyterLab terminal runs ``condorsub submit
+--wait`` and ``condorsub q``; the second spawns with the defaults. Each job runs
+as its own account ``demo-<name>`` (its Owner, and ``ps`` of its processes).
+The first stops the server from the hub's home page: the job leaves the queue,
+the home page offers Start again, and the batch job's output is in the work
+directory that came back. Ctrl-C of the demo keeps the accounts; ``--clean``
+removes them. Screenshots of each step go to test-artifacts/.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -40,7 +46,8 @@ CELL = (
     'print("OS=" + re.search(r\'^ContainerOS = "(.*)"$\', ad, re.M).group(1), '
     '"THREADS=" + os.environ["OMP_NUM_THREADS"])'
 )
-FIRST, SECOND = "physicist", "chemist"
+# login names of this run's own: another run or a demo on this machine keeps its accounts
+FIRST, SECOND = f"physicist{secrets.token_hex(2)}", f"chemist{secrets.token_hex(2)}"
 ACCOUNTS = [f"demo-{FIRST}", f"demo-{SECOND}"]
 
 
@@ -117,16 +124,40 @@ def processes_of(account: str) -> list[tuple[str, str]]:
 
 
 def singleuser_owners() -> set[str]:
-    """Users running a notebook server (jupyterhub-singleuser) for a demo account, machine-wide."""
+    """This test's accounts that run a notebook server (jupyterhub-singleuser)."""
     out = subprocess.run(
         ["ps", "-ww", "-eo", "user:32=,args="], capture_output=True, text=True, timeout=30
     ).stdout
     users = set()
     for line in out.splitlines():
         user, _, args = line.strip().partition(" ")
-        if "jupyterhub-singleuser" in args and user.startswith("demo-"):
+        if "jupyterhub-singleuser" in args and user in ACCOUNTS:
             users.add(user)
     return users
+
+
+# The spawn page's event log, kept in the tab's sessionStorage: it outlives the
+# page, which JupyterLab replaces once the server is ready.
+RECORD_PROGRESS = """
+if (location.pathname.includes("/spawn-pending/")) {
+  new MutationObserver(() => {
+    const events = [...document.querySelectorAll(".progress-log-event")].map(e => e.textContent);
+    sessionStorage.setItem("cs-progress", JSON.stringify(events));
+  }).observe(document, {childList: true, subtree: true});
+}
+"""
+
+
+def read_terminals_as_text(account: str) -> None:
+    """xterm draws on a canvas; its screen-reader mode keeps the screen's text in the page
+    too, where the test can read it (a JupyterLab user setting, in the account's home)."""
+    entry = pwd.getpwnam(account)
+    folder = Path(entry.pw_dir) / ".jupyter/lab/user-settings/@jupyterlab/terminal-extension"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plugin.jupyterlab-settings").write_text('{"screenReaderMode": true}\n')
+    for path in [folder, *folder.parents][:5]:  # up to and with .jupyter
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chown(folder / "plugin.jupyterlab-settings", entry.pw_uid, entry.pw_gid)
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -172,15 +203,31 @@ def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
             other.screenshot(path=str(ARTIFACTS / "0-refused-name.png"))
             assert demo.accounts() == []
 
+            page.context.add_init_script(RECORD_PROGRESS)
             login(page, url, FIRST)
             page.wait_for_selector("#cs-container")
+            read_terminals_as_text(ACCOUNTS[0])
             form_text = page.inner_text("form")
             assert "CPUs (1 to 4)" in form_text and "Memory (128MB to 4GB)" in form_text
+            # each OS with its description, each limit with what it means
+            assert "Debian's stable release" in form_text, form_text
+            assert "The most memory your server" in form_text, form_text
             labels = page.locator("#cs-container option").all_inner_texts()
             assert labels == ["Rocky Linux 9", "Debian 12"]
             page.select_option("#cs-container", "Debian12")
             page.fill("#cs-cpus", "2")
             page.screenshot(path=str(ARTIFACTS / "1-form.png"))
+            # a mistake: the form comes back saying what is wrong, the other values kept
+            page.fill("#cs-memory", "lots")
+            page.click("form [type=submit]")
+            error = page.locator(".spawn-error-msg")
+            expect(error).to_contain_text("memory")
+            assert "HTTP 400" not in error.inner_text(), error.inner_text()
+            assert page.input_value("#cs-cpus") == "2"
+            assert page.input_value("#cs-container") == "Debian12"
+            assert page.input_value("#cs-memory") == "lots"
+            page.screenshot(path=str(ARTIFACTS / "2-form-error.png"))
+            page.fill("#cs-memory", "1GB")
             page.click("form [type=submit]")
 
             # the form's POST navigates to the progress page: no body while it loads
@@ -189,9 +236,8 @@ def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
                 "() => document.body && /running on slot1_/.test(document.body.textContent)",
                 timeout=120_000,
             )
-            progress = page.content()
-            assert "Submitted as HTCondor job" in progress
-            page.screenshot(path=str(ARTIFACTS / "2-progress.png"))
+            page.evaluate("document.getElementById('progress-details').open = true")
+            page.screenshot(path=str(ARTIFACTS / "3-progress.png"))
 
             login(other, url, SECOND)
             other.wait_for_selector("#cs-container")
@@ -200,7 +246,7 @@ def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
             page.wait_for_url(f"**/user/demo-{FIRST}/lab**", timeout=180_000)
             other.wait_for_url(f"**/user/demo-{SECOND}/lab**", timeout=180_000)
             other.wait_for_selector(".jp-LabShell", timeout=120_000)
-            other.screenshot(path=str(ARTIFACTS / "5-second-user.png"))
+            other.screenshot(path=str(ARTIFACTS / "6-second-user.png"))
             other.goto(f"{url}/hub/home")  # one JupyterLab in the browser is enough
 
             # each login is a real account, recorded for --clean, with a home in /home
@@ -221,6 +267,18 @@ def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
             # machine-wide, the demo's notebook servers run as exactly these accounts
             assert singleuser_owners() == set(ACCOUNTS)
 
+            # the progress page told each phase, in order
+            told = json.loads(page.evaluate("sessionStorage.getItem('cs-progress')") or "[]")
+            phases = [
+                "Submitted as HTCondor job",
+                "running on slot1_",
+                "Opening the tunnel",
+                "Tunnel open to job",
+                "The notebook server answers through the tunnel",
+            ]
+            where = [next((i for i, m in enumerate(told) if p in m), None) for p in phases]
+            assert None not in where and where == sorted(where), (where, told)
+
             page.locator(".jp-LauncherCard[title*='Python 3']").first.click()
             # the kernel starts in the job: run the cell once it is idle
             expect(page.locator(".jp-StatusBar-Widget", has_text="| Idle").first).to_be_visible(
@@ -232,7 +290,25 @@ def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
             page.keyboard.press("Shift+Enter")
             output = page.locator(".jp-OutputArea-output").first
             expect(output).to_contain_text("OS=Debian12 THREADS=2", timeout=60_000)
-            page.screenshot(path=str(ARTIFACTS / "3-jupyterlab.png"))
+            page.screenshot(path=str(ARTIFACTS / "4-jupyterlab.png"))
+
+            # a JupyterLab terminal is the batch environment: condorsub, in the work directory
+            page.click("#jp-MainMenu .lm-MenuBar-item:has-text('File')")
+            page.hover(".lm-Menu-item:has-text('New')")
+            page.click(".lm-Menu-item[data-command='terminal:create-new']")
+            screen = page.locator(".jp-Terminal .xterm-accessibility-tree").last
+            expect(screen).to_be_attached(timeout=60_000)
+            page.locator(".jp-Terminal").last.click()
+            page.keyboard.type("condorsub submit --wait /bin/echo hello\n")
+            # on a terminal: a live bar, then a table of each job's exit code and files
+            expect(screen).to_contain_text("1 done", timeout=120_000)
+            expect(screen).to_contain_text(re.compile(r"\d+\.0\s+0\s+job\.\d+\.0\.out"))
+            page.keyboard.type("cat condorsub-jobs/*/job.*.out; condorsub q\n")
+            expect(screen).to_contain_text("Debian12", timeout=60_000)
+            text = screen.inner_text()
+            assert "hello" in text and "condorsub-jobs/" in text, text
+            assert "not found" not in text, text
+            page.screenshot(path=str(ARTIFACTS / "5-terminal.png"))
 
             page.goto(f"{url}/hub/home")
             page.click("#stop")
@@ -252,7 +328,11 @@ def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):
 
             wait_until(home_offers_start, 60, "the home page still shows the Stop button")
             expect(page.locator("#start")).to_have_text("Start My Server")
-            page.screenshot(path=str(ARTIFACTS / "4-stopped.png"))
+            page.screenshot(path=str(ARTIFACTS / "7-stopped.png"))
+            # the batch job's output came home with the work directory
+            work = Path(pwd.getpwnam(ACCOUNTS[0]).pw_dir) / "jupyter"
+            outputs = list(work.glob("condorsub-jobs/*/job.*.out"))
+            assert [o.read_text() for o in outputs] == ["hello\n"], list(work.rglob("*"))
             # the other user's job is untouched
             assert job_of(demo, ACCOUNTS[1])["status"] == "2"
         finally:
