@@ -7,7 +7,10 @@ random. A schedd never gets a new job when it does not answer: when the
 collector has no ad for it, when this process's last query of it failed
 (the queue watchers report that), or when a submission to it just failed
 (it is then left out for a while). The status query is cached for a few
-seconds (one ``condor_status`` per interval, however many spawns). A job
+seconds (one ``condor_status`` per interval, however many spawns); the jobs
+this process sent to each schedd since that answer count in its load, so a
+burst of spawns is spread instead of all going to the schedd that was least
+loaded when the collector was asked. A job
 stays with its schedd for life: the spawner keeps the name in its state and
 names it (``-name``) on every command.
 """
@@ -55,6 +58,7 @@ class ScheddChooser:
         self.down: dict[str, float] = {}  # name -> monotonic time until it counts again
         self.queries = 0  # condor_status calls (tests, benchmarks)
         self._ads: list[dict[str, Any]] = []
+        self._sent: dict[str, int] = {}  # jobs sent to each schedd since the last answer
         self._fetched = -1e9
         self._lock = asyncio.Lock()
 
@@ -80,6 +84,7 @@ class ScheddChooser:
                 self.queries += 1
                 self._ads = await self.condor.schedd_ads(self.constraint())
                 self._fetched = time.monotonic()
+                self._sent = {}
             return list(self._ads)
 
     def mark_down(self, name: str, seconds: float = DOWN_FOR) -> None:
@@ -102,8 +107,11 @@ class ScheddChooser:
         if not usable:
             known = ", ".join(sorted(by_name)) or "none listed by the collector"
             raise NoSchedd(f"no schedd answers (schedds: {known})")
-        least = min(load(by_name[n]) for n in usable)
-        return random.choice([n for n in usable if load(by_name[n]) == least])  # noqa: S311
+        loads = {n: load(by_name[n]) + self._sent.get(n, 0) for n in usable}
+        least = min(loads.values())
+        name = random.choice([n for n in usable if loads[n] == least])  # noqa: S311
+        self._sent[name] = self._sent.get(name, 0) + 1  # counted until the next answer
+        return name
 
 
 def _quote(text: str) -> str:
