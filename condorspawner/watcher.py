@@ -130,6 +130,12 @@ class QueueWatcher:
             return True
 
     @property
+    def _where(self) -> str:
+        """For the log: which schedd did not answer (a site with several names it)."""
+        schedd = getattr(getattr(self.condor, "pool", None), "schedd", "")
+        return f" -name {schedd}" if schedd else ""
+
+    @property
     def constraint(self) -> str:
         import classad2
 
@@ -199,7 +205,9 @@ class QueueWatcher:
             )
         except CondorError as err:
             self.last_error = str(err)
-            log.warning("condor_q failed (job states unknown until it answers): %s", err)
+            log.warning(
+                "condor_q%s failed (job states unknown until it answers): %s", self._where, err
+            )
             return
         now = time.monotonic()
         self.last_error = None
@@ -232,7 +240,7 @@ class QueueWatcher:
             )
         except CondorError as err:
             self.last_error = str(err)
-            log.warning("condor_history failed (job states unknown): %s", err)
+            log.warning("condor_history%s failed (job states unknown): %s", self._where, err)
             return
         found = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in ads}
         now = time.monotonic()

@@ -157,7 +157,7 @@ def system_pool(request, unix_users, public_tmp):
     """localpool installed under a prefix and started as root; ``run(..., user=NAME)``.
 
     Parametrise with ``@pytest.mark.parametrize("system_pool", ["shared"], indirect=True)``
-    (default ``isolated``); a dict param may also name ``emulate``.
+    (default ``isolated``); a dict param may also name ``emulate``, ``schedds``, ``start_options``.
     """
     param = getattr(request, "param", "isolated")
     options = param if isinstance(param, dict) else {"network": param}

@@ -423,10 +423,16 @@ class SystemPool(QueueLooks):
     """
 
     def __init__(
-        self, base: Path, network: str = "isolated", emulate: str | None = None, schedds: int = 1
+        self,
+        base: Path,
+        network: str = "isolated",
+        emulate: str | None = None,
+        schedds: int = 1,
+        start_options: tuple[str, ...] = (),
     ):
         self.base = base
         self.schedds = schedds
+        self.start_options = start_options  # more for ``localpool start`` (--cpus 40 ...)
         self.root = base / "pool"
         self.prefix = base / "install"
         self.bin = self.prefix / "bin"
@@ -448,6 +454,7 @@ class SystemPool(QueueLooks):
     def start(self) -> None:
         extra = ["--emulate", self.emulate] if self.emulate else []
         extra += ["--schedds", str(self.schedds)] if self.schedds > 1 else []
+        extra += list(self.start_options)
         started = self.localpool(
             "start",
             "--network",
