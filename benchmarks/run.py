@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import cli_bench, compare, faults, localpool_bench, throughput
+from benchmarks import cli_bench, compare, faults, localpool_bench, throughput, watcher_bench
 
 
 def row(name: str, values: list[float] | float, target: str, unit: str = "") -> dict:
@@ -116,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     if not q:
         for name, value in faults.run(sessions=5, outage=60).items():
             rows.append(row(f"faults: {name}", value, "0" if "lost" in name else ""))
+    # P2 with several schedds: one condor_q per schedd per interval, however many sessions
+    w = watcher_bench.run(sessions=20 if q else 100, window=8 if q else 20, interval=1 if q else 2)
+    rows += [
+        row(f"P2 condor_q per interval, watcher, {n} schedd{'s' * (n > 1)}", w[n], f"<= {n}")
+        for n in (1, 2)
+    ]
     # P5 and localpool's own figures
     cli = cli_bench.measure(5 if q else 20)
     rows += [

@@ -83,12 +83,8 @@ async def measure(root: Path, schedds: list[str], per: int, window: float, inter
     return calls / (window / interval)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=100)
-    parser.add_argument("--window", type=float, default=20.0)
-    parser.add_argument("--interval", type=float, default=2.0)
-    args = parser.parse_args()
+def run(sessions: int = 100, window: float = 20.0, interval: float = 2.0) -> dict[int, float]:
+    """condor_q calls per interval, by number of schedds (1 and 2), ``sessions`` jobs each."""
     work = Path(tempfile.mkdtemp(prefix="watcher-bench-"))
     root = work / "pool"
     results = {}
@@ -97,20 +93,26 @@ def main() -> int:
             localpool(root, "stop", "--remove-jobs")
             localpool(root, "start", "--schedds", str(count), "--cpus", "1", "--memory", "1GB")
             schedds = names(root)
-            per = args.sessions // count
+            per = sessions // count
             for name in schedds:
                 submit(root, name, per, work)
-            results[count] = asyncio.run(measure(root, schedds, per, args.window, args.interval))
+            results[count] = asyncio.run(measure(root, schedds, per, window, interval))
     finally:
         localpool(root, "stop", "--remove-jobs")
         shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--interval", type=float, default=2.0)
+    args = parser.parse_args()
+    results = run(args.sessions, args.window, args.interval)
     print(
-        f"condor_q calls per interval with 1 schedd and {args.sessions} sessions: "
-        f"{results[1]:.2f} (target 1)"
-    )
-    print(
-        f"condor_q calls per interval with 2 schedds and {args.sessions} sessions: "
-        f"{results[2]:.2f} (target 2, one per schedd)"
+        f"condor_q calls per interval with {args.sessions} sessions: "
+        f"1 schedd {results[1]:.2f} (target 1) | 2 schedds {results[2]:.2f} (target 2)"
     )
     return 0
 
