@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from condorspawner.protocol import SECRET_FILE, JobSecret
 from proxy_tunnel.procs import alive, descendants
 from tests.harness import site_for_tests
@@ -202,6 +204,7 @@ def test_a_held_lab_job_ends_the_session_with_its_reason_and_the_work_home(pool,
     assert (pool.submit_dir / "jupyter-lab" / "draft.txt").read_text() == "before the hold\n"
 
 
+@pytest.mark.slow  # waits out the start timeout
 def test_a_lab_no_slot_fits_is_removed_at_the_sites_start_timeout(pool, tmp_path):
     result = subprocess.run(
         [CONDORSUB, "lab", "--requirements", 'TARGET.Arch == "SPARC"'],
