@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -67,7 +68,12 @@ def test_each_schedd_has_its_own_ids_queue_and_header(two):
         == "All jobs in cluster 2 have been marked for removal\n"
     )
     two.wait_for("1.0", lambda a: a["JobStatus"] == 2)
-    gone = two.run("condor_history", "-name", S2, "-af", "ClusterId", "JobStatus")
+    deadline = time.monotonic() + 30  # the removal reaches the history when the schedd acts
+    while time.monotonic() < deadline:
+        gone = two.run("condor_history", "-name", S2, "-af", "ClusterId", "JobStatus")
+        if gone.stdout.strip():
+            break
+        time.sleep(0.2)
     assert gone.returncode == 0 and gone.stdout.split() == ["2", "3"]
     assert two.run("condor_history", "-af", "ClusterId").stdout == ""
 

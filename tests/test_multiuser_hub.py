@@ -65,14 +65,21 @@ def owner_of(path: Path) -> str:
     return pwd.getpwuid(path.lstat().st_uid).pw_name
 
 
-def server_process_users() -> dict[str, set[str]]:
-    """Who runs the launchers and notebook servers on this machine (ps)."""
+def server_process_users(pool) -> dict[str, set[str]]:
+    """Who runs the launchers and notebook servers of this pool's jobs (ps): those working
+    in the pool's directories, so another test run's jobs on the machine do not count."""
     out = subprocess.run(
-        ["ps", "-ww", "-eo", "user:32,args"], capture_output=True, text=True, check=True
+        ["ps", "-ww", "-eo", "user:32=,pid=,args="], capture_output=True, text=True, check=True
     ).stdout
     found = {}
     for line in out.splitlines():
-        user, _, args = line.strip().partition(" ")
+        user, pid, args = line.split(None, 2)
+        try:
+            cwd = Path(f"/proc/{pid}/cwd").resolve(strict=True)
+        except OSError:  # ended meanwhile
+            continue
+        if not cwd.is_relative_to(pool.base.resolve()):
+            continue
         for name in ("condorspawner.launcher", "jupyterhub-singleuser"):
             if name in args:
                 found.setdefault(name, set()).add(user)
@@ -98,7 +105,7 @@ def test_two_users_at_once_each_as_their_own_account(sudo_hub, system_pool, unix
         assert oct(secret.stat().st_mode & 0o777) == "0o600"
         assert owner_of(home / "jupyter") == user
     # the launcher and the notebook servers run as their users, and only as them
-    users = server_process_users()
+    users = server_process_users(system_pool)
     assert users["condorspawner.launcher"] == {alice, bob}, users
     assert users["jupyterhub-singleuser"] == {alice, bob}, users
     # alice can touch nothing of bob's: not his job, not his files
