@@ -141,7 +141,8 @@ class Tunnel:
     mark: str = ""
     owners: frozenset[int] | None = None  # who may listen on the local port (proof of ours)
     on_give_up: Callable[[str], Awaitable[None]] | None = None  # when the supervisor stops
-    # called once per start when the forward listens (ssh is in; the server may still start)
+    # called once, at the first start, when the forward listens (ssh is in; the server may
+    # still be starting); never at the supervisor's restarts
     on_listening: Callable[[], None] | None = None
     # writes the ssh_config text where the tunnel's ssh (as the user) reads it; returns the
     # path: the forwards (with the job's directory names) then stay off every command line
@@ -205,6 +206,7 @@ class Tunnel:
         """Start the forward and wait until it reaches the server in the job."""
         self._closing = False
         await self._open_until_ready(self.ready_timeout)
+        self.on_listening = None  # the supervisor's restarts are not starts
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _spawn(self) -> asyncio.subprocess.Process:

@@ -76,13 +76,16 @@ def ssh_children(tunnel: Tunnel) -> list[int]:
 
 async def test_forward_reverse_restart_and_close(pool, web_job, host_server):
     job, meeting = web_job
+    listening: list[float] = []
     tunnel = Tunnel(
         job,
         meeting.notebook_socket,
         fresh_reverse=lambda: (meeting.hub_socket(new_generation()), "127.0.0.1", host_server),
         env=pool.env,
+        on_listening=lambda: listening.append(time.monotonic()),
     )
     await tunnel.start()
+    assert len(listening) == 1  # the forward listened before the server answered
     try:
         body = await asyncio.to_thread(fetch, tunnel.local_port)
         assert body.startswith(b"in-job:") and b"/execute/dir_" in body
@@ -102,6 +105,8 @@ async def test_forward_reverse_restart_and_close(pool, web_job, host_server):
             await asyncio.sleep(0.1)
         assert time.monotonic() - killed < 5
         assert tunnel.restarts == 1 and not tunnel.failed
+        await asyncio.sleep(0.5)
+        assert len(listening) == 1  # a restart is not a start: nobody is told again
         assert (await asyncio.to_thread(fetch, tunnel.local_port)).startswith(b"in-job:")
     finally:
         keeper = tunnel._process.pid
