@@ -54,9 +54,12 @@ def dispatch(
 ) -> dict[str, Any]:
     op = message.get("op")
     if op == "tool":
+        from localpool.tokens import NETNS_ENV, peer_netns
         from localpool.tools import run
 
-        rc, more = run(message["argv"], store, caller, dict(message.get("env") or {}))
+        env = dict(message.get("env") or {})
+        env[NETNS_ENV] = peer_netns(conn)  # the pool's own look, not the client's word
+        rc, more = run(message["argv"], store, caller, env)
         return {"rc": rc, **more}
     if op == "ssh_info":
         from localpool.sshd import ssh_info

@@ -27,6 +27,8 @@ import json
 import os
 import re
 import secrets
+import socket
+import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -36,7 +38,7 @@ from localpool import privs
 from localpool.privs import Account
 from localpool.store import Store
 
-NETNS_ENV = "_LOCALPOOL_NETNS"  # the client's network namespace (localpool.client)
+NETNS_ENV = "_LOCALPOOL_NETNS"  # the caller's network namespace, set by the pool process
 TOKEN_DIR_ENV = "_CONDOR_SEC_TOKEN_DIRECTORY"  # noqa: S105 (a variable's name)
 KEY_NAME = "POOL"
 # LOCAL_CONFIG_DIR_EXCLUDE_REGEXP's default: the files a token directory skips
@@ -135,14 +137,30 @@ def _token_lines(folder: Path) -> list[tuple[Path, str]]:
     return found
 
 
+def peer_netns(conn: socket.socket) -> str:
+    """The caller's network namespace as the pool sees it (SO_PEERCRED pid ->
+    ``/proc/PID/ns/net``), never the client's word; "" when it cannot be read."""
+    pid, _uid, _gid = struct.unpack(
+        "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    )
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") if pid > 0 else ""
+    except OSError:
+        return ""
+
+
 def isolated(env: dict[str, str]) -> bool:
-    """Does the tool run in a network namespace other than the pool's (inside a job)?"""
-    theirs = env.get(NETNS_ENV)
+    """Does the tool run in a network namespace other than the pool's (inside a job)?
+
+    ``env[NETNS_ENV]`` is set by the pool process (:func:`peer_netns`); a caller
+    whose namespace it could not read counts as isolated (it needs a token).
+    """
+    theirs = env.get(NETNS_ENV, "")
     try:
         ours = os.readlink("/proc/self/ns/net")
     except OSError:
         return False
-    return bool(theirs) and theirs != ours
+    return theirs != ours
 
 
 def authenticate(tool: str, store: Store, caller: Account, env: dict[str, str]) -> Account:

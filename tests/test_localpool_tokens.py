@@ -178,6 +178,43 @@ def test_a_tool_in_an_isolated_job_needs_a_valid_token(pool, tmp_path):
     assert pool.ad(submitted)["Owner"] == ME  # the token's identity submitted it
 
 
+LYING_CLIENT = """\
+import sys
+path = sys.argv[1]
+source = open(path).read()
+assert "from localpool.client import main" in source
+source = source.replace(
+    "from localpool.client import main",
+    "import localpool.client as c\\nc._netns = lambda: {host_ns!r}\\nmain = c.main",
+)
+sys.argv = sys.argv[1:]
+exec(compile(source, path, "exec"))
+"""
+
+
+@ISOLATED
+def test_an_isolated_job_cannot_claim_the_pools_network(pool, tmp_path):
+    """The pool looks up the caller's namespace itself (SO_PEERCRED pid), not its word."""
+    from localpool.install import interpreter
+
+    host_ns = os.readlink("/proc/self/ns/net")
+    lie = tmp_path / "lie.py"
+    lie.write_text(LYING_CLIENT.format(host_ns=host_ns))
+    lie.chmod(0o644)
+    script = pool.submit_dir / "lie.sh"
+    script.write_text(
+        "#!/bin/sh\nexport _CONDOR_SEC_TOKEN_DIRECTORY=/nonexistent\n"
+        f'{interpreter()} -I {lie} "$_CONDOR_BIN/condor_q" -af ClusterId 2>&1; echo "rc=$?"\n'
+    )
+    script.chmod(0o755)
+    job = pool.submit("executable = lie.sh\noutput = lie.out\nqueue\n")
+    pool.wait_for(job, lambda a: a["JobStatus"] == 4, timeout=60)
+    addr = f"<127.0.0.1:9618?addrs=127.0.0.1-9618&alias={HOST}&noUDP&sock=schedd_localpool>"
+    assert (pool.submit_dir / "lie.out").read_text() == (
+        f"\n-- Failed to fetch ads from: {addr} : {HOST}\n{AUTH_FAILED}\nrc=1\n"
+    )
+
+
 def test_on_the_access_point_no_token_is_needed(pool):
     """Outside a job (and in a job sharing the host's network) the file system identifies."""
     assert pool.run("condor_q").returncode == 0
