@@ -116,6 +116,13 @@ class JobSecret:
     # condorsub in the job can submit and query on a pool without a shared file system
     token: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.hub_api not in HUB_API_MODES:
+            raise ProtocolError(f"hub_api must be one of {', '.join(HUB_API_MODES)}")
+        if self.hub_api == "none" and not self.env.get("JUPYTER_TOKEN"):
+            # no hub to authenticate the browser: the token is JupyterLab's only guard
+            raise ProtocolError('hub_api "none" needs a JUPYTER_TOKEN in the environment')
+
     def dumps(self) -> str:
         data = {
             "env": self.env,
@@ -141,7 +148,7 @@ class JobSecret:
             raise ProtocolError("the private file holds no environment")
         site = data.get("site")
         hub_api = data.get("hub_api", "tunnel")
-        if (site is not None and not isinstance(site, str)) or hub_api not in HUB_API_MODES:
+        if (site is not None and not isinstance(site, str)) or not isinstance(hub_api, str):
             raise ProtocolError("the private file's site or hub_api is malformed")
         token = data.get("token")
         if token is not None and (not isinstance(token, str) or not _TOKEN_RE.match(token)):

@@ -1,6 +1,7 @@
 """condorspawner-singleuser: the private file, the rendezvous directory, the hub relay."""
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -79,6 +80,22 @@ def test_the_private_file_is_read_once_and_checked(tmp_path):
     for bad in ('{"env": {"A": 1}, "rendezvous": {"nonce": "00"}}', "not json", "{}"):
         with pytest.raises(ProtocolError):
             JobSecret.loads(bad)
+
+
+def test_a_private_file_without_a_hub_must_carry_the_labs_token():
+    """hub_api "none" (condorsub lab): JupyterLab's only guard is JUPYTER_TOKEN; without it
+    the server would make a token nobody knows, or run open if configured so."""
+    meeting = Rendezvous.new()
+    lab = JobSecret(env={"JUPYTER_TOKEN": "t0k3n"}, rendezvous=meeting, hub_api="none")
+    assert JobSecret.loads(lab.dumps()).hub_api == "none"
+    for env in ({}, {"JUPYTER_TOKEN": ""}):
+        text = lab.dumps().replace('"JUPYTER_TOKEN": "t0k3n"', json.dumps(env)[1:-1])
+        with pytest.raises(ProtocolError, match="JUPYTER_TOKEN"):
+            JobSecret.loads(text)
+        with pytest.raises(ProtocolError, match="JUPYTER_TOKEN"):
+            JobSecret(env=env, rendezvous=meeting, hub_api="none")
+    with pytest.raises(ProtocolError, match="hub_api"):
+        JobSecret(env={}, rendezvous=meeting, hub_api="sideways")
 
 
 def test_a_rendezvous_directory_that_is_not_ours_is_refused(tmp_path):
