@@ -60,7 +60,6 @@ class Attachment:
     ready_timeout: float = 120.0
     on_give_up: Callable[[str], Awaitable[None]] | None = None
     config_writer: Callable[[str], Awaitable[str]] | None = None
-    on_listening: Callable[[], None] | None = None  # the forward is in; the server may start
     tunnel: Tunnel | None = None
     run: int | None = None  # JobCurrentStartDate of the run it reaches
     current: Rendezvous | None = None  # the rendezvous of that run
@@ -74,8 +73,11 @@ class Attachment:
     def failure(self) -> str | None:
         return self.tunnel.failure if self.tunnel is not None else None
 
-    async def open(self, run: int | None) -> int:
-        """A new generation to the job's current run; returns the local port."""
+    async def open(self, run: int | None, on_listening: Callable[[], None] | None = None) -> int:
+        """A new generation to the job's current run; returns the local port.
+
+        ``on_listening`` is told once, when the forward listens (the server may still
+        be starting)."""
         await self.close()
         self.current = self.rendezvous.for_run(run)
         if not self.swept:
@@ -85,16 +87,16 @@ class Attachment:
             self.swept = True
         local = self.local_port if self.local_port and await port_bindable(self.local_port) else 0
         try:
-            tunnel = await self._start(local)
+            tunnel = await self._start(local, on_listening)
         except LocalPortTaken:
             try:
-                tunnel = await self._start(0)  # taken since we looked: any free port
+                tunnel = await self._start(0, on_listening)  # taken since we looked: any free
             except LocalPortTaken as err:
                 raise AttachError(f"No local port for the tunnel to {self.job_id}: {err}") from None
         self.tunnel, self.run, self.local_port = tunnel, run, tunnel.local_port
         return self.local_port
 
-    async def _start(self, local_port: int) -> Tunnel:
+    async def _start(self, local_port: int, on_listening: Callable[[], None] | None) -> Tunnel:
         tunnel = Tunnel(
             job_id=self.job_id,
             remote=self.current.notebook_socket,
@@ -109,7 +111,7 @@ class Attachment:
             owners=frozenset(self.owners),
             on_give_up=self.on_give_up,
             config_writer=self.config_writer,
-            on_listening=self.on_listening,
+            on_listening=on_listening,
         )
         try:
             await tunnel.start()

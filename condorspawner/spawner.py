@@ -279,16 +279,15 @@ class CondorSpawner(
         )
         ad = self._watcher().jobs[self.job_id].ad or {}
         told: list[asyncio.Task[None]] = []
-        attachment = self._attach()
-        attachment.on_listening = lambda: told.append(
-            asyncio.ensure_future(self._server_starting(self.job_id))
-        )
-        opening = asyncio.create_task(attachment.open(job_start(ad)))
+
+        def listening() -> None:
+            told.append(asyncio.ensure_future(self._server_starting(self.job_id)))
+
+        opening = asyncio.create_task(self._attach().open(job_start(ad), listening))
         watching = asyncio.create_task(self._follow(lambda ad: False))
         try:
             await asyncio.wait({opening, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            attachment.on_listening = None  # later generations (poll's re-attach) say nothing
             for task in (opening, watching, *told):
                 if not task.done():
                     task.cancel()
