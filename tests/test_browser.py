@@ -150,14 +150,20 @@ if (location.pathname.includes("/spawn-pending/")) {
 
 def read_terminals_as_text(account: str) -> None:
     """xterm draws on a canvas; its screen-reader mode keeps the screen's text in the page
-    too, where the test can read it (a JupyterLab user setting, in the account's home)."""
-    entry = pwd.getpwnam(account)
-    folder = Path(entry.pw_dir) / ".jupyter/lab/user-settings/@jupyterlab/terminal-extension"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugin.jupyterlab-settings").write_text('{"screenReaderMode": true}\n')
-    for path in [folder, *folder.parents][:5]:  # up to and with .jupyter
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-    os.chown(folder / "plugin.jupyterlab-settings", entry.pw_uid, entry.pw_gid)
+    too, where the test can read it (a JupyterLab user setting, written as the account:
+    root touches nothing in a user's home)."""
+    home = Path(pwd.getpwnam(account).pw_dir)
+    folder = home / ".jupyter/lab/user-settings/@jupyterlab/terminal-extension"
+    as_user = ["sudo", "-n", "-u", account]
+    subprocess.run([*as_user, "mkdir", "-p", str(folder)], check=True, timeout=30)
+    subprocess.run(
+        [*as_user, "tee", str(folder / "plugin.jupyterlab-settings")],
+        input='{"screenReaderMode": true}\n',
+        text=True,
+        stdout=subprocess.DEVNULL,
+        check=True,
+        timeout=30,
+    )
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import pwd
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -48,6 +49,8 @@ async def run_in_terminal(hub, user: str, command: str, until: str, timeout: flo
 def test_terminal_has_condorsub_and_batch_output_comes_home(sudo_hub, system_pool, unix_users):
     hub = sudo_hub
     user = unix_users("t")
+    # a login shell that is neither the fallback (bash) nor anything the job inherits
+    subprocess.run(["usermod", "--shell", "/bin/sh", user], check=True, timeout=30)
     hub.spawn(user, {})
     screen = asyncio.run(
         run_in_terminal(
@@ -59,7 +62,7 @@ def test_terminal_has_condorsub_and_batch_output_comes_home(sudo_hub, system_poo
             timeout=120,
         )
     )
-    assert re.search(r"SHELL=/bin/bash CWD=\S*/jupyter\r?\n", screen), screen
+    assert re.search(r"SHELL=/bin/sh CWD=\S*/jupyter\r?\n", screen), screen
     assert "not found" not in screen, screen
     assert "DONE-0" in screen, screen
     assert hub.api("DELETE", f"/users/{user}/server")[0] in (202, 204)
