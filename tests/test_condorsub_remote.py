@@ -271,3 +271,46 @@ def test_ssh_into_a_condorsub_shell_session(pool, tmp_path, home):
         if shell.poll() is None:
             shell.kill()
         os.close(master)
+
+
+def test_ssh_config_odd_paths_stay_one_word_and_never_add_lines(tmp_path, monkeypatch):
+    """A blank, '#' or quote in HOME or the written path is quoted; a line break is refused."""
+    odd = tmp_path / "my h#me 'x\""
+    odd.mkdir()
+    monkeypatch.setenv("HOME", str(odd))
+    monkeypatch.delenv("CONDORSPAWNER_SITE", raising=False)
+
+    def condorsub(*args: str, **env: str):
+        return subprocess.run(
+            [CONDORSUB, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=30,
+        )
+
+    assert condorsub("ssh-config", "--include").returncode == 0
+    user_config = odd / ".ssh" / "config"
+    checked = subprocess.run(
+        ["ssh", "-G", "-F", str(user_config), "condor-12.3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "ssh-proxy %n %r\n" in checked.stdout  # the Include was followed
+    slots = f"{odd}/.condorsub/ssh/condor-12.3"
+    assert f"identityfile {odd}/.condorsub/ssh/%n/key-0\n" in checked.stdout
+    known = next(x for x in checked.stdout.splitlines() if x.startswith("userknownhostsfile "))
+    assert known.split(" ", 1)[1] == " ".join(f"{slots}/known_hosts-{n}" for n in range(4))
+
+    before = user_config.read_text()
+    for args, env in [
+        (["ssh-config", "--write", str(tmp_path / "a\nHost *\n ProxyCommand x")], {}),
+        (["ssh-config"], {"CONDORSPAWNER_SITE": "/tmp/s\nHost *"}),
+    ]:
+        refused = condorsub(*args, **env)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "line break" in refused.stderr and refused.stdout == ""
+    assert user_config.read_text() == before
+    assert not list(tmp_path.glob("a*"))

@@ -117,6 +117,22 @@ def _percent(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def _one_line(text: str) -> str:
+    """``text`` if it cannot end an ssh_config line (a line break would start new options)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise CliError(
+            f"{text!r}: a line break or control character cannot go in ssh_config", USAGE
+        )
+    return text
+
+
+def _word(text: str) -> str:
+    """One ssh_config argument: double-quoted if a blank, '#', quote or backslash is in it."""
+    if not re.search(r"[\s#'\"\\]", _one_line(text)):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _program() -> list[str]:
     """How ssh should run condorsub again: this very installation."""
     argv0 = Path(sys.argv[0])
@@ -127,14 +143,14 @@ def _program() -> list[str]:
 
 def config_text() -> str:
     """The ``Host condor-*`` block: ssh condor-JOB reaches the job through condor_ssh_to_job."""
-    base = _percent(str(state_dir()))
+    base = _percent(_one_line(str(state_dir())))
     command = _program()
     site_file = os.environ.get("CONDORSPAWNER_SITE")
     if site_file:  # editors started from a desktop menu do not have the shell's environment
         command = ["env", f"CONDORSPAWNER_SITE={os.path.abspath(site_file)}", *command]
-    proxy = " ".join(_percent(shlex.quote(word)) for word in command)
-    keys = "\n".join(f"    IdentityFile {base}/%n/key-{n}" for n in range(SLOTS))
-    known = " ".join(f"{base}/%n/known_hosts-{n}" for n in range(SLOTS))
+    proxy = " ".join(_percent(shlex.quote(_one_line(word))) for word in command)
+    keys = "\n".join(f"    IdentityFile {_word(f'{base}/%n/key-{n}')}" for n in range(SLOTS))
+    known = " ".join(_word(f"{base}/%n/known_hosts-{n}") for n in range(SLOTS))
     return f"""\
 # condorsub ssh-config: ssh, scp, sftp, rsync -e ssh and editors (VS Code Remote-SSH,
 # JetBrains Gateway, Emacs TRAMP) into your running HTCondor jobs: ssh condor-<JOB>,
@@ -215,10 +231,10 @@ def ssh_config(args: Any) -> int:
         print(text, end="")
         return 0
     path = Path(args.write or default_config_path()).expanduser().absolute()
+    line = f"Include {_word(str(path))}"
     try:
         _write_private(path, text)
         path.chmod(0o600)
-        line = f"Include {path}"
         print(f"wrote {path}")
         if not args.include:
             print(f"add this line at the top of ~/.ssh/config (before any Host line):\n{line}")
