@@ -24,7 +24,17 @@ from condorspawner.condor import Condor, CondorError, parse_json_ads
 from condorspawner.units import format_size_mb
 from containers.epconfig import OFFERED_ATTR
 
-ATTRIBUTES = ("Name", "State", "PartitionableSlot", "Cpus", "Memory", "GPUs", OFFERED_ATTR)
+LIST_ATTR = "ContainerOSList"  # the same list as one comma-separated string
+ATTRIBUTES = (
+    "Name",
+    "State",
+    "PartitionableSlot",
+    "Cpus",
+    "Memory",
+    "GPUs",
+    OFFERED_ATTR,
+    LIST_ATTR,
+)
 CONSTRAINT = 'State == "Unclaimed"'
 QUERY_TIMEOUT = 5.0  # seconds a form render may wait for the collector
 
@@ -69,7 +79,7 @@ def parse_slots(ads: Iterable[Mapping[str, Any]]) -> list[FreeSlot]:
             cpus=_number(ad.get("Cpus")),
             memory_mb=_number(ad.get("Memory")),
             gpus=_number(ad.get("GPUs")),
-            oses=_oses(ad.get(OFFERED_ATTR, ad.get("ContainerOSList"))),
+            oses=_oses(ad.get(OFFERED_ATTR, ad.get(LIST_ATTR))),
             partitionable=bool(ad.get("PartitionableSlot")),
         )
         for ad in ads

@@ -224,6 +224,9 @@ def test_one_condor_status_for_many_forms_within_the_interval(replay, fresh_stat
     assert all(a == answers[0] and a for a in answers)
     argv = replay.calls()[0]["argv"][1:]
     assert argv[:3] == ["-json", "-constraint", 'State == "Unclaimed"']
+    # the query projects every attribute the parser reads (a slot's OS list included)
+    asked = set(argv[argv.index("-attributes") + 1].split(","))
+    assert {"Cpus", "Memory", "GPUs", "ContainerOSes", "ContainerOSList"} <= asked
     status.interval = 0  # the interval passed: the next render asks again
     asyncio.run(status.free_slots())
     assert len(replay.calls()) == 2
