@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
@@ -115,14 +115,8 @@ class Catalogue:
 
     def with_images(self, images: Mapping[str, str]) -> Catalogue:
         """The same catalogue with some images replaced (after discovery)."""
-        return Catalogue(
-            entries=tuple(
-                ContainerOS(e.name, e.label, images.get(e.name, e.image), e.default, e.description)
-                for e in self.entries
-            ),
-            mode=self.mode,
-            extra_binds=self.extra_binds,
-        )
+        entries = tuple(replace(e, image=images.get(e.name, e.image)) for e in self.entries)
+        return replace(self, entries=entries)
 
     def __iter__(self) -> Iterable[ContainerOS]:
         return iter(self.entries)

@@ -115,3 +115,17 @@ def test_discovered_images_feed_the_config(tmp_path, catalogue):
     expr = classad2.ExprTree(config_values(execute_point_config(updated))["SINGULARITY_IMAGE_EXPR"])
     job = classad2.ClassAd({"ContainerOS": "Rocky9"})
     assert expr.eval(classad2.ClassAd(), job) == str(tmp_path / "Rocky9/2026-03-02/r.sif")
+
+
+def test_discovered_images_keep_everything_else(tmp_path):
+    described = Catalogue(
+        entries=(ContainerOS("Rocky9", "Rocky", "/old.sif", default=True, description="EL9"),),
+        mode="image",
+        extra_binds=("/cvmfs",),
+    )
+    make_image(tmp_path, "Rocky9", "2026-03-02", sif="r.sif")
+    updated = described.with_images(discover_images(tmp_path, described.names))
+    (entry,) = updated.entries
+    assert entry.image == str(tmp_path / "Rocky9/2026-03-02/r.sif")
+    assert (entry.label, entry.default, entry.description) == ("Rocky", True, "EL9")
+    assert (updated.mode, updated.extra_binds) == ("image", ("/cvmfs",))
