@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from condorspawner.site import Pool
+from condorspawner.site import SCHEDD_NAME_RE, Pool
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*\Z")
 _JOB_ID_RE = re.compile(r"^\d+(\.\d+)?\Z")
@@ -149,7 +149,11 @@ class Condor:
 
     def for_schedd(self, name: str | None) -> Condor:
         """The same tools aimed at one schedd (``-name NAME`` on every job command)."""
-        return self if not name else replace(self, pool=replace(self.pool, schedd=name))
+        if not name:
+            return self
+        if not SCHEDD_NAME_RE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a schedd name")
+        return replace(self, pool=replace(self.pool, schedd=name))
 
     def user_prefix(self, user: str | None) -> list[str]:
         """The site's run-as prefix for ``user`` (empty without one or without a user)."""

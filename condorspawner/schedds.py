@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from condorspawner.condor import Condor, CondorError
-from condorspawner.site import Pool
+from condorspawner.site import SCHEDD_NAME_RE, Pool
 
 STATUS_TTL = 5.0  # seconds a condor_status -schedd answer is reused
 DOWN_FOR = 60.0  # seconds a schedd a submission could not reach is left out
@@ -78,11 +78,16 @@ class ScheddChooser:
         return " || ".join(f"Name == {_quote(name)}" for name in pool.schedds)
 
     async def ads(self) -> list[dict[str, Any]]:
-        """The schedds' ads, at most ``ttl`` seconds old (concurrent callers share a query)."""
+        """The schedds' ads, at most ``ttl`` seconds old (concurrent callers share a query).
+
+        Only ads whose ``Name`` is a schedd name: it goes onto ``-name`` and into
+        the spawner's state, and the collector's answer is not ours to trust.
+        """
         async with self._lock:
             if time.monotonic() - self._fetched > self.ttl:
                 self.queries += 1
-                self._ads = await self.condor.schedd_ads(self.constraint())
+                ads = await self.condor.schedd_ads(self.constraint())
+                self._ads = [a for a in ads if SCHEDD_NAME_RE.fullmatch(str(a.get("Name", "")))]
                 self._fetched = time.monotonic()
                 self._sent = {}
             return list(self._ads)

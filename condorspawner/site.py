@@ -9,6 +9,7 @@ expected, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ from containers.catalogue import Catalogue, CatalogueError
 
 SITE_ENV = "CONDORSPAWNER_SITE"
 SYSTEM_SITE = Path("/etc/condorspawner/site.toml")
+
+
+# a schedd's Name as it may go onto -name and into the spawner's state (no option, no space)
+SCHEDD_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+:-]{0,254}")
 
 
 class SiteError(ValueError):
@@ -191,8 +196,11 @@ def _pool(raw: Any) -> Pool:
     constraint = _check_type("pool.schedd_constraint", t.get("schedd_constraint", ""), _STR)
     if sum(bool(x) for x in (t.get("schedd"), schedds, constraint)) > 1:
         raise SiteError("pool: give one of schedd, schedds and schedd_constraint")
-    if any(not name.strip() for name in schedds):
-        raise SiteError("pool.schedds: a schedd name is empty")
+    schedd = _check_type("pool.schedd", t.get("schedd", ""), _STR)
+    for key, names in (("pool.schedd", [schedd] if schedd else []), ("pool.schedds", schedds)):
+        for name in names:
+            if not SCHEDD_NAME_RE.fullmatch(name):
+                raise SiteError(f"{key}: {name!r} is not a schedd name")
     if constraint:
         try:
             submit_classad_expr(constraint)
@@ -215,7 +223,7 @@ def _pool(raw: Any) -> Pool:
     if timeout <= 0:
         raise SiteError(f"pool.command_timeout: must be above 0, got {timeout!r}")
     return Pool(
-        schedd=_check_type("pool.schedd", t.get("schedd", ""), _STR),
+        schedd=schedd,
         collector=_check_type("pool.collector", t.get("collector", ""), _STR),
         schedds=schedds,
         schedd_constraint=constraint,

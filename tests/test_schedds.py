@@ -55,6 +55,21 @@ def test_least_loaded_wins_ties_at_random_and_the_silent_are_left_out():
     assert load(ad("x", 3, 4)) == 7
 
 
+def test_a_collector_ad_whose_name_is_not_a_schedd_name_is_never_chosen():
+    """Names from the collector go into the spawner's state and onto -name: checked first."""
+    bad = ["-pool evil", "a\nb", "", " x", "x y", "--help"]
+    fake = FakeCondor(
+        [*(ad(name, 0, 0) for name in bad), ad("s@h.example.org", 9, 9)],
+        Pool(schedd_constraint="true"),
+    )
+    chooser = ScheddChooser(fake, ttl=60)
+    assert [a["Name"] for a in asyncio.run(chooser.ads())] == ["s@h.example.org"]
+    assert {asyncio.run(chooser.choose()) for _ in range(10)} == {"s@h.example.org"}
+    for name in bad[:2]:
+        with pytest.raises(ValueError, match="not a schedd name"):
+            Condor().for_schedd(name)  # e.g. a name from a tampered spawner state
+
+
 def test_a_burst_of_submissions_is_spread_until_the_next_status_answer():
     """Jobs sent since the cached answer count in the load: 20 spawns at once are spread
     (not all sent to the schedd that was least loaded when the collector was asked)."""
@@ -97,6 +112,10 @@ def test_site_file_lists_schedds_or_a_constraint(tmp_path, monkeypatch):
     assert site("[pool]\n").notebook.submit_token is False  # off by default
     with pytest.raises(SiteError, match="give one of"):
         site('[pool]\nschedd = "a"\nschedds = ["b"]\n')
+    with pytest.raises(SiteError, match=r"pool\.schedds: '-x' is not a schedd name"):
+        site('[pool]\nschedds = ["a", "-x"]\n')
+    with pytest.raises(SiteError, match=r"pool\.schedd: 'a b' is not a schedd name"):
+        site('[pool]\nschedd = "a b"\n')
     with pytest.raises(SiteError, match=r"notebook\.submit_token"):
         site('[notebook]\nsubmit_token = "yes"\n')
     assert Condor(Pool(schedd="x")).for_schedd("y").command("condor_q", [])[1:3] == ["-name", "y"]
