@@ -116,8 +116,9 @@ def login_shell() -> str:
     return shutil.which("bash") or "/bin/sh"
 
 
-def terminal_settings(root_dir: Path) -> tuple[dict[str, str], list[str]]:
-    """(environment, server arguments) that make a terminal the batch environment.
+def terminal_settings(root_dir: Path, env: dict[str, str]) -> list[str]:
+    """Make a terminal the batch environment: SHELL and ``CONDORSUB_JOBS`` (unless the
+    site's environment names it) set in ``env``; returns the server's arguments for it.
 
     wrapper.sh ran the login profiles once, as a desktop session does; terminals
     are interactive shells in that environment, as a desktop's terminal windows
@@ -126,8 +127,9 @@ def terminal_settings(root_dir: Path) -> tuple[dict[str, str], list[str]]:
     directories go in the work directory, so batch output comes home with it.
     """
     shell = login_shell()
-    env = {"SHELL": shell, "CONDORSUB_JOBS": str(root_dir / "condorsub-jobs")}
-    return env, [f"--ServerApp.terminado_settings={json.dumps({'shell_command': [shell]})}"]
+    env["SHELL"] = shell
+    env.setdefault("CONDORSUB_JOBS", str(root_dir / "condorsub-jobs"))
+    return [f"--ServerApp.terminado_settings={json.dumps({'shell_command': [shell]})}"]
 
 
 def job_ad_number(*attrs: str) -> int | None:
@@ -151,25 +153,20 @@ def runtime_limit() -> int | None:
     return job_ad_number("MaxRuntime", "AllowedExecuteDuration")
 
 
-def singleuser_command(sock: str, extra: list[str], server: str | None = None) -> list[str]:
-    """The server's command line: jupyterhub-singleuser beside this Python, or ``server``."""
+def server_command(
+    sock: str, extra: list[str], server: str | None = None, *, hub: bool = True
+) -> list[str]:
+    """The server's command line: ``server`` if given, else the one beside this Python:
+    jupyterhub-singleuser, or without a hub (``condorsub lab``) jupyter-lab, which reads
+    its token from ``JUPYTER_TOKEN`` (the private file's env)."""
     if server:
         return [*shlex.split(server), f"--sock={sock}", *extra]
-    beside = Path(sys.executable).parent / "jupyterhub-singleuser"
-    program = str(beside) if beside.exists() else "jupyterhub-singleuser"
+    name = "jupyterhub-singleuser" if hub else "jupyter-lab"
+    beside = Path(sys.executable).parent / name
+    program = str(beside) if beside.exists() else name
     command = [program, f"--sock={sock}", "--sock-mode=0600", *extra]
     if os.geteuid() == 0:  # only ever in test pools: real jobs do not run as root
         command.append("--ServerApp.allow_root=True")
-    return command
-
-
-def lab_command(sock: str, extra: list[str], server: str | None = None) -> list[str]:
-    """Without a hub (``condorsub lab``, ``hub_api`` "none"): JupyterLab itself, on the same
-    socket; it reads its token from ``JUPYTER_TOKEN`` (the private file's env)."""
-    command = singleuser_command(sock, extra, server)
-    if not server:
-        beside = Path(sys.executable).parent / "jupyter-lab"
-        command[0] = str(beside) if beside.exists() else "jupyter-lab"
     return command
 
 
@@ -234,8 +231,9 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
     directory = private_directory(Path(meeting.directory))
     env = {**os.environ, **secret.env, **batch_environment(secret.site)}
     env.update(token_directory(directory, secret.token))
-    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{SOCKET_SERVICE_PORT}{prefix}"
+    if secret.hub_api != "none":
+        prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{SOCKET_SERVICE_PORT}{prefix}"
     relay = None
     if secret.hub_api == "tunnel":
         relay = HubRelay(directory)
@@ -253,16 +251,11 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
         root.mkdir(parents=True, exist_ok=True)
         cwd = root.resolve()  # new terminals open here
         extra.append(f"--ServerApp.root_dir={cwd}")
-        terminal_env, terminal_args = terminal_settings(cwd)
-        env.setdefault("CONDORSUB_JOBS", terminal_env.pop("CONDORSUB_JOBS"))  # a site's wins
-        env.update(terminal_env)
-        extra += terminal_args
+        extra += terminal_settings(cwd, env)
     # The server starts at once: its start-up overlaps the hub opening the tunnel
     # (jupyterhub-singleuser retries its first hub API call while that happens).
     server = await asyncio.create_subprocess_exec(
-        *(lab_command if secret.hub_api == "none" else singleuser_command)(
-            meeting.notebook_socket, extra, args.server
-        ),
+        *server_command(meeting.notebook_socket, extra, args.server, hub=secret.hub_api != "none"),
         env=env,
         cwd=cwd,
         preexec_fn=die_with_parent,  # never a server without its relay

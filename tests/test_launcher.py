@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from condorspawner.launcher import HubRelay, private_directory, read_secret
+from condorspawner.launcher import (
+    HubRelay,
+    private_directory,
+    read_secret,
+    server_command,
+    terminal_settings,
+)
 from condorspawner.protocol import JobSecret, ProtocolError, Rendezvous
 from condorspawner.quoting import submit_arguments
 
@@ -84,7 +90,7 @@ def test_the_private_file_is_read_once_and_checked(tmp_path):
 
 def test_a_private_file_without_a_hub_must_carry_the_labs_token():
     """hub_api "none" (condorsub lab): JupyterLab's only guard is JUPYTER_TOKEN; without it
-    the server would make a token nobody knows, or run open if configured so."""
+    the server would make a token of its own that nobody on the submit side knows."""
     meeting = Rendezvous.new()
     lab = JobSecret(env={"JUPYTER_TOKEN": "t0k3n"}, rendezvous=meeting, hub_api="none")
     assert JobSecret.loads(lab.dumps()).hub_api == "none"
@@ -187,3 +193,24 @@ def test_a_private_directory_others_can_enter_is_refused(tmp_path):
     mine.chmod(0o755)
     with pytest.raises(SystemExit, match="private directory"):
         private_directory(mine)
+
+
+def test_the_server_is_jupyterhub_singleuser_with_a_hub_and_jupyter_lab_without(tmp_path):
+    hub = server_command("/d/nb.sock", ["--x=1"])
+    lab = server_command("/d/nb.sock", ["--x=1"], hub=False)
+    assert Path(hub[0]).name == "jupyterhub-singleuser" and Path(lab[0]).name == "jupyter-lab"
+    assert hub[1:] == lab[1:] and lab[1:4] == ["--sock=/d/nb.sock", "--sock-mode=0600", "--x=1"]
+    given = server_command("/d/nb.sock", ["--x=1"], "my-server --a", hub=False)
+    assert given == ["my-server", "--a", "--sock=/d/nb.sock", "--x=1"]
+
+
+def test_terminals_get_the_login_shell_and_condorsubs_directory_in_the_work_directory(tmp_path):
+    env: dict[str, str] = {}
+    args = terminal_settings(tmp_path, env)
+    assert env["CONDORSUB_JOBS"] == str(tmp_path / "condorsub-jobs") and env["SHELL"]
+    assert args == [
+        f"--ServerApp.terminado_settings={json.dumps({'shell_command': [env['SHELL']]})}"
+    ]
+    site = {"CONDORSUB_JOBS": "/elsewhere"}  # the site's environment wins
+    terminal_settings(tmp_path, site)
+    assert site["CONDORSUB_JOBS"] == "/elsewhere"
