@@ -56,6 +56,11 @@ def say(text: str) -> None:
     print(f"condorsub: {text}", file=sys.stderr, flush=True)
 
 
+def lab_hub_id() -> str:
+    """The mark the job carries where a hub's id would be (``CondorSpawnerHub``)."""
+    return f"condorsub-lab@{socket.getfqdn()}"
+
+
 def work_directory(given: str | None) -> Path:
     """The directory that travels with the job (made if missing): it goes by its name."""
     path = Path(given or WORK_DIR).resolve()
@@ -94,7 +99,7 @@ def lab(args: Any) -> int:
             request,
             paths,
             python=args.python,
-            hub_id=f"condorsub-lab@{socket.getfqdn()}",
+            hub_id=lab_hub_id(),
             user=getpass.getuser(),
             server=work.name,
             spawn=spawn,
@@ -122,7 +127,7 @@ class LabSession:
         self.site, self.condor, self.paths, self.job = the_site, tools, paths, job
         self.secret, self.token, self.spawn = secret, token, spawn
         self.files = UserFiles([])  # condorsub runs as its user: in-process
-        self.hub_id = f"condorsub-lab@{socket.getfqdn()}"
+        self.hub_id = lab_hub_id()
         self.job_id: str | None = None
         self.attachment: Attachment | None = None
         self.stopping = asyncio.Event()
