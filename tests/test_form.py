@@ -294,6 +294,37 @@ def test_jupyterhubs_several_records_of_one_mistake_become_one_warning():
     assert err.status_code == 400
 
 
+def test_the_quiet_filter_leaves_every_other_error_alone():
+    """Only our own InvalidOptions is quietened: another exception (an HTTPError too, or one
+    raised while ours is being handled, quoting the same text) keeps its level and traceback."""
+    from tornado import web
+
+    logger = logging.getLogger(f"test-hub-other-{os.getpid()}")
+    logger.propagate = False
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger.addHandler(handler)
+    quiet_invalid_options(logger)
+    message = "cpus: 64 is above the site limit of 4"
+    try:
+        raise web.HTTPError(400, message)
+    except web.HTTPError:
+        logger.exception("another hook refused: %s", message)
+    try:
+        raise InvalidOptions("alice", RequestError("cpus", 64, "is above the site limit of 4"))
+    except InvalidOptions:
+        try:
+            raise RuntimeError(f"cleanup failed after {message}")
+        except RuntimeError:
+            logger.exception("Failed to cleanup alice's server: %s", message)
+    text = stream.getvalue()
+    assert text.count("[ERROR]") == 2 and "Invalid server options" not in text, text
+    assert text.startswith(f"[ERROR] another hook refused: {message}\n"), text
+    assert f"[ERROR] Failed to cleanup alice's server: {message}\n" in text, text
+    assert "RuntimeError: cleanup failed" in text and "HTTPError" in text
+
+
 class Browserless:
     """A user's browser without the browser: cookies, the login form, _xsrf."""
 
