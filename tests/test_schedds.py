@@ -70,6 +70,23 @@ def test_a_collector_ad_whose_name_is_not_a_schedd_name_is_never_chosen():
             Condor().for_schedd(name)  # e.g. a name from a tampered spawner state
 
 
+def test_condorsub_names_a_bad_schedd_name_in_one_line(tmp_path):
+    site = tmp_path / "site.toml"
+    site.write_text('[pool]\nschedds = ["a", "b"]\n')
+    env = {"CONDORSPAWNER_SITE": str(site), "PATH": "/nonexistent"}
+    for args in (["q", "--name", "a b"], ["rm", "--name=-x", "3.0"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "condorspawner.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "is not a schedd name" in result.stderr
+
+
 def test_a_burst_of_submissions_is_spread_until_the_next_status_answer():
     """Jobs sent since the cached answer count in the load: 20 spawns at once are spread
     (not all sent to the schedd that was least loaded when the collector was asked)."""

@@ -36,7 +36,10 @@ def condor(site: Site, schedd: str | None = None) -> Condor:
     bindir = os.environ.get("_CONDOR_BIN")
     if bindir and not shutil.which("condor_submit"):
         os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
-    return Condor(replace(site.pool, run_as=())).for_schedd(schedd)
+    try:
+        return Condor(replace(site.pool, run_as=())).for_schedd(schedd)
+    except ValueError as err:  # --name / --schedd
+        raise CliError(str(err), USAGE) from None
 
 
 def schedd_names(site: Site, name: str | None = None) -> list[str | None]:
