@@ -84,7 +84,7 @@ def _limit_hint(site: Site, name: str) -> str:
     return f"{limit.describe(limit.min)} to {limit.describe(limit.max)}"
 
 
-def _shown(site: Site, name: str, raw: Any) -> str:
+def _shown(name: str, raw: Any) -> str:
     """A kept value (typed text, or a REST API number/table) as the field shows it."""
     if isinstance(raw, bool) or raw is None:
         return ""
@@ -126,7 +126,7 @@ class _Fields:
 
     def value(self, name: str) -> str:
         if name in self.values:
-            return _shown(self.site, name, self.values[name])
+            return _shown(name, self.values[name])
         if self.blank_defaults or name == "environment":
             return ""
         limit = self.site.limits[name]
