@@ -177,6 +177,17 @@ def _limit(name: str, raw: Any) -> Limit:
     return Limit(name, values["default"], values["min"], values["max"], unit)
 
 
+def _expression(key: str, raw: Any) -> str:
+    """A ClassAd expression the submit file can carry ("" for none)."""
+    text = _check_type(key, raw, _STR)
+    if text:
+        try:
+            submit_classad_expr(text)
+        except QuotingError as err:
+            raise SiteError(f"{key}: {text!r} {err}") from None
+    return text
+
+
 def _pool(raw: Any) -> Pool:
     t = _table(
         "pool",
@@ -193,7 +204,7 @@ def _pool(raw: Any) -> Pool:
         },
     )
     schedds = _str_list("pool.schedds", t.get("schedds", []))
-    constraint = _check_type("pool.schedd_constraint", t.get("schedd_constraint", ""), _STR)
+    constraint = _expression("pool.schedd_constraint", t.get("schedd_constraint", ""))
     if sum(bool(x) for x in (t.get("schedd"), schedds, constraint)) > 1:
         raise SiteError("pool: give one of schedd, schedds and schedd_constraint")
     schedd = _check_type("pool.schedd", t.get("schedd", ""), _STR)
@@ -201,11 +212,6 @@ def _pool(raw: Any) -> Pool:
         for name in names:
             if not SCHEDD_NAME_RE.fullmatch(name):
                 raise SiteError(f"{key}: {name!r} is not a schedd name")
-    if constraint:
-        try:
-            submit_classad_expr(constraint)
-        except QuotingError as err:
-            raise SiteError(f"pool.schedd_constraint: {constraint!r} {err}") from None
     bin_dir = _check_type("pool.bin_dir", t.get("bin_dir", ""), _STR)
     if bin_dir and not os.path.isabs(bin_dir):
         raise SiteError(f"pool.bin_dir: must be an absolute directory, got {bin_dir!r}")
@@ -236,12 +242,7 @@ def _pool(raw: Any) -> Pool:
 
 def _jobs(raw: Any) -> Jobs:
     t = _table("jobs", raw, {"accounting_group", "requirements", "template_dir"})
-    requirements = _check_type("jobs.requirements", t.get("requirements", ""), _STR)
-    if requirements:
-        try:
-            submit_classad_expr(requirements)
-        except QuotingError as err:
-            raise SiteError(f"jobs.requirements: {requirements!r} {err}") from None
+    requirements = _expression("jobs.requirements", t.get("requirements", ""))
     template_dir = _check_type("jobs.template_dir", t.get("template_dir", ""), _STR)
     if template_dir and not Path(template_dir).is_dir():
         raise SiteError(f"jobs.template_dir: {template_dir!r} is not a directory")

@@ -127,6 +127,8 @@ def test_site_file_lists_schedds_or_a_constraint(tmp_path, monkeypatch):
     assert got.pool.schedds == ("s1@h", "s2@h") and got.notebook.submit_token
     assert site('[pool]\nschedd_constraint = "IsAnalysis =?= true"\n').pool.schedd_constraint
     assert site("[pool]\n").notebook.submit_token is False  # off by default
+    with pytest.raises(SiteError, match=r"pool\.schedd_constraint: '\(\(\(' is not"):
+        site("[pool]\nschedd_constraint = '((('\n")
     with pytest.raises(SiteError, match="give one of"):
         site('[pool]\nschedd = "a"\nschedds = ["b"]\n')
     with pytest.raises(SiteError, match=r"pool\.schedds: '-x' is not a schedd name"):
