@@ -21,7 +21,7 @@ from typing import Any
 
 from condorspawner.cli.context import condor, environment, job_dir, run, site
 from condorspawner.cli.exits import FAILED, USAGE, CliError
-from condorspawner.cli.submit import _command, _pack
+from condorspawner.cli.submit import input_files, job_command, pack_dir
 from condorspawner.render import BatchPayload, Renderer, RenderError
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.workflow import Job, Workflow, WorkflowError, dag_text, load
@@ -47,15 +47,8 @@ def _where(job: Job) -> str:
 
 def _render_job(job: Job, the_site: Any, renderer: Renderer, into: Path) -> str:
     """One job's job.sub and wrapper.sh in ``into`` (cwd: the workflow file's directory)."""
-    command, exe_files = _command(job.executable, list(job.args))
-    files = []
-    for entry in job.files:
-        if not Path(entry).exists():
-            raise CliError(f"files: {entry!r}: no such file", USAGE)
-        files.append(str(Path(entry).resolve()))
-    for entry in job.dirs:
-        if not Path(entry).is_dir():
-            raise CliError(f"dirs: {entry!r}: not a directory", USAGE)
+    command, exe_files = job_command(job.executable, list(job.args))
+    files = input_files(list(job.files), "files: {!r}")
     env = environment(list(job.env))
     names = [Path(d).resolve().name for d in job.dirs]
     if names:
@@ -73,7 +66,7 @@ def _render_job(job: Job, the_site: Any, renderer: Renderer, into: Path) -> str:
         label=job.node,
     )
     into.mkdir(parents=True)
-    archives = [str(into / f"{_pack(d, into)}.dir.tar.gz") for d in job.dirs]
+    archives = [str(into / f"{pack_dir(d, into, 'dirs: {!r}')}.dir.tar.gz") for d in job.dirs]
     payload = BatchPayload(
         command=tuple(command), input_files=tuple(exe_files + files + archives), count=job.count
     )
@@ -91,10 +84,7 @@ def render(workflow: Workflow, the_site: Any, directory: Path) -> dict[str, str]
             try:
                 submits[job.node] = _render_job(job, the_site, renderer, directory / job.node)
             except CliError as err:
-                message = (
-                    str(err).replace("-d ", "dirs: ", 1) if str(err).startswith("-d ") else str(err)
-                )
-                raise CliError(f"{_where(job)}: {message}", err.code) from None
+                raise CliError(f"{_where(job)}: {err}", err.code) from None
             except RequestError as err:
                 field = _FIELDS.get(err.field, err.field)
                 raise CliError(

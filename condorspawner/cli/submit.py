@@ -22,7 +22,7 @@ _DIR_NAME = re.compile(r"^[A-Za-z0-9._-]+\Z")
 HELD, DONE_STATES = 5, (3, 4)
 
 
-def _command(executable: str, args: list[str]) -> tuple[list[str], list[str]]:
+def job_command(executable: str, args: list[str]) -> tuple[list[str], list[str]]:
     """(command in the job, files to transfer for it).
 
     A relative path is a local file, transferred and run as ./NAME; an
@@ -42,15 +42,24 @@ def _command(executable: str, args: list[str]) -> tuple[list[str], list[str]]:
     return [executable, *args], []
 
 
-def _pack(directory: str, into: Path) -> str:
+def input_files(entries: list[str], label: str = "-f {}") -> list[str]:
+    """The files to send with the job, as absolute paths (``label`` names one in an error)."""
+    for entry in entries:
+        if not Path(entry).exists():
+            raise CliError(f"{label.format(entry)}: no such file", USAGE)
+    return [str(Path(entry).resolve()) for entry in entries]
+
+
+def pack_dir(directory: str, into: Path, label: str = "-d {}") -> str:
     """Pack a -d directory next to the description; returns its name in the job."""
     path = Path(directory)
     if not path.is_dir():
-        raise CliError(f"-d {directory}: not a directory", USAGE)
+        raise CliError(f"{label.format(directory)}: not a directory", USAGE)
     name = path.resolve().name
     if not _DIR_NAME.match(name):
         raise CliError(
-            f"-d {directory}: use a directory name of letters, digits, '.', '_', '-'", USAGE
+            f"{label.format(directory)}: use a directory name of letters, digits, '.', '_', '-'",
+            USAGE,
         )
     with tarfile.open(into / f"{name}.dir.tar.gz", "w:gz") as archive:
         archive.add(path, arcname=name)
@@ -61,16 +70,12 @@ def submit(args: Any) -> int:
     if args.count < 1:
         raise CliError("-N: the count must be at least 1", USAGE)
     the_site = site()
-    command, exe_files = _command(args.executable, list(args.args))
-    files = []
-    for entry in args.files:
-        if not Path(entry).exists():
-            raise CliError(f"-f {entry}: no such file", USAGE)
-        files.append(str(Path(entry).resolve()))
+    command, exe_files = job_command(args.executable, list(args.args))
+    files = input_files(args.files)
     names = [Path(d).resolve().name for d in args.dirs]
     request = job_request(args, the_site, {"CONDORSUB_DIRS": " ".join(names)} if names else None)
     directory = job_dir(args.label, Path(args.executable).name)
-    archives = [str(directory / f"{_pack(d, directory)}.dir.tar.gz") for d in args.dirs]
+    archives = [str(directory / f"{pack_dir(d, directory)}.dir.tar.gz") for d in args.dirs]
     try:
         payload = BatchPayload(
             command=tuple(command),
