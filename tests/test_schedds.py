@@ -36,6 +36,17 @@ def FakeCondor(ads, pool=None) -> Condor:
     return tools
 
 
+def condorsub(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "condorspawner.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def ad(name, running, idle):
     return {"Name": name, "TotalRunningJobs": running, "TotalIdleJobs": idle}
 
@@ -75,14 +86,7 @@ def test_condorsub_names_a_bad_schedd_name_in_one_line(tmp_path):
     site.write_text('[pool]\nschedds = ["a", "b"]\n')
     env = {"CONDORSPAWNER_SITE": str(site), "PATH": "/nonexistent"}
     for args in (["q", "--name", "a b"], ["rm", "--name=-x", "3.0"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "condorspawner.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = condorsub(env, *args)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and "is not a schedd name" in result.stderr
 
@@ -207,36 +211,15 @@ def test_batch_jobs_spread_by_load_and_a_stopped_schedd_counts_as_unknown(pool, 
     assert after == {S1: 4}  # schedd2 (the less loaded now) does not answer: never chosen
     # condorsub q covers every schedd that answers and names the one that does not
     env["CONDORSPAWNER_SITE"] = site_file(pool, tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "condorspawner.cli", "q", "--json", "--all"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = condorsub(env, "q", "--json", "--all")
     assert result.returncode == 0, result.stderr
     ads = json.loads(result.stdout)
     assert {a["ScheddName"] for a in ads} == {S1} and len(ads) == 14
     assert f"schedd {S2} does not answer" in result.stderr
     pool.localpool("schedd-on", "schedd2")
-    both = subprocess.run(
-        [sys.executable, "-m", "condorspawner.cli", "q", "--json", "--all"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    both = condorsub(env, "q", "--json", "--all")
     assert Counter(a["ScheddName"] for a in json.loads(both.stdout)) == {S1: 14, S2: 10}
-    one = subprocess.run(
-        [sys.executable, "-m", "condorspawner.cli", "q", "--json", "--all", "--name", S2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    one = condorsub(env, "q", "--json", "--all", "--name", S2)
     assert {a["ScheddName"] for a in json.loads(one.stdout)} == {S2}
 
 
