@@ -14,9 +14,9 @@ import htcondor2
 import pytest
 
 from tests.harness import site_for_tests
+from tests.test_localpool_dag import node_log_events
 
 CONDORSUB = str(Path(sys.executable).parent / "condorsub")
-EVENT = re.compile(r"^(\d{3}) \((\d+)\.(\d+)\.\d+\) ")
 
 
 @pytest.fixture
@@ -128,22 +128,6 @@ args = ["collect", "{marks}"]
 """
 
 
-def node_order(nodes_log: Path) -> list[tuple[int, str]]:
-    """(event code, node) in the order DAGMan's default node log got them."""
-    names, out = {}, []
-    for block in nodes_log.read_text().split("...\n"):
-        lines = block.strip("\n").splitlines()
-        match = EVENT.match(lines[0]) if lines else None
-        if not match:
-            continue
-        code, cluster = int(match.group(1)), int(match.group(2))
-        for line in lines[1:]:
-            if "DAG Node: " in line:
-                names[cluster] = line.split("DAG Node: ")[1].strip()
-        out.append((code, names.get(cluster, "?")))
-    return out
-
-
 def test_a_three_stage_workflow_with_a_parallel_stage_runs_in_order(cli, pool):
     d = pool.submit_dir
     marks = d / "marks.txt"
@@ -155,7 +139,7 @@ def test_a_three_stage_workflow_with_a_parallel_stage_runs_in_order(cli, pool):
     assert out["exit_code"] == 0 and out["nodes_done"] == 4 and out["nodes_failed"] == 0
     assert out["nodes"] == ["prepare", "fit-a", "fit-b", "collect"]
     directory = Path(out["directory"])
-    events = node_order(directory / "workflow.dag.nodes.log")
+    events = [(c, n) for c, _, n in node_log_events(directory / "workflow.dag.nodes.log")]
     start = {n: i for i, (c, n) in reversed(list(enumerate(events))) if c == 1}
     end = {n: i for i, (c, n) in enumerate(events) if c == 5}
     assert set(start) == set(end) == {"prepare", "fit-a", "fit-b", "collect"}
