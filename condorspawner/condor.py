@@ -38,8 +38,17 @@ _UNAVAILABLE_MARKERS = (
     "cannot get address of schedd",
     "No such schedd",
     "Unable to send history",
+    "SECMAN:2003:",
 )
-AUTH_FAILURE_MARKERS = ("AUTHENTICATE:", 'Received "DENIED"', "SECMAN:")
+# authentication/authorization refusals (HTCondor's AUTHENTICATE_ERR_*, SECMAN_ERR 2008-2010);
+# other SECMAN errors (2003: connection failed) are a schedd that does not answer
+AUTH_FAILURE_MARKERS = (
+    "AUTHENTICATE:",
+    "SECMAN:2008:",
+    "SECMAN:2009:",
+    "SECMAN:2010:",
+    'Received "DENIED"',
+)
 SCHEDD_AD_ATTRS = (
     "Name",
     "MyAddress",

@@ -155,3 +155,27 @@ async def test_a_missing_tool_is_unavailable(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ScheddUnavailable, match="cannot run condor_q"):
         await Condor().q()
+
+
+def test_a_connection_failure_is_unavailable_and_only_a_refusal_is_not_authorized():
+    """SECMAN:2003 (HTCondor's SECMAN_ERR_CONNECT_FAILED) is a schedd that does not answer:
+    a submission goes on to the next schedd; 2008-2010 and AUTHENTICATE are refusals."""
+    from condorspawner.condor import NotAuthorized, _classify
+
+    addr = "<10.0.0.1:9618?addrs=10.0.0.1-9618&noUDP&sock=schedd_1_2>"
+    down = {
+        "condor_q": f"\n-- Failed to fetch ads from: {addr} : ap1\n"
+        f"SECMAN:2003:TCP connection to {addr} failed.\n",
+        "condor_submit": "\nERROR: Failed to connect to queue manager ap1\n"
+        f"SECMAN:2003:TCP connection to {addr} failed.\n",
+    }
+    for tool, stderr in down.items():
+        assert type(_classify([tool], 1, stderr)) is ScheddUnavailable, tool
+    refused = (
+        "\nERROR: Failed to connect to local queue manager\n"
+        "AUTHENTICATE:1003:Failed to authenticate with any method\n",
+        "\nERROR: Failed to connect to local queue manager\n"
+        'SECMAN:2010:Received "DENIED" from server for user a@h using method IDTOKENS.\n',
+    )
+    for stderr in refused:
+        assert type(_classify(["condor_submit"], 1, stderr)) is NotAuthorized
