@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from condorspawner.condor import Condor, CondorError
+from condorspawner.condor import Condor, CondorError, ScheddUnavailable
 from condorspawner.site import SCHEDD_NAME_RE, Pool
 
 STATUS_TTL = 5.0  # seconds a condor_status -schedd answer is reused
@@ -133,8 +133,6 @@ async def submit_somewhere(
     """Run ``submit(condor_for_schedd)`` on the least loaded schedd; on to the next
     if that one does not answer. Returns (schedd name or None for a single-schedd
     site, what ``submit`` returned). ``chosen``: that schedd, no choice."""
-    from condorspawner.condor import ScheddUnavailable
-
     if chosen or not multi(condor.pool):
         return chosen, await submit(condor.for_schedd(chosen))
     chooser = ScheddChooser.shared(condor)
