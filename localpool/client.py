@@ -55,13 +55,6 @@ def pool_dir(script: str, default: str | None = None) -> Path:
     return Path(tempfile.gettempdir()) / f"localpool-{os.getuid()}"
 
 
-def _netns() -> str:
-    try:
-        return os.readlink("/proc/self/ns/net")
-    except OSError:
-        return ""
-
-
 def main(
     argv: list[str] | None = None, pool_dir_default: str | None = None, python: str | None = None
 ) -> int:
@@ -80,8 +73,6 @@ def main(
             return dagman_main(argv)
         if tool == "condor_ssh_to_job":
             return ssh_to_job(pool, argv)
-        # inside an isolated job the pool asks for a token (localpool.tokens)
-        os.environ["_LOCALPOOL_NETNS"] = _netns()
         reply = pool.tool(argv)
         if reply.get("ssh"):  # condor_submit -interactive: the job runs, now the shell
             return interactive(pool, os.path.abspath(argv[0]), reply)
