@@ -304,10 +304,25 @@ class Condor:
 
     async def schedd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
         """``condor_status -schedd -json``: the collector's ads of the pool's schedds."""
-        args = ["-schedd", "-json", *_query_args(constraint, SCHEDD_AD_ATTRS)]
+        return await self._status(["-schedd"], constraint, SCHEDD_AD_ATTRS)
+
+    async def slot_ads(
+        self, constraint: str, attributes: Sequence[str], *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """``condor_status -json``: the collector's slot ads (as the hub's own account)."""
+        return await self._status([], constraint, attributes, timeout)
+
+    async def _status(
+        self,
+        kind: list[str],
+        constraint: str | None,
+        attributes: Sequence[str],
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]]:
+        args = [*kind, "-json", *_query_args(constraint, attributes)]
         if self.pool.collector:
             args = ["-pool", self.pool.collector, *args]
-        stdout, _ = await self.run("condor_status", args)
+        stdout, _ = await self.run("condor_status", args, timeout=timeout)
         return parse_json_ads(stdout)
 
     async def token_fetch(

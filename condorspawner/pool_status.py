@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from condorspawner.condor import Condor, CondorError, parse_json_ads
+from condorspawner.condor import Condor, CondorError
 from condorspawner.units import format_size_mb
 from containers.epconfig import OFFERED_ATTR
 
@@ -149,10 +149,7 @@ class PoolStatus:
             return self._slots
 
     async def _query(self) -> list[FreeSlot] | None:
-        args = ["-json", "-constraint", CONSTRAINT, "-attributes", ",".join(ATTRIBUTES)]
-        if self.condor.pool.collector:
-            args = ["-pool", self.condor.pool.collector, *args]
         with contextlib.suppress(CondorError, ValueError, TypeError, AttributeError):
-            stdout, _ = await self.condor.run("condor_status", args, timeout=QUERY_TIMEOUT)
-            return parse_slots(parse_json_ads(stdout))
+            ads = await self.condor.slot_ads(CONSTRAINT, ATTRIBUTES, timeout=QUERY_TIMEOUT)
+            return parse_slots(ads)
         return None
