@@ -11,15 +11,14 @@ from a schedd that did not answer (:class:`ScheddUnavailable`,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
-import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from condorspawner.processes import communicate_within
 from condorspawner.site import SCHEDD_NAME_RE, Pool
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*\Z")
@@ -224,14 +223,9 @@ class Condor:
         except OSError as err:
             raise ScheddUnavailable(cmd, None, str(err), f"cannot run {cmd[0]}: {err}") from None
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
+            out, err = await communicate_within(proc, stdin, limit)
         except TimeoutError:
-            _kill_group(proc)
-            await proc.wait()
             raise CondorTimeout(cmd, limit) from None
-        except asyncio.CancelledError:
-            _kill_group(proc)
-            raise
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         if proc.returncode != 0:
             raise _classify(cmd, proc.returncode, stderr)
@@ -363,11 +357,6 @@ def _classify(cmd: Sequence[str], returncode: int, stderr: str) -> CondorError:
     if any(marker in stderr for marker in _UNAVAILABLE_MARKERS):
         return ScheddUnavailable(cmd, returncode, stderr)
     return CondorError(cmd, returncode, stderr)
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def ad_ids(ads: Iterable[Mapping[str, Any]]) -> list[str]:

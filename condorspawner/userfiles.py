@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from condorspawner.processes import communicate_within, kill_child
+
 TIMEOUT = 60.0
 SESSION_MIN_AGE = 60.0
 SSH_SESSION_RE = re.compile(r"^(?P<user>[A-Za-z0-9_][A-Za-z0-9_.@-]*)\.condor_ssh_to_job_\w+\Z")
@@ -173,12 +175,10 @@ class UserFiles:
         except OSError as err:
             raise UserFilesError(f"{operation}: cannot run {argv[0]}: {err}") from None
         try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(json.dumps(request).encode()), TIMEOUT
+            out, err = await communicate_within(
+                proc, json.dumps(request).encode(), TIMEOUT, kill_child
             )
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise UserFilesError(f"{operation}: no answer within {TIMEOUT:g} s") from None
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip().splitlines()

@@ -33,6 +33,8 @@ from jupyterhub.utils import maybe_future
 from tornado import web
 from traitlets import Float, List, Unicode
 
+from condorspawner.processes import communicate_within, kill_child
+
 PREFIX = "demo-"
 LOGIN_NAME = re.compile(r"[a-z0-9]{1,20}")
 ACCOUNT_NAME = re.compile(rf"{PREFIX}[a-z0-9]{{1,20}}")
@@ -142,10 +144,8 @@ class DemoAuthenticator(DummyAuthenticator):
             stderr=asyncio.subprocess.STDOUT,
         )
         try:
-            output, _ = await asyncio.wait_for(proc.communicate(), self.useradd_timeout)
+            output, _ = await communicate_within(proc, None, self.useradd_timeout, kill_child)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise RuntimeError(
                 f"creating the account {name} took longer than {self.useradd_timeout:g} s"
             ) from None

@@ -1,6 +1,7 @@
 """The HTCondor command layer, fed what a real HTCondor 25.0 pool printed."""
 
 import asyncio
+import signal
 
 import pytest
 
@@ -149,6 +150,31 @@ async def test_a_slow_command_times_out_and_is_killed(replay):
     with pytest.raises(CondorTimeout, match=r"no answer within 0.5 s"):
         await Condor(timeout=0.5).q()
     assert loop.time() - started < 5
+
+
+def test_a_cancelled_command_is_killed_and_reaped_before_the_loop_closes(replay, monkeypatch):
+    """A watcher stopped mid-query must not leave its ``condor_q`` behind: an unreaped
+    subprocess transport, collected after its loop closed, raises "Event loop is
+    closed" in ``__del__`` (it failed CI from an unrelated test)."""
+    replay("condor_q", "q_empty_json", sleep=30)
+    started: list[asyncio.subprocess.Process] = []
+    spawn = asyncio.create_subprocess_exec
+
+    async def recording(*args, **kwargs):
+        started.append(await spawn(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
+
+    async def cancel_mid_query() -> None:
+        task = asyncio.ensure_future(Condor().q())
+        await asyncio.sleep(0.5)
+        task.cancel()
+        await asyncio.wait([task])
+        assert task.cancelled()
+
+    asyncio.run(cancel_mid_query())
+    assert [p.returncode for p in started] == [-signal.SIGKILL]
 
 
 async def test_a_missing_tool_is_unavailable(monkeypatch, tmp_path):
