@@ -190,7 +190,7 @@ def test_ssh_config_prints_writes_0600_and_includes_once(home, tmp_path):
 
     printed = condorsub("ssh-config")
     assert printed.returncode == 0 and printed.stdout.startswith("# condorsub ssh-config")
-    assert "Host condor-*" in printed.stdout and "ssh-proxy %n %r" in printed.stdout
+    assert "Match originalhost" in printed.stdout and "ssh-proxy '%n' '%r'" in printed.stdout
     assert not (home / ".ssh").exists()  # printing writes nothing
     # ssh itself accepts it
     checked = subprocess.run(
@@ -273,6 +273,38 @@ def test_ssh_into_a_condorsub_shell_session(pool, tmp_path, home):
         os.close(master)
 
 
+def test_the_proxy_command_hands_hostile_names_to_no_shell(home, tmp_path):
+    """ssh runs the ProxyCommand with a shell after putting the host and user in
+    (ssh before 9.6 lets any name through, CVE-2023-51385): what a shell makes of
+    it must be those names, and names holding a quote are not matched at all."""
+    config = tmp_path / "c.config"
+    made = subprocess.run(
+        [CONDORSUB, "ssh-config", "--write", str(config)], capture_output=True, timeout=30
+    )
+    assert made.returncode == 0, made.stderr
+    settings = subprocess.run(
+        ["ssh", "-G", "-F", str(config), "-l", "bob", "condor-12.3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    proxy = next(x for x in settings.splitlines() if x.startswith("proxycommand "))[13:]
+    arguments = proxy.split(" ssh-proxy ", 1)[1]
+    marker = tmp_path / "ran"
+    for host, user in [
+        (f"condor-1;touch {marker}", "bob"),
+        (f"condor-1$(touch {marker})", "bob"),
+        ("condor-1 `id`", f"x&&touch {marker}"),
+    ]:
+        line = "printf '%s\\0' " + arguments.replace("%n", host).replace("%r", user)
+        shell = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=30)
+        assert shell.stdout.split("\0")[:-1] == [host, user] and not marker.exists()
+    text = config.read_text()
+    match = next(x for x in text.splitlines() if x.startswith("Match "))
+    assert "!*'*" in match.split("originalhost", 1)[1].split("user", 1)[0]
+    assert "!*'*" in match.split(" user ", 1)[1]
+
+
 def test_ssh_config_odd_paths_stay_one_word_and_never_add_lines(tmp_path, monkeypatch):
     """A blank, '#' or quote in HOME or the written path is quoted; a line break is refused."""
     odd = tmp_path / "my h#me 'x\""
@@ -298,7 +330,7 @@ def test_ssh_config_odd_paths_stay_one_word_and_never_add_lines(tmp_path, monkey
         timeout=30,
     )
     assert checked.returncode == 0, checked.stderr
-    assert "ssh-proxy %n %r\n" in checked.stdout  # the Include was followed
+    assert "ssh-proxy '%n' '%r'\n" in checked.stdout  # the Include was followed
     slots = f"{odd}/.condorsub/ssh/condor-12.3"
     assert f"identityfile {odd}/.condorsub/ssh/%n/key-0\n" in checked.stdout
     known = next(x for x in checked.stdout.splitlines() if x.startswith("userknownhostsfile "))

@@ -3,7 +3,9 @@
 Everything goes through ``condor_ssh_to_job``: no inbound network path, the
 job's container and environment, the job's owner. ``ssh-config`` writes an
 OpenSSH client configuration whose ``ProxyCommand`` is ``condorsub ssh-proxy
-%n %r``; that runs ``condor_ssh_to_job -ssh "<python> -m condorspawner.cli
+'%n' '%r'`` (quoted for the shell ssh runs it with; names holding a quote are
+not matched, for ssh clients before 9.6 that let any name through); that runs
+``condor_ssh_to_job -ssh "<python> -m condorspawner.cli
 ssh-bridge ... --proxy=%x" JOB``. condor_ssh_to_job sets the session up (the
 starter's sshd in the job, a fresh key pair and host key) and runs its "ssh
 program" with ``%x`` (its own ProxyCommand: a byte stream to that sshd), ``%i``
@@ -142,7 +144,7 @@ def _program() -> list[str]:
 
 
 def config_text() -> str:
-    """The ``Host condor-*`` block: ssh condor-JOB reaches the job through condor_ssh_to_job."""
+    """The ``condor-*`` block: ssh condor-JOB reaches the job through condor_ssh_to_job."""
     base = _percent(_one_line(str(state_dir())))
     command = _program()
     site_file = os.environ.get("CONDORSPAWNER_SITE")
@@ -156,9 +158,11 @@ def config_text() -> str:
 # JetBrains Gateway, Emacs TRAMP) into your running HTCondor jobs: ssh condor-<JOB>,
 # e.g. ssh condor-123 or scp file condor-123.0:. Written by condorsub; run it again after
 # moving condorsub or the site file.
-Host condor-*
+# (ssh condor-JOB; the host and user go to a shell in quotes, so a name holding a
+# quote or a slash is never matched)
+Match originalhost "condor-*,!*'*,!*/*" user "*,!*'*"
     # condor_ssh_to_job opens the session (no network path into the job is needed)
-    ProxyCommand {proxy} ssh-proxy %n %r
+    ProxyCommand {proxy} ssh-proxy '%n' '%r'
     # each session has a fresh key pair; condorsub ssh-proxy puts its key in a slot here
 {keys}
     IdentitiesOnly yes
