@@ -10,6 +10,7 @@ from condorspawner.attach import AttachError
 from condorspawner.finish import JobNotFinished
 from condorspawner.joblog import ended_in_log
 from condorspawner.protocol import job_start
+from condorspawner.standby import Standby
 from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING
 
 
@@ -34,8 +35,9 @@ class HealthMixin:
         ad = state.ad
         if state.missing_since is not None:
             return await self._settle_missing(time.monotonic() - state.missing_since)
-        if ad is None:
-            return None  # unknown: never "gone" on a failed or empty look
+        if ad is None:  # unknown: never "gone" on a failed or empty look
+            await self._stand_in()
+            return None
         status = ad.get("JobStatus")
         if state.gone or status in (REMOVED, COMPLETED):
             await self._close_tunnel()
@@ -53,6 +55,29 @@ class HealthMixin:
         if status == RUNNING:
             return await self._check_tunnel(ad)
         return None
+
+    async def _stand_in(self) -> None:
+        """No tunnel yet in this hub (it was restarted) and the schedd does not answer:
+        the server's port answers for it, or JupyterHub's start-up check ends it."""
+        if self._standby is not None or not self.local_port or self.server is None:
+            return
+        if self._attachment is not None and self._attachment.tunnel is not None:
+            return  # a tunnel of this hub's: its failures have their own course
+        standby = Standby(self.local_port, self.job_id, self.schedd)
+        if await standby.start():
+            self._standby = standby
+            self.log.warning(
+                "%s: the schedd of job %s does not answer; 127.0.0.1:%s answers for the "
+                "server until it does",
+                self._log_name,
+                self.job_id,
+                self.local_port,
+            )
+
+    async def _stand_down(self) -> None:
+        if self._standby is not None:
+            standby, self._standby = self._standby, None
+            await standby.close()
 
     async def _settle_missing(self, missing_for: float) -> int | None:
         """In neither queue nor history: the job's own event log, else a bound."""
@@ -85,6 +110,7 @@ class HealthMixin:
                 attachment.failure,
             )
         before = attachment.local_port
+        await self._stand_down()
         try:
             self.local_port = await attachment.open(run)
         except AttachError as err:

@@ -45,9 +45,17 @@ from condorspawner.protocol import (
 from condorspawner.request import RequestError
 from condorspawner.site import Site, cached_site
 from condorspawner.spawner_config import SpawnerConfig
+from condorspawner.standby import Standby
 from condorspawner.submission import SubmissionMixin
 from condorspawner.userfiles import UserFiles, UserFilesError
-from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, QueueWatcher
+from condorspawner.watcher import (
+    RUNNING,
+    JobEnded,
+    JobHeld,
+    QueueWatcher,
+    StillQueued,
+    follow_job,
+)
 
 # "schedd": the job's access point, for life (every command names it with -name)
 STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id", "schedd")
@@ -65,6 +73,7 @@ class CondorSpawner(
         self.last_end: str | None = None
         self.keep_job = False
         self._attachment: Attachment | None = None
+        self._standby: Standby | None = None  # answers for the server while its schedd does not
         self._route_removed = False  # the proxy route is down while the tunnel is
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
@@ -199,42 +208,34 @@ class CondorSpawner(
     async def _follow(self, done: Any) -> dict[str, Any]:
         """Follow the spawn's job until ``done(ad)``: queue reasons, hold, end, start timeout."""
         state = self._watcher().watch(self.job_id, pending=True)
-        idle_limit = time.monotonic() + self.site.notebook.start_timeout
-        said_idle, said_running = None, False
-        while True:
-            ad = state.ad
-            if ad is not None:
-                status = ad.get("JobStatus")
-                if status == HELD:
-                    reason = ad.get("HoldReason", "no reason given")
-                    raise SpawnError(f"HTCondor held job {self.job_id}: {reason}")
-                if state.gone or status in (REMOVED, COMPLETED):
-                    raise SpawnError(await self._ended_message(ad))
-                if status == IDLE:
-                    reason = ad.get("LastRejMatchReason") or "waiting to be matched"
-                    if reason != said_idle:
-                        self._event(f"Job {self.job_id} is queued: {reason}", QUEUED)
-                        said_idle = reason
-                    else:
-                        waited = self._since("submitted")
-                        self._still(
-                            f"Job {self.job_id} is still queued ({waited}): {reason}", QUEUED
-                        )
-                    if time.monotonic() > idle_limit:
-                        limit = self.site.notebook.start_timeout
-                        raise SpawnError(
-                            f"Job {self.job_id} was still waiting in the queue after {limit} s "
-                            f"({reason}); it was removed."
-                        )
-                if status == RUNNING and not said_running:
-                    said_running = True
-                    host = ad.get("RemoteHost", "an execute point")
-                    self._event(f"Job {self.job_id} running on {host}", RUNNING_PHASE)
-                if done(ad):
-                    return ad
-            changed = state.changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), 1.0)
+
+        def idle(reason: str, new: bool) -> None:
+            if new:
+                self._event(f"Job {self.job_id} is queued: {reason}", QUEUED)
+            else:
+                waited = self._since("submitted")
+                self._still(f"Job {self.job_id} is still queued ({waited}): {reason}", QUEUED)
+
+        def running(ad: dict[str, Any]) -> None:
+            host = ad.get("RemoteHost", "an execute point")
+            self._event(f"Job {self.job_id} running on {host}", RUNNING_PHASE)
+
+        limit = self.site.notebook.start_timeout
+        try:
+            ad = await follow_job(
+                state, done, start_timeout=limit, on_idle=idle, on_running=running
+            )
+        except JobHeld as err:
+            raise SpawnError(f"HTCondor held job {self.job_id}: {err.reason}") from None
+        except JobEnded as err:
+            raise SpawnError(await self._ended_message(err.ad)) from None
+        except StillQueued as err:
+            raise SpawnError(
+                f"Job {self.job_id} was still waiting in the queue after {limit} s "
+                f"({err.reason}); it was removed."
+            ) from None
+        assert ad is not None  # neither a stop event nor a task to end it
+        return ad
 
     def _attach(self) -> Attachment:
         if self._attachment is None or self._attachment.job_id != self.job_id:
@@ -347,6 +348,7 @@ class CondorSpawner(
             await self.files.sweep_ssh_sessions()
 
     async def _close_tunnel(self) -> None:
+        await self._stand_down()
         if self._attachment is not None:
             await self._attachment.close()
 

@@ -297,7 +297,9 @@ def test_the_proxy_command_hands_hostile_names_to_no_shell(home, tmp_path):
         ("condor-1 `id`", f"x&&touch {marker}"),
     ]:
         line = "printf '%s\\0' " + arguments.replace("%n", host).replace("%r", user)
-        shell = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=30)
+        shell = subprocess.run(
+            ["sh", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
         assert shell.stdout.split("\0")[:-1] == [host, user] and not marker.exists()
     text = config.read_text()
     match = next(x for x in text.splitlines() if x.startswith("Match "))

@@ -65,6 +65,39 @@ def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool
     assert set(tunnel_pids(nonces)) <= below, [cmdline(p) for p in tunnel_pids(nonces)]
 
 
+def test_a_hub_restarted_while_the_schedd_is_down_keeps_the_session(
+    sudo_hub, system_pool, unix_users
+):
+    """JupyterHub's start-up check stops every server that does not answer over HTTP in
+    time; no tunnel can be made while the schedd does not answer. The session (its
+    kernel) must outlive both: the user sees why, and gets it back when the schedd does."""
+    user = unix_users("k")
+    sudo_hub.spawn(user, {})
+    job = sudo_hub.job_of(user)
+    status, kernel = sudo_hub.api(
+        "POST", f"/user/{user}/api/kernels", {"name": "python3"}, through_proxy=True, timeout=60
+    )
+    assert status == 201, kernel
+    schedd = system_pool.run("condor_status", "-schedd", "-af", "Name").stdout.strip()
+    sudo_hub.stop()
+    assert system_pool.localpool("schedd-off", schedd).returncode == 0
+    try:
+        sudo_hub.start()
+
+        def waiting_page() -> bool:
+            status, text = sudo_hub.api("GET", f"/user/{user}/lab", through_proxy=True)
+            return status == 424 and f"job {job}" in text and "does not answer" in text
+
+        wait_until(waiting_page, 60, "the server's port answering while the schedd is off")
+        assert not server_gone(sudo_hub, user)
+    finally:
+        system_pool.localpool("schedd-on", schedd)
+    wait_ready(sudo_hub, user, timeout=60)
+    assert sudo_hub.job_of(user) == job
+    _, kernels = sudo_hub.api("GET", f"/user/{user}/api/kernels", through_proxy=True)
+    assert kernel["id"] in [k["id"] for k in kernels]
+
+
 def test_a_held_job_is_finished_not_forgotten(sudo_hub, system_pool, unix_users):
     """Issue 16.2: a hold behind the hub's back: the server is reported stopped only after
     the hub removed the job (its files back) and closed the tunnel; the reason reaches the
