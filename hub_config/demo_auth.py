@@ -6,7 +6,7 @@ checks the password and the name (1 to 20 lowercase letters and digits) and
 returns ``demo-<name>``; ``add_user``, which JupyterHub calls when a user is
 first added (first login, REST API) and for every known user at start-up,
 creates the account when it is missing (``useradd --create-home --shell
-/bin/bash``: a home under /home, a uid from 1000 up) and records it in
+/bin/bash``: a 0700 home under /home, a uid from 1000 up) and records it in
 ``accounts_file`` before creating it, so that ``scripts/demo --clean`` can
 remove every account the demo made. The spawner then runs that user's job
 as that account (the site's ``run_as``). ``remove_account`` removes such an
@@ -38,7 +38,8 @@ from condorspawner.processes import communicate_within, kill_child
 PREFIX = "demo-"
 LOGIN_NAME = re.compile(r"[a-z0-9]{1,20}")
 ACCOUNT_NAME = re.compile(rf"{PREFIX}[a-z0-9]{{1,20}}")
-USERADD = ["useradd", "--create-home", "--shell", "/bin/bash"]
+# homes 0700 (Debian's useradd makes them 0755): demo users share one machine
+USERADD = ["useradd", "--create-home", "-K", "HOME_MODE=0700", "--shell", "/bin/bash"]
 REFUSED = (
     "Demo login names are 1 to 20 lowercase letters and digits (a-z, 0-9), "
     "for example alice or user2: each name becomes the Unix account demo-<name>."

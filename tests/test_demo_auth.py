@@ -1,11 +1,15 @@
 """The demo's authenticator: login names, the accounts it stands for, and their record.
 
-No account is made here (the command that makes one is a stand-in); the demo
-command and browser tests make real ones.
+Accounts are made by a stand-in command, but for one real ``useradd`` (root only)
+that checks the home it makes; the demo command and browser tests make more.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import stat
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +19,7 @@ from tornado import web
 
 from hub_config.demo_auth import (
     REFUSED,
+    USERADD,
     DemoAuthenticator,
     account_for,
     record_account,
@@ -95,6 +100,19 @@ async def test_a_missing_account_is_recorded_then_made(tmp_path):
     await auth.add_user(SimpleNamespace(name=UNKNOWN))
     assert made.read_text() == UNKNOWN  # the command saw the name already recorded
     assert recorded_accounts(tmp_path / "accounts.txt") == [UNKNOWN]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="useradd needs root")
+async def test_a_demo_account_home_is_private(tmp_path, public_tmp):
+    """Demo users share one machine: one user's notebooks are not another's to read."""
+    name = "demo-zq" + secrets.token_hex(4)
+    auth = authenticator(tmp_path, [*USERADD, "--base-dir", str(public_tmp)])
+    try:
+        await auth.add_user(SimpleNamespace(name=name))
+        home = public_tmp / name
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True, timeout=30)
 
 
 async def test_a_failing_useradd_fails_the_login_and_keeps_the_record(tmp_path):
