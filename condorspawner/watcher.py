@@ -9,6 +9,10 @@ interval doubling up to a minute). A query that fails or times out changes
 nothing: the jobs' state is then "unknown", never "gone". A job that a
 successful look finds in neither is marked ``missing`` (since when), for the
 spawner to settle from the job's own event log or after a bound.
+
+:func:`follow_job` is the one loop that follows a starting job through these
+states (the spawner's spawn and ``condorsub lab`` both use it): held, ended
+and queued past the start timeout are exceptions each caller words itself.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -269,3 +273,96 @@ class QueueWatcher:
         if before != (state.ad, state.in_queue):
             state.changed.set()
             state.changed = asyncio.Event()
+
+
+# --- following one job until it is where the caller wants it ----------------------------
+
+
+class JobFate(Exception):
+    """What became of a followed job, for the caller to word (``ad``: its last ad)."""
+
+    def __init__(self, ad: dict[str, Any]) -> None:
+        super().__init__(ad.get("JobStatus"))
+        self.ad = ad
+
+
+class JobHeld(JobFate):
+    """HTCondor held the job (``reason``: its HoldReason)."""
+
+    @property
+    def reason(self) -> str:
+        return str(self.ad.get("HoldReason", "no reason given"))
+
+
+class JobEnded(JobFate):
+    """The job completed, was removed, or left the queue (the history's ad)."""
+
+
+class StillQueued(JobFate):
+    """The job waited in the queue longer than the start timeout allows."""
+
+    def __init__(self, ad: dict[str, Any], reason: str, timeout: float) -> None:
+        super().__init__(ad)
+        self.reason, self.timeout = reason, timeout
+
+
+async def follow_job(
+    state: JobState,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    start_timeout: float,
+    on_idle: Callable[[str, bool], None] | None = None,
+    on_running: Callable[[dict[str, Any]], None] | None = None,
+    stop: asyncio.Event | None = None,
+    task: asyncio.Future[Any] | None = None,
+) -> dict[str, Any] | None:
+    """Follow a job the watcher updates until ``done(ad)`` (that ad), ``stop`` is set or
+    ``task`` ends (None): one place for what a starting job's states mean.
+
+    Raises :class:`JobHeld`, :class:`JobEnded`, or :class:`StillQueued` when it is
+    idle ``start_timeout`` seconds after this call. ``on_idle(reason, new)`` is
+    called at each look while it waits (``new``: the reason changed),
+    ``on_running(ad)`` the first time it is seen running.
+    """
+    idle_limit = time.monotonic() + start_timeout
+    said_idle: str | None = None
+    said_running = False
+    while not (stop is not None and stop.is_set()) and not (task is not None and task.done()):
+        ad = state.ad
+        if ad is not None:
+            status = ad.get("JobStatus")
+            if status == HELD:
+                raise JobHeld(ad)
+            if state.gone or status in (REMOVED, COMPLETED):
+                raise JobEnded(ad)
+            if status == IDLE:
+                reason = ad.get("LastRejMatchReason") or "waiting to be matched"
+                if on_idle is not None:
+                    on_idle(reason, reason != said_idle)
+                said_idle = reason
+                if time.monotonic() > idle_limit:
+                    raise StillQueued(ad, reason, start_timeout)
+            if status == RUNNING and not said_running:
+                said_running = True
+                if on_running is not None:
+                    on_running(ad)
+            if done(ad):
+                return ad
+        await _next_look(state, stop, task)
+    return None
+
+
+async def _next_look(
+    state: JobState, stop: asyncio.Event | None, task: asyncio.Future[Any] | None
+) -> None:
+    """Until the job's state changes, ``stop`` is set or ``task`` ends; a second at most."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (state.changed, stop) if e is not None]
+    try:
+        await asyncio.wait(
+            [*waits, *([task] if task is not None else [])],
+            timeout=1.0,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        for waiting in waits:
+            waiting.cancel()

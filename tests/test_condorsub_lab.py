@@ -1,7 +1,9 @@
-"""condorsub lab against localpool: JupyterLab through the tunnel, and Ctrl-C brings it all home."""
+"""condorsub lab against localpool: JupyterLab through the tunnel, and Ctrl-C brings it all home;
+the job-following loop it shares with the spawner (``watcher.follow_job``) on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from condorspawner.protocol import SECRET_FILE, JobSecret
+from condorspawner.watcher import JobEnded, JobHeld, JobState, StillQueued, follow_job
 from proxy_tunnel.procs import alive, descendants
 from tests.harness import site_for_tests
 
@@ -58,6 +61,99 @@ def call(url: str, method: str = "GET", token: str | None = None, body: dict | N
             return answer.status, json.loads(answer.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, None
+
+
+# --- follow_job: the loop the lab and the spawner share -----------------------------------
+
+
+def change(state: JobState, **ad) -> None:
+    """What the watcher does when a look finds the job changed."""
+    state.ad = {"ClusterId": 7, "ProcId": 0, **ad}
+    state.changed.set()
+    state.changed = asyncio.Event()
+
+
+async def test_follow_job_tells_the_queue_reason_once_per_change_and_returns_when_done():
+    state = JobState("7.0")
+    seen = []
+
+    async def scenario():
+        await asyncio.sleep(0.05)
+        for reason in ("no match found", "no match found", "rank"):
+            change(state, JobStatus=1, LastRejMatchReason=reason)
+            await asyncio.sleep(0.05)
+        change(state, JobStatus=2, RemoteHost="slot1@ep")
+        await asyncio.sleep(0.05)
+        change(state, JobStatus=2, RemoteHost="slot1@ep", Note="again")
+
+    driver = asyncio.create_task(scenario())
+    ad = await asyncio.wait_for(
+        follow_job(
+            state,
+            lambda ad: ad.get("Note") == "again",
+            start_timeout=60,
+            on_idle=lambda reason, new: seen.append((reason, new)),
+            on_running=lambda ad: seen.append(("running", ad["RemoteHost"])),
+        ),
+        5,
+    )
+    await driver
+    assert ad["Note"] == "again"
+    assert [s for s in seen if s[1] is True] == [("no match found", True), ("rank", True)]
+    assert ("no match found", False) in seen  # the same reason again: not new
+    assert seen.count(("running", "slot1@ep")) == 1  # once, however often it is seen running
+
+
+@pytest.mark.parametrize(
+    ("ad", "gone", "error"),
+    [
+        ({"JobStatus": 5, "HoldReason": "quota"}, False, JobHeld),
+        ({"JobStatus": 4, "ExitCode": 1}, False, JobEnded),
+        ({"JobStatus": 3}, False, JobEnded),
+        ({"JobStatus": 2}, True, JobEnded),  # left the queue: the history's ad
+    ],
+)
+async def test_follow_job_raises_what_became_of_the_job(ad, gone, error):
+    state = JobState("7.0")
+    change(state, **ad)
+    state.gone = gone
+    with pytest.raises(error) as raised:
+        await asyncio.wait_for(follow_job(state, lambda ad: False, start_timeout=60), 5)
+    assert raised.value.ad["JobStatus"] == ad["JobStatus"]
+    if error is JobHeld:
+        assert raised.value.reason == "quota"
+
+
+async def test_follow_job_gives_up_on_a_job_queued_past_the_start_timeout():
+    state = JobState("7.0")
+    change(state, JobStatus=1)
+    with pytest.raises(StillQueued) as raised:
+        await asyncio.wait_for(follow_job(state, lambda ad: False, start_timeout=0.3), 5)
+    assert raised.value.reason == "waiting to be matched" and raised.value.timeout == 0.3
+
+
+async def test_follow_job_returns_none_on_stop_or_when_the_task_ends():
+    state = JobState("7.0")
+    change(state, JobStatus=2)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.1, stop.set)
+    assert (
+        await asyncio.wait_for(follow_job(state, lambda ad: False, start_timeout=60, stop=stop), 5)
+        is None
+    )
+    task = asyncio.create_task(asyncio.sleep(0.1))
+    assert (
+        await asyncio.wait_for(follow_job(state, lambda ad: False, start_timeout=60, task=task), 5)
+        is None
+    )
+    assert task.done()
+    # no ad yet (the first look has not answered): followed, nothing raised or returned
+    blank = JobState("8.0")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(follow_job(blank, lambda ad: True, start_timeout=0.01), 0.3)
+
+
+# --- condorsub lab ----------------------------------------------------------------------
 
 
 def test_a_bad_option_gives_one_line_and_submits_nothing(tmp_path):

@@ -44,7 +44,15 @@ from condorspawner.render import RenderedJob
 from condorspawner.request import RequestError
 from condorspawner.site import Site
 from condorspawner.userfiles import UserFiles, UserFilesError
-from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, JobState, QueueWatcher
+from condorspawner.watcher import (
+    REMOVED,
+    RUNNING,
+    JobEnded,
+    JobHeld,
+    QueueWatcher,
+    StillQueued,
+    follow_job,
+)
 
 WORK_DIR = "jupyter-lab"
 STOP_TIMEOUT = 60.0  # as the spawner's stop_timeout: the work directory's way home
@@ -259,51 +267,33 @@ class LabSession:
         when it is held or ends, or waits in the queue past the site's start timeout."""
         assert self.watcher is not None and self.job_id is not None
         state = self.watcher.watch(self.job_id, pending=pending)
+
+        def idle(reason: str, new: bool) -> None:
+            if new:
+                say(f"job {self.job_id} is queued: {reason}")
+
         try:
-            return await self._follow_state(state, done, task)
+            return await follow_job(
+                state,
+                done,
+                start_timeout=self.site.notebook.start_timeout,
+                on_idle=idle,
+                stop=self.stopping,
+                task=task,
+            )
+        except JobHeld as err:
+            raise CliError(f"HTCondor held job {self.job_id}: {err.reason}") from None
+        except JobEnded as err:
+            code = 0 if err.ad.get("ExitCode") == 0 else FAILED
+            raise CliError(self._ended(err.ad), code) from None
+        except StillQueued as err:
+            raise CliError(
+                f"job {self.job_id} was still waiting after {err.timeout} s "
+                f"({err.reason}); it was removed"
+            ) from None
         finally:
             if pending:
                 self.watcher.settle(self.job_id)  # the queue at the normal interval again
-
-    async def _follow_state(
-        self,
-        state: JobState,
-        done: Callable[[dict[str, Any]], bool],
-        task: asyncio.Task[Any] | None,
-    ) -> dict[str, Any] | None:
-        loop = asyncio.get_running_loop()
-        idle_limit = loop.time() + self.site.notebook.start_timeout
-        said = None
-        while not self.stopping.is_set() and not (task is not None and task.done()):
-            ad = state.ad
-            if ad is not None:
-                status = ad.get("JobStatus")
-                if status == HELD:
-                    reason = ad.get("HoldReason", "no reason given")
-                    raise CliError(f"HTCondor held job {self.job_id}: {reason}")
-                if state.gone or status in (REMOVED, COMPLETED):
-                    raise CliError(self._ended(ad), 0 if ad.get("ExitCode") == 0 else FAILED)
-                if status == IDLE:
-                    reason = ad.get("LastRejMatchReason") or "waiting to be matched"
-                    if reason != said:
-                        said = reason
-                        say(f"job {self.job_id} is queued: {reason}")
-                    if loop.time() > idle_limit:
-                        raise CliError(
-                            f"job {self.job_id} was still waiting after "
-                            f"{self.site.notebook.start_timeout} s ({reason}); it was removed"
-                        )
-                if done(ad):
-                    return ad
-            waits = [asyncio.ensure_future(e.wait()) for e in (state.changed, self.stopping)]
-            await asyncio.wait(
-                [*waits, *([task] if task else [])],
-                timeout=1.0,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            for waiting in waits:
-                waiting.cancel()
-        return None
 
     def _ended(self, ad: dict[str, Any]) -> str:
         code = ad.get("ExitCode")
