@@ -39,6 +39,8 @@ class HealthMixin:
             await self._stand_in()
             return None
         status = ad.get("JobStatus")
+        if status != RUNNING:
+            await self._stand_down()  # the schedd answers: the stand-in's page is no longer true
         if state.gone or status in (REMOVED, COMPLETED):
             await self._close_tunnel()
             code = ad.get("ExitCode")

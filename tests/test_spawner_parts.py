@@ -4,6 +4,7 @@ ending a job safely, a site file checked at once, poll that never raises."""
 from __future__ import annotations
 
 import asyncio
+import time
 import tomllib
 from pathlib import Path
 
@@ -227,6 +228,47 @@ async def test_poll_never_raises():
 
     spawner._watcher = broken
     assert await spawner.poll() is None
+
+
+async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(monkeypatch):
+    """After a hub restart (no tunnel yet) an unknown job's port gives the 424 page; once
+    the schedd answers and the job is not running, that page (no longer true) goes."""
+    import socket
+    import urllib.error
+    import urllib.request
+    from types import SimpleNamespace
+
+    from condorspawner.spawner import CondorSpawner
+    from condorspawner.watcher import IDLE
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = SimpleNamespace(ad=None, missing_since=None, gone=False)
+
+    async def fresh(max_age: float) -> None:
+        pass
+
+    watcher = SimpleNamespace(watch=lambda job_id: state, ensure_fresh=fresh)
+    monkeypatch.setattr(CondorSpawner, "server", property(lambda self: object()))
+    spawner = CondorSpawner()
+    spawner.job_id, spawner.local_port, spawner.schedd = "7.0", port, "ap2.example.org"
+    spawner._watcher = lambda: watcher
+
+    def fetch() -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/user/u/api", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    assert await spawner.poll() is None
+    status, page = await asyncio.to_thread(fetch)
+    assert status == 424 and "job 7.0" in page and "ap2.example.org" in page
+    state.ad = {"JobStatus": IDLE, "EnteredCurrentStatus": time.time()}
+    assert await spawner.poll() is None
+    with pytest.raises(urllib.error.URLError):
+        await asyncio.to_thread(fetch)
 
 
 # --- the rendezvous ---------------------------------------------------------------------
