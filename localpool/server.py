@@ -52,19 +52,21 @@ def _take_stdio(fds: list[int]) -> None:
 def dispatch(
     message: dict[str, Any], store: Store, caller: Account, conn: socket.socket
 ) -> dict[str, Any]:
+    from localpool.tokens import NETNS_ENV, peer_netns
+
     op = message.get("op")
+    env = dict(message.get("env") or {})
+    env[NETNS_ENV] = peer_netns(conn)  # the pool's own look, not the client's word
     if op == "tool":
-        from localpool.tokens import NETNS_ENV, peer_netns
         from localpool.tools import run
 
-        env = dict(message.get("env") or {})
-        env[NETNS_ENV] = peer_netns(conn)  # the pool's own look, not the client's word
         rc, more = run(message["argv"], store, caller, env)
         return {"rc": rc, **more}
-    if op == "ssh_info":
+    if op == "ssh_info":  # the schedd's check; ssh_proxy then needs the ticket it gives
         from localpool.sshd import ssh_info
 
-        return ssh_info(store, caller, str(message["job"]), bool(message.get("auto_retry")))
+        job, retry = str(message["job"]), bool(message.get("auto_retry"))
+        return ssh_info(store, caller, job, retry, env)
     if op == "ssh_proxy":
         from localpool.sshd import serve_proxy
 

@@ -75,6 +75,10 @@ def run_ssh(
     host = f"condor-job.{info['host']}"
     known = session / "known_hosts"
     known.write_text(f"{host} {host_pub[0]} {host_pub[1]}\n")
+    if info.get("ticket"):  # the schedd's yes, for our -proxy (a secret: not on its argv)
+        fd = os.open(session / "ticket", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "w") as f:
+            f.write(info["ticket"])
     values = {
         "x": shlex.join([tool, "-proxy", str(session), job_id]),
         "u": info["owner"],
@@ -189,7 +193,8 @@ def ssh_to_job(pool: Pool, argv: list[str]) -> int:
     job_id = rest[0] if "." in rest[0] else f"{rest[0]}.0"
     job_id = f"{name}#{job_id}" if name else job_id
     while True:
-        info = pool.call({"op": "ssh_info", "job": job_id, "auto_retry": auto_retry})
+        ask = {"op": "ssh_info", "job": job_id, "auto_retry": auto_retry, "env": dict(os.environ)}
+        info = pool.call(ask)
         if info["rc"] == 0:
             break
         if not (auto_retry and info.get("retry")):
@@ -215,11 +220,16 @@ def proxy(pool: Pool, args: list[str]) -> int:
     if os.getppid() == 1:
         return 1
     session, job_id = Path(args[0]), args[1]
+    try:
+        session_ticket = (session / "ticket").read_text().strip()
+    except FileNotFoundError:
+        session_ticket = ""  # the pool refuses: only the schedd's yes lets the proxy in
     message = {
         "op": "ssh_proxy",
         "job": job_id,
         "client_key": (session / "ssh_key.pub").read_text().strip(),
         "host_key": (session / "host_key").read_text(),
+        "ticket": session_ticket,
     }
     sock = pool.open()
     with sock:

@@ -11,6 +11,14 @@ command that enters the job's environment and working directory. So
 ``-L``/``-R`` forwards (TCP and Unix sockets) and remote commands land inside
 the job, as with a real starter. The sshd settings follow the starter's
 template (ctr ciphers, hmac-sha2 MACs).
+
+Two requests, as HTCondor's two daemons: ``ssh_info`` is the schedd's check
+(a caller inside an isolated job needs a token: READ to look the job up,
+WRITE for GET_JOB_CONNECT_INFO, with ssh_to_job.cpp's and dc_schedd.cpp's
+refusals), and its yes is a ticket (``tokens.ticket``: this job, this uid,
+for two minutes) that the client keeps in its 0700 session directory. The
+proxy's ``ssh_proxy`` (the starter's part) starts sshd only for such a ticket,
+so it is no way round the schedd's check.
 """
 
 from __future__ import annotations
@@ -34,9 +42,12 @@ from localpool.authz import may_modify
 from localpool.jobstate import RUNNING, STARTER_FILE
 from localpool.privs import Account
 from localpool.store import Store
+from localpool.tokens import AuthError, authenticate, redeem, ticket
 
 RETRY_HINT = "(Use -auto-retry to keep trying periodically.)\n"
 NO_JOB = "Unable to fetch job ad; is it still in the queue?\n"
+CANT_CONNECT = "Can't connect to schedd\n"  # ssh_to_job.cpp: its read-only queue connection
+NO_CONNECT_INFO = "Failed to send GET_JOB_CONNECT_INFO to schedd\n"  # dc_schedd.cpp
 STARTER_WAIT = 3.0  # seconds a just-matched job's starter gets to set up before "retry"
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = """\
@@ -118,8 +129,34 @@ def _check(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict
     return {"rc": 0, "owner": ad["Owner"], "host": store.config().host, "info": info}
 
 
-def ssh_info(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict[str, Any]:
-    """May ``caller`` open a session to the job now? (The client then runs ssh.)"""
+def _schedd_lets_in(
+    store: Store, caller: Account, env: dict[str, str], job_id: str
+) -> Account | None:
+    """Whom the schedd takes the request for; None, its refusal printed, if nobody.
+
+    As condor_ssh_to_job asks it: a read-only queue connection looks the job up
+    (READ), then GET_JOB_CONNECT_INFO (WRITE). Only a caller in an isolated job
+    is asked for a token (``tokens.authenticate``).
+    """
+    try:
+        authenticate("condor_ssh_to_job", store, caller, env, level="READ")
+    except AuthError:
+        sys.stderr.write(CANT_CONNECT)
+        return None
+    if job_id not in store.read().jobs:
+        sys.stderr.write(NO_JOB)
+        return None
+    try:
+        return authenticate("condor_ssh_to_job", store, caller, env, level="WRITE")
+    except AuthError:
+        sys.stderr.write(NO_CONNECT_INFO)
+        return None
+
+
+def ssh_info(
+    store: Store, caller: Account, job_id: str, auto_retry: bool, env: dict[str, str]
+) -> dict[str, Any]:
+    """May ``caller`` open a session to the job now? Yes comes with the proxy's ticket."""
     from localpool.schedds import ScheddError, job_key
 
     try:
@@ -127,8 +164,12 @@ def ssh_info(store: Store, caller: Account, job_id: str, auto_retry: bool) -> di
     except ScheddError as err:
         sys.stderr.write(str(err))
         return {"rc": 1}
-    answer = _check(store, caller, job_id, auto_retry)
-    answer.pop("info", None)
+    account = _schedd_lets_in(store, caller, env, job_id)
+    if account is None:
+        return {"rc": 1}
+    answer = _check(store, account, job_id, auto_retry)
+    if answer.pop("info", None) is not None:
+        answer["ticket"] = ticket(store, f"{store.schedd}#{job_id}", caller.uid, account.name)
     return answer
 
 
@@ -173,7 +214,13 @@ def serve_proxy(
     except ScheddError as err:
         sys.stderr.write(str(err))
         return {"rc": 1}
-    answer = _check(store, caller, job_id, auto_retry=False)
+    given = str(message.get("ticket") or "")
+    name = redeem(store, given, f"{store.schedd}#{job_id}", caller.uid)
+    account = privs.account_named(name) if name else None
+    if account is None:
+        sys.stderr.write(f"condor_ssh_to_job: no session from the schedd for job {job_id}\n")
+        return {"rc": 1}
+    answer = _check(store, account, job_id, auto_retry=False)
     if answer["rc"] != 0:
         return answer
     info = answer["info"]
@@ -273,5 +320,11 @@ def wait_for_start(store: Store, caller: Account, job_id: str) -> tuple[int, dic
             from localpool.schedds import name_of
 
             key = job_id if store.schedd == 1 else f"{name_of(store)}#{job_id}"
-            return 0, {"ssh": key, "owner": ad["Owner"], "host": store.config().host}
+            session = ticket(store, f"{store.schedd}#{job_id}", caller.uid, caller.name)
+            return 0, {
+                "ssh": key,
+                "owner": ad["Owner"],
+                "host": store.config().host,
+                "ticket": session,
+            }
         time.sleep(0.5)

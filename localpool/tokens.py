@@ -15,6 +15,9 @@ FS cannot work there, so the tool must present a token from
 with HTCondor's authentication error; a token whose ``scope`` lacks the
 command's level is denied. Outputs and messages: HTCondor's source
 (``token_fetch.cpp``, ``token_list.cpp``, ``token_utils.cpp``) and manual.
+
+``ticket``/``redeem``: the schedd's yes to ``condor_ssh_to_job``, which its
+``-proxy`` must show before the job's sshd starts (``localpool.sshd``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ EXCLUDE = re.compile(r"^((\..*)|(.*~)|(#.*)|(.*\.rpmsave)|(.*\.rpmnew))$")
 READ_TOOLS = ("condor_q", "condor_history", "condor_status", "condor_token_list")
 LEVELS = {"READ": {"READ"}, "WRITE": {"READ", "WRITE"}}  # WRITE implies READ
 AUTH_FAILED = "AUTHENTICATE:1003:Failed to authenticate with any method"
+TICKET_SECONDS = 120  # how long the schedd's answer to condor_ssh_to_job lets its proxy in
+TICKET_PURPOSE = b"localpool condor_ssh_to_job session\0"  # never valid as a token
 
 
 class AuthError(Exception):
@@ -163,11 +168,14 @@ def isolated(env: dict[str, str]) -> bool:
     return theirs != ours
 
 
-def authenticate(tool: str, store: Store, caller: Account, env: dict[str, str]) -> Account:
+def authenticate(
+    tool: str, store: Store, caller: Account, env: dict[str, str], level: str | None = None
+) -> Account:
     """Who the request is from; raises :class:`AuthError` with HTCondor's error line.
 
     On the access point, the caller (FS). Inside an isolated job, the subject
-    of the first valid token in the caller's token directory, limited to its scope.
+    of the first valid token in the caller's token directory, limited to its scope:
+    ``level`` (READ or WRITE), else the tool's own (READ for the tools that only look).
     """
     if not isolated(env):
         return caller
@@ -185,9 +193,9 @@ def authenticate(tool: str, store: Store, caller: Account, env: dict[str, str]) 
         if scope is not None:
             allowed: set[str] = set()
             for item in str(scope).split():
-                level = item.removeprefix("condor:/")
-                allowed |= LEVELS.get(level, {level})
-            need = "READ" if tool in READ_TOOLS else "WRITE"
+                granted = item.removeprefix("condor:/")
+                allowed |= LEVELS.get(granted, {granted})
+            need = level or ("READ" if tool in READ_TOOLS else "WRITE")
             if need not in allowed:
                 raise AuthError(
                     f'SECMAN:2010:Received "DENIED" from server for user {claims["sub"]} '
@@ -195,6 +203,42 @@ def authenticate(tool: str, store: Store, caller: Account, env: dict[str, str]) 
                 )
         return account
     raise AuthError(AUTH_FAILED)
+
+
+def _ticket_mac(store: Store, body: str) -> bytes:
+    return hmac.new(pool_key(store), TICKET_PURPOSE + body.encode(), hashlib.sha256).digest()
+
+
+def ticket(store: Store, job: str, uid: int, account: str, now: float | None = None) -> str:
+    """What the schedd's yes to ``condor_ssh_to_job`` stands for (HTCondor: the security
+    session from the job's claim id, which the starter trusts): signed with the pool's key,
+    for one job, the uid that asked and the account the schedd let in, for TICKET_SECONDS."""
+    claims = {
+        "job": job,
+        "uid": uid,
+        "account": account,
+        "exp": (time.time() if now is None else now) + TICKET_SECONDS,
+        "nonce": secrets.token_hex(8),
+    }
+    body = _b64(_json(claims).encode())
+    return f"{body}.{_b64(_ticket_mac(store, body))}"
+
+
+def redeem(store: Store, text: str, job: str, uid: int, now: float | None = None) -> str | None:
+    """The account a ticket of this pool lets ``uid`` into ``job`` as; None if it does not."""
+    try:
+        body, mac = text.strip().split(".")
+        given = _unb64(mac)
+        claims = json.loads(_unb64(body))
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(claims, dict) or not hmac.compare_digest(_ticket_mac(store, body), given):
+        return None
+    if claims.get("job") != job or claims.get("uid") != uid:
+        return None
+    if (time.time() if now is None else now) >= float(claims.get("exp", 0)):
+        return None
+    return str(claims.get("account") or "") or None
 
 
 # --- the tools -------------------------------------------------------------------

@@ -255,3 +255,116 @@ def test_the_default_token_directory_of_a_real_account(system_pool, unix_users):
     assert (home / "in.out").read_text() == f"{alice}\n"
     # root's listing is root's own directory: alice's token is not in it
     assert f"{alice}@" not in system_pool.run("condor_token_list").stdout
+
+
+# --- condor_ssh_to_job from an isolated job: the schedd's check, then the session ---------
+
+CANT_CONNECT = "Can't connect to schedd\n"  # ssh_to_job.cpp: its read-only queue connection failed
+NO_CONNECT_INFO = "Failed to send GET_JOB_CONNECT_INFO to schedd\n"  # dc_schedd.cpp: WRITE denied
+SSH_SCRIPT = """\
+#!/bin/sh
+for d in none read readwrite expired forged; do
+  echo "== $d"
+  export _CONDOR_SEC_TOKEN_DIRECTORY={dirs}/$d
+  "$_CONDOR_BIN/condor_ssh_to_job" {target} echo in-target 2>&1; echo "rc=$?"
+done
+echo "== unknown-read"
+export _CONDOR_SEC_TOKEN_DIRECTORY={dirs}/read
+"$_CONDOR_BIN/condor_ssh_to_job" 99999.0 true 2>&1; echo "rc=$?"
+echo "== unknown-none"
+export _CONDOR_SEC_TOKEN_DIRECTORY={dirs}/none
+"$_CONDOR_BIN/condor_ssh_to_job" -auto-retry 99999.0 true 2>&1; echo "rc=$?"
+"""
+SLEEPER = "executable = /bin/sleep\narguments = 600\nqueue\n"
+
+
+@ISOLATED
+def test_ssh_to_job_from_an_isolated_job_needs_a_token_with_write(pool, tmp_path):
+    """As HTCondor's schedd: READ to look the job up, WRITE for its starter's address."""
+    base = tmp_path / "tok"
+    base.mkdir()
+    token_dirs(pool, base)
+    target = pool.submit(SLEEPER, "target.sub")
+    pool.wait_for(target, lambda a: a["JobStatus"] == 2, timeout=60)
+    script = pool.submit_dir / "ssh.sh"
+    script.write_text(SSH_SCRIPT.format(dirs=base, target=target))
+    script.chmod(0o755)
+    job = pool.submit("executable = ssh.sh\noutput = ssh.out\nqueue\n", "ssh.sub")
+    pool.wait_for(job, lambda a: a["JobStatus"] == 4, timeout=90)
+    got = sections((pool.submit_dir / "ssh.out").read_text())
+    for name in ("none", "expired", "forged", "unknown-none"):
+        assert got[name] == f"{CANT_CONNECT}rc=1\n", name
+    assert got["read"] == f"{NO_CONNECT_INFO}rc=1\n"
+    assert got["unknown-read"] == "Unable to fetch job ad; is it still in the queue?\nrc=1\n"
+    assert got["readwrite"] == "in-target\nrc=0\n"
+    # from the pool's own network nothing changed: no token asked for
+    env = {"_CONDOR_SEC_TOKEN_DIRECTORY": str(base / "none")}
+    outside = run_env(pool, "condor_ssh_to_job", target, "echo outside", **env)
+    assert (outside.returncode, outside.stdout) == (0, "outside\n"), outside.stderr
+
+
+def proxy_session(pool, tmp_path, job: str, ticket: str | None) -> subprocess.CompletedProcess:
+    """``condor_ssh_to_job -proxy`` run by hand: keys made, but the ticket is the test's."""
+    from localpool.sshclient import keygen
+
+    session = tmp_path / f"session{len(list(tmp_path.glob('session*')))}"
+    session.mkdir(mode=0o700)
+    keygen(session / "ssh_key")
+    keygen(session / "host_key")
+    if ticket is not None:
+        (session / "ticket").write_text(ticket)
+    return subprocess.run(
+        [str(pool.bin / "condor_ssh_to_job"), "-proxy", str(session), job],
+        env=pool.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_proxy_needs_the_session_the_schedd_gave(pool, tmp_path):
+    """``-proxy`` (sshd in the job) is not a way round ``ssh_info`` (the schedd's check)."""
+    from localpool.wire import Pool as Wire
+
+    first = pool.submit(SLEEPER, "a.sub")
+    second = pool.submit(SLEEPER, "b.sub")
+    for job in (first, second):
+        pool.wait_for(job, lambda a: a["JobStatus"] == 2, timeout=60)
+    wire = Wire(pool.root)
+    with open(os.devnull, "w") as null:
+        here = os.open(".", os.O_PATH | os.O_DIRECTORY)
+        try:
+            info = wire.call(
+                {"op": "ssh_info", "job": first, "auto_retry": False, "env": {}},
+                [null.fileno(), null.fileno(), null.fileno(), here],
+            )
+        finally:
+            os.close(here)
+    assert info["rc"] == 0 and info.get("ticket"), info
+    refused = f"condor_ssh_to_job: no session from the schedd for job {second}\n"
+    for ticket in (None, "", "x.y", info["ticket"], info["ticket"][:-2] + "AA"):
+        result = proxy_session(pool, tmp_path, second, ticket)
+        assert (result.returncode, result.stderr) == (1, refused), ticket
+
+
+def test_a_session_ticket_is_bound_to_job_caller_and_time(tmp_path):
+    from localpool.store import Store
+    from localpool.tokens import redeem, ticket
+
+    store = Store(tmp_path / "pool")
+    store.root.mkdir()
+    issued = ticket(store, "3.0", 1000, ME, now=100.0)
+    assert redeem(store, issued, "3.0", 1000, now=101.0) == ME
+    assert redeem(store, issued, "4.0", 1000, now=101.0) is None  # another job
+    assert redeem(store, issued, "3.0", 1001, now=101.0) is None  # another caller
+    assert redeem(store, issued, "3.0", 1000, now=100.0 + 3600) is None  # too late
+    other = Store(tmp_path / "other")
+    other.root.mkdir()
+    assert redeem(other, issued, "3.0", 1000, now=101.0) is None  # another pool's key
+    body, _, mac = issued.partition(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["job"] = "4.0"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert redeem(store, f"{forged}.{mac}", "4.0", 1000, now=101.0) is None
