@@ -52,6 +52,26 @@ def submit_in_terminal(hub, user: str, before: str = "") -> str:
     )
 
 
+SLEEPER = "executable = /bin/sleep\narguments = 600\nqueue\n"
+
+
+def ssh_in_terminal(hub, system_pool, user: str, direct: bool = False) -> str:
+    """``condorsub ssh`` from the notebook's terminal into another running job of the user
+    (and with ``direct``, condor_ssh_to_job itself)."""
+    target = system_pool.submit(SLEEPER, user=user, name="sleeper.sub")
+    system_pool.wait_for(target, lambda a: a["JobStatus"] == 2, timeout=60)
+    after = f'"$_CONDOR_BIN/condor_ssh_to_job" {target} true; echo RC-$?; ' if direct else ""
+    return asyncio.run(
+        run_in_terminal(
+            hub,
+            user,
+            f"condorsub ssh {target} expr 6 + 36; echo DONE-$?; {after}echo END",
+            until=r"\nEND",
+            timeout=120,
+        )
+    )
+
+
 def test_with_the_switch_on_a_notebook_submits_and_the_token_stays_secret(
     sudo_hub, system_pool, unix_users
 ):
@@ -75,6 +95,9 @@ def test_with_the_switch_on_a_notebook_submits_and_the_token_stays_secret(
     assert sorted(claims["scope"].split()) == ["condor:/READ", "condor:/WRITE"], claims
     # the batch job ran as the user (its output, in the notebook's work directory)
     assert re.search(rf"\n{user}\r?\nDONE-0", screen), screen
+    # and the token lets condor_ssh_to_job in: the schedd needs READ and WRITE for it
+    shell = ssh_in_terminal(hub, system_pool, user)
+    assert re.search(r"[\r\n]42\r?\nDONE-0", shell), shell
     # nowhere to be seen: ads (as the user, as another account), event log, hub log, ps
     views = {
         "condor_q -l (user)": system_pool.run("condor_q", "-l", job, user=user).stdout,
@@ -108,3 +131,9 @@ def test_with_the_switch_off_condorsub_names_it(sudo_hub, system_pool, unix_user
         "condor_q", "-allusers", "-af", "ClusterId", "-constraint", f'Owner == "{user}"'
     )
     assert len(mine.stdout.split()) == 1, mine.stdout  # the notebook job, no batch job
+    # nor into another of the user's jobs: condorsub ssh, or condor_ssh_to_job itself
+    shell = ssh_in_terminal(hub, system_pool, user, direct=True)
+    assert re.search(r"DONE-[1-9]", shell) and not re.search(r"[\r\n]42\r?\n", shell), shell
+    assert "notebook.submit_token = true" in shell, shell
+    assert re.search(r"[\r\n]Can't connect to schedd\r?\nRC-1", shell), shell
+    assert "Traceback" not in shell, shell
