@@ -18,9 +18,16 @@ Process = asyncio.subprocess.Process
 
 
 def kill_group(proc: Process) -> None:
-    """SIGKILL the child's process group (it was started with ``start_new_session``)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    """SIGKILL the child's process group (it was started with ``start_new_session``).
+
+    A child that leads no group of its own is killed alone: else nothing would end it
+    and the wait for it would last as long as its work."""
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        kill_child(proc)
+    except PermissionError:
+        pass
 
 
 def kill_child(proc: Process) -> None:

@@ -54,6 +54,7 @@ class Standby:
         self.port = port
         self.response = page(job_id, schedd)
         self.server: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
 
     @property
     def serving(self) -> bool:
@@ -72,14 +73,21 @@ class Standby:
         return True
 
     async def close(self) -> None:
-        """Give the port back (the tunnel takes it next)."""
+        """Give the port back (the tunnel takes it next), keeping nothing of the stand-in.
+
+        Its clients are dropped, not waited for: one a local user holds open would
+        otherwise keep the page going, and on Python 3.12+ ``wait_closed`` would wait for
+        it while the port is free for anyone to take before the tunnel does."""
         if self.server is not None:
             server, self.server = self.server, None
-            server.close()
+            server.close()  # the listening socket: the port is free from here on
+            for writer in list(self._clients):
+                writer.transport.abort()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5.0)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
         try:
             with contextlib.suppress(TimeoutError, asyncio.LimitOverrunError, ValueError):
                 await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
@@ -88,6 +96,7 @@ class Standby:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._clients.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

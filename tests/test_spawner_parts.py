@@ -337,3 +337,51 @@ def test_a_phase_is_repeated_only_after_a_quiet_poll_interval():
     p._last_event -= 61
     p._still("still queued", 20)
     assert [e["message"] for e in p._events] == ["queued", "still queued"]
+
+
+# --- review: the stand-in's hand-back, a given-up child -----------------------------------
+
+
+async def test_the_stand_in_keeps_no_connection_once_it_gives_the_port_back():
+    """A local user holding a connection to the stand-in open (no request head) must not
+    hold the hand-back: once close() returns, that connection is gone too (Python 3.12's
+    ``wait_closed`` waits for every client, with the port free for anyone to take)."""
+    import socket
+
+    from condorspawner.standby import Standby
+
+    standby = Standby(0, "7.0", None)
+    assert await standby.start()
+    port = standby.server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await asyncio.sleep(0.2)  # accepted: the stand-in waits for a request head
+        started = time.monotonic()
+        await standby.close()
+        try:
+            got = await asyncio.wait_for(reader.read(), 3.0)
+        except ConnectionResetError:
+            got = b""
+        assert got == b"" and time.monotonic() - started < 3  # dropped, no late page
+    finally:
+        writer.close()
+    with socket.socket() as s:  # and the port is free for the tunnel
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+
+
+async def test_a_child_outside_a_group_of_its_own_is_still_killed_when_given_up_on():
+    """``communicate_within``'s default kill is the child's group; a child started without
+    ``start_new_session`` has none, and must not be waited for to the end of its work."""
+    import signal
+
+    from condorspawner.processes import communicate_within
+
+    proc = await asyncio.create_subprocess_exec(
+        "sleep", "8", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await communicate_within(proc, None, 0.3)
+    assert time.monotonic() - started < 4 and proc.returncode == -signal.SIGKILL
