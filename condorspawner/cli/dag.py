@@ -3,9 +3,13 @@
 Every job is rendered as ``condorsub submit`` renders one (the same
 ``batch.sub``, checks, limits and helpers) into a directory of its own; one
 ``workflow.dag`` names them (``JOB``), orders the stages (``PARENT ...
-CHILD``) and sets retries (``RETRY``). ``--resume`` submits the same DAG
-again: DAGMan then runs its newest rescue file, so what succeeded is not run
-again.
+CHILD``) and sets retries (``RETRY``). ``condor_submit_dag -no_submit``
+writes the DAGMan job's description and ``condor_submit`` queues it, on the
+least loaded schedd that answers when the site has several (as ``condorsub
+submit``: the manual's way to send a DAG to a chosen schedd); that schedd is
+recorded in the directory. ``--resume`` submits the same DAG again, to the
+schedd it ran on: DAGMan then runs its newest rescue file, so what succeeded is
+not run again.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from condorspawner.cli.exits import FAILED, USAGE, CliError
 from condorspawner.cli.submit import input_files, job_command, pack_dir
 from condorspawner.render import BatchPayload, Renderer, RenderError
 from condorspawner.request import JobRequest, RequestError
+from condorspawner.schedds import submit_somewhere
+from condorspawner.site import SCHEDD_NAME_RE
 from condorspawner.workflow import Job, Workflow, WorkflowError, dag_text, load
 
 DAG_FILE = "workflow.dag"
-_CLUSTER_RE = re.compile(r"job\(s\) submitted to cluster (\d+)\.")
+SCHEDD_FILE = "workflow.schedd"  # the schedd it runs on, when the site has several
 _FIELDS = {"container": "os", "environment": "env", "executable": "executable"}
 DAG_ATTRS = [
     "ClusterId",
@@ -150,7 +156,19 @@ def resume(args: Any) -> int:
         for line in (directory / DAG_FILE).read_text().splitlines()
         if line.startswith("JOB ")
     ]
-    return _submit(args, the_site, directory.resolve(), nodes)
+    return _submit(args, the_site, directory.resolve(), nodes, _recorded_schedd(directory))
+
+
+def _recorded_schedd(directory: Path) -> str | None:
+    """The schedd the workflow ran on (None: submitted on a site with one)."""
+    path = directory / SCHEDD_FILE
+    try:
+        name = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not SCHEDD_NAME_RE.fullmatch(name):
+        raise CliError(f"{path}: {name[:80]!r} is not a schedd name")
+    return name
 
 
 def _last_exit(directory: Path) -> int | None:
@@ -163,13 +181,25 @@ def _last_exit(directory: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def _submit(args: Any, the_site: Any, directory: Path, nodes: list[str]) -> int:
-    tools = condor(the_site)
-    stdout, _ = run(tools.run("condor_submit_dag", [DAG_FILE], cwd=str(directory)))
-    match = _CLUSTER_RE.search(stdout)
-    if not match:
-        raise CliError(f"condor_submit_dag said nothing of a cluster: {stdout.strip()[-200:]}")
-    cluster = int(match.group(1))
+def _submit(
+    args: Any, the_site: Any, directory: Path, nodes: list[str], schedd: str | None = None
+) -> int:
+    """DAGMan's description written, then queued on ``schedd`` (else the least loaded)."""
+    stdout, _ = run(
+        condor(the_site).run("condor_submit_dag", ["-no_submit", DAG_FILE], cwd=str(directory))
+    )
+    description = f"{DAG_FILE}.condor.sub"
+    schedd, result = run(
+        submit_somewhere(
+            condor(the_site),
+            lambda tools: tools.submit(description, cwd=str(directory)),
+            chosen=schedd,
+        )
+    )
+    if schedd:
+        (directory / SCHEDD_FILE).write_text(f"{schedd}\n")
+    tools = condor(the_site, schedd)
+    cluster = result.cluster
     out: dict[str, Any] = {
         "cluster": cluster,
         "job_id": f"{cluster}.0",
@@ -178,10 +208,13 @@ def _submit(args: Any, the_site: Any, directory: Path, nodes: list[str]) -> int:
         "nodes": nodes,
         "resumed": "Running rescue DAG" in stdout,
     }
+    if schedd:
+        out["schedd"] = schedd
     if not args.json:
         print(f"{cluster}.0", flush=True)
         print(
             f"condorsub: workflow of {len(nodes)} job(s) in {directory}"
+            + (f" on schedd {schedd}" if schedd else "")
             + (" (resumed from its rescue file)" if out["resumed"] else ""),
             file=sys.stderr,
         )

@@ -8,7 +8,10 @@ job ad, an argument or a log), the same rendezvous directory and the same
 tunnel (:class:`~condorspawner.attach.Attachment`, with no way back to a
 hub). Ctrl-C or SIGTERM ends it as a hub stop does
 (:func:`~condorspawner.finish.finish_job`: hold, wait until the work
-directory is back, remove).
+directory is back, remove). On a site with several schedds the job goes to the
+least loaded one that answers (:func:`~condorspawner.schedds.submit_somewhere`,
+as ``condorsub submit``), and every later command (the queue watcher, the
+tunnel's ``condor_ssh_to_job``, hold and remove) names that schedd.
 
 The work directory (``./jupyter-lab``, or ``--dir``) goes into the job and
 comes back when the session ends; the job's files (description, wrapper,
@@ -42,6 +45,7 @@ from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_
 from condorspawner.protocol import SPAWN_ATTR, JobSecret, Rendezvous, job_start
 from condorspawner.render import RenderedJob
 from condorspawner.request import RequestError
+from condorspawner.schedds import submit_somewhere
 from condorspawner.site import Site
 from condorspawner.userfiles import UserFiles, UserFilesError
 from condorspawner.watcher import (
@@ -137,6 +141,7 @@ class LabSession:
         self.files = UserFiles([])  # condorsub runs as its user: in-process
         self.hub_id = lab_hub_id()
         self.job_id: str | None = None
+        self.schedd: str | None = None  # chosen at submission (None: the site's only one)
         self.attachment: Attachment | None = None
         self.stopping = asyncio.Event()
         self.watcher: QueueWatcher | None = None
@@ -150,7 +155,6 @@ class LabSession:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._signal)
-        self.watcher = QueueWatcher(self.condor, self.hub_id, interval=2.0, fast_interval=0.5)
         try:
             await write_job_files(self.files, self.paths, self.job, self.secret.dumps())
         except UserFilesError as err:
@@ -160,6 +164,7 @@ class LabSession:
         except CliError:
             await self._tidy()  # no job: its private file goes at once
             raise
+        self.watcher = QueueWatcher(self.condor, self.hub_id, interval=2.0, fast_interval=0.5)
         try:
             code = await self._session(open_browser)
         except CliError as err:  # said before the job's end is
@@ -170,21 +175,28 @@ class LabSession:
         return code
 
     async def _submit(self) -> str:
+        """The job id, on the least loaded schedd that answers; from then on ``self.condor``
+        names that schedd (the job stays with it for life)."""
         try:
-            result = await self.condor.submit(str(self.paths.submit_file), cwd="/")
-            return result.job_id
-        except CondorTimeout as err:
-            found = await self._find_by_spawn_id()
-            if found is None:
-                raise CliError(f"condor_submit failed: {err}") from None
-            return found
+            self.schedd, job_id = await submit_somewhere(self.condor, self._submit_to)
         except CondorError as err:
             raise CliError(f"condor_submit failed: {err}") from None
+        self.condor = self.condor.for_schedd(self.schedd)
+        return job_id
 
-    async def _find_by_spawn_id(self) -> str | None:
+    async def _submit_to(self, tools: Condor) -> str:
+        try:
+            return (await tools.submit(str(self.paths.submit_file), cwd="/")).job_id
+        except CondorTimeout:
+            found = await self._find_by_spawn_id(tools)
+            if found is None:
+                raise
+            return found
+
+    async def _find_by_spawn_id(self, tools: Condor) -> str | None:
         """The job, when condor_submit's answer was lost (as the spawner finds its own)."""
         with contextlib.suppress(CondorError):
-            ads = await self.condor.q(
+            ads = await tools.q(
                 constraint=f'{SPAWN_ATTR} =?= "{self.spawn}"', attributes=("ClusterId", "ProcId")
             )
             if ads:
@@ -192,7 +204,8 @@ class LabSession:
         return None
 
     async def _session(self, open_browser: bool) -> int:
-        say(f"job {self.job_id} submitted; waiting for a slot (Ctrl-C to give up)")
+        where = f" to schedd {self.schedd}" if self.schedd else ""
+        say(f"job {self.job_id} submitted{where}; waiting for a slot (Ctrl-C to give up)")
         url = None
         while True:
             ad = await self._follow(lambda ad: ad.get("JobStatus") == RUNNING, pending=True)
@@ -353,8 +366,8 @@ class LabSession:
 
     async def _tidy(self) -> None:
         """The watcher stopped; the private file and leftover ssh sessions gone."""
-        assert self.watcher is not None
-        await self.watcher.stop()
+        if self.watcher is not None:
+            await self.watcher.stop()
         with contextlib.suppress(UserFilesError):
             await self.files.remove(
                 str(self.paths.secret), str(self.paths.submit_dir / "open.html")
