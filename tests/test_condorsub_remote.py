@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -190,7 +191,7 @@ def test_ssh_config_prints_writes_0600_and_includes_once(home, tmp_path):
 
     printed = condorsub("ssh-config")
     assert printed.returncode == 0 and printed.stdout.startswith("# condorsub ssh-config")
-    assert "Match originalhost" in printed.stdout and "ssh-proxy '%n' '%r'" in printed.stdout
+    assert "Host condor-* " in printed.stdout and "ssh-proxy '%n'\n" in printed.stdout
     assert not (home / ".ssh").exists()  # printing writes nothing
     # ssh itself accepts it
     checked = subprocess.run(
@@ -274,37 +275,41 @@ def test_ssh_into_a_condorsub_shell_session(pool, tmp_path, home):
 
 
 def test_the_proxy_command_hands_hostile_names_to_no_shell(home, tmp_path):
-    """ssh runs the ProxyCommand with a shell after putting the host and user in
-    (ssh before 9.6 lets any name through, CVE-2023-51385): what a shell makes of
-    it must be those names, and names holding a quote are not matched at all."""
+    """ssh runs the ProxyCommand with a shell after putting the host name in (ssh
+    before 9.6 lets any name through, CVE-2023-51385): a shell must make of it that
+    name; names that could leave its quotes are not matched; no user name goes in."""
     config = tmp_path / "c.config"
     made = subprocess.run(
         [CONDORSUB, "ssh-config", "--write", str(config)], capture_output=True, timeout=30
     )
     assert made.returncode == 0, made.stderr
-    settings = subprocess.run(
-        ["ssh", "-G", "-F", str(config), "-l", "bob", "condor-12.3"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    proxy = next(x for x in settings.splitlines() if x.startswith("proxycommand "))[13:]
+
+    def proxy_command(host: str) -> str | None:
+        settings = subprocess.run(
+            ["ssh", "-G", "-F", str(config), "-l", "bob", host],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        found = [x[13:] for x in settings.splitlines() if x.startswith("proxycommand ")]
+        return found[0] if found else None
+
+    proxy = proxy_command("condor-12.3")
+    assert proxy is not None and "%r" not in proxy and "%u" not in proxy
+    assert proxy_command("condor-12") == proxy_command("condor-12.0") == proxy
+    assert proxy_command("condor-1/x") is None and proxy_command("other-12") is None
     arguments = proxy.split(" ssh-proxy ", 1)[1]
     marker = tmp_path / "ran"
-    for host, user in [
-        (f"condor-1;touch {marker}", "bob"),
-        (f"condor-1$(touch {marker})", "bob"),
-        ("condor-1 `id`", f"x&&touch {marker}"),
-    ]:
-        line = "printf '%s\\0' " + arguments.replace("%n", host).replace("%r", user)
+    for host in [f"condor-1;touch {marker}", f"condor-1$(touch {marker})", "condor-1 `id`"]:
+        line = "printf '%s\\0' " + arguments.replace("%n", host)
         shell = subprocess.run(
             ["sh", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=30
         )
-        assert shell.stdout.split("\0")[:-1] == [host, user] and not marker.exists()
-    text = config.read_text()
-    match = next(x for x in text.splitlines() if x.startswith("Match "))
-    assert "!*'*" in match.split("originalhost", 1)[1].split("user", 1)[0]
-    assert "!*'*" in match.split(" user ", 1)[1]
+        assert shell.stdout.split("\0")[:-1] == [host] and not marker.exists()
+    # a quote would leave the quotes (any shell), a backslash too (fish): not matched.
+    # (This machine's ssh refuses such names itself, so the patterns are read here.)
+    host_line = next(x for x in config.read_text().splitlines() if x.startswith("Host "))
+    assert shlex.split(host_line)[1:] == ["condor-*", "!*'*", "!*\\*", "!*/*"]
 
 
 def test_ssh_config_odd_paths_stay_one_word_and_never_add_lines(tmp_path, monkeypatch):
@@ -332,7 +337,7 @@ def test_ssh_config_odd_paths_stay_one_word_and_never_add_lines(tmp_path, monkey
         timeout=30,
     )
     assert checked.returncode == 0, checked.stderr
-    assert "ssh-proxy '%n' '%r'\n" in checked.stdout  # the Include was followed
+    assert "ssh-proxy '%n'\n" in checked.stdout  # the Include was followed
     slots = f"{odd}/.condorsub/ssh/condor-12.3"
     assert f"identityfile {odd}/.condorsub/ssh/%n/key-0\n" in checked.stdout
     known = next(x for x in checked.stdout.splitlines() if x.startswith("userknownhostsfile "))

@@ -3,8 +3,9 @@
 Everything goes through ``condor_ssh_to_job``: no inbound network path, the
 job's container and environment, the job's owner. ``ssh-config`` writes an
 OpenSSH client configuration whose ``ProxyCommand`` is ``condorsub ssh-proxy
-'%n' '%r'`` (quoted for the shell ssh runs it with; names holding a quote are
-not matched, for ssh clients before 9.6 that let any name through); that runs
+'%n'`` (quoted for the shell ssh runs it with; names holding a quote or a
+backslash are not matched, for ssh clients before 9.6 that let any name
+through; the user name, which no ``Host`` line can check, is not passed); that runs
 ``condor_ssh_to_job -ssh "<python> -m condorspawner.cli
 ssh-bridge ... --proxy=%x" JOB``. condor_ssh_to_job sets the session up (the
 starter's sshd in the job, a fresh key pair and host key) and runs its "ssh
@@ -144,7 +145,7 @@ def _program() -> list[str]:
 
 
 def config_text() -> str:
-    """The ``condor-*`` block: ssh condor-JOB reaches the job through condor_ssh_to_job."""
+    """The ``Host condor-*`` block: ssh condor-JOB reaches the job through condor_ssh_to_job."""
     base = _percent(_one_line(str(state_dir())))
     command = _program()
     site_file = os.environ.get("CONDORSPAWNER_SITE")
@@ -158,11 +159,11 @@ def config_text() -> str:
 # JetBrains Gateway, Emacs TRAMP) into your running HTCondor jobs: ssh condor-<JOB>,
 # e.g. ssh condor-123 or scp file condor-123.0:. Written by condorsub; run it again after
 # moving condorsub or the site file.
-# (ssh condor-JOB; the host and user go to a shell in quotes, so a name holding a
-# quote or a slash is never matched)
-Match originalhost "condor-*,!*'*,!*/*" user "*,!*'*"
+# ssh hands the host name to a shell in quotes, so a name holding a quote, a backslash
+# or a slash is never matched (ssh before 9.6 lets any name through)
+Host condor-* "!*'*" "!*\\*" "!*/*"
     # condor_ssh_to_job opens the session (no network path into the job is needed)
-    ProxyCommand {proxy} ssh-proxy '%n' '%r'
+    ProxyCommand {proxy} ssh-proxy '%n'
     # each session has a fresh key pair; condorsub ssh-proxy puts its key in a slot here
 {keys}
     IdentitiesOnly yes
@@ -317,16 +318,19 @@ class Slot:
 
 
 def ssh_proxy(argv: list[str]) -> int:
-    """``condorsub ssh-proxy HOST USER``: ssh's ProxyCommand for ``Host condor-*``."""
+    """``condorsub ssh-proxy HOST [USER]``: ssh's ProxyCommand for ``Host condor-*``.
+
+    USER comes only from configurations written before it was left out; with it the
+    bridge says so when it is not the job's owner."""
     from condorspawner.cli.context import condor, site
 
-    if len(argv) != 2:
-        raise CliError("usage: condorsub ssh-proxy condor-JOB USER (ssh's ProxyCommand)", USAGE)
-    host, user = argv
+    if len(argv) not in (1, 2):
+        raise CliError("usage: condorsub ssh-proxy condor-JOB (ssh's ProxyCommand)", USAGE)
+    host = argv[0]
     job_id = job_of_host(host)
     tools = condor(site())
     running(tools, job_id)
-    program = [sys.executable, "-m", "condorspawner.cli", "ssh-bridge", host, user]
+    program = [sys.executable, "-m", "condorspawner.cli", "ssh-bridge", *argv]
     placeholders = ["--proxy=%x", "--key=%i", "--known=%k", "--owner=%u"]
     # -ssh is split like HTCondor arguments (blanks, single quotes) and % is its escape
     words = [_v2_word(word.replace("%", "%%")) for word in program]
@@ -342,17 +346,18 @@ def _v2_word(word: str) -> str:
 def ssh_bridge(argv: list[str]) -> int:
     """The "ssh program" condor_ssh_to_job runs: hand ssh's stream to the job's sshd.
 
-    ``ssh-bridge HOST USER --proxy=%x --key=%i --known=%k --owner=%u`` and then
+    ``ssh-bridge HOST [USER] --proxy=%x --key=%i --known=%k --owner=%u`` and then
     whatever condor_ssh_to_job adds for a real ssh (ignored).
     """
-    if len(argv) < 2:
+    names = [arg for arg in argv[:2] if not arg.startswith("--")]
+    if not names:
         raise CliError("ssh-bridge is run by condorsub ssh-proxy", USAGE)
-    host, user = argv[:2]
+    host, user = names[0], names[1] if len(names) > 1 else None
     job_of_host(host)  # the slot's directory is named after it
-    given = dict(arg[2:].split("=", 1) for arg in argv[2:] if arg.startswith("--") and "=" in arg)
+    given = dict(arg[2:].split("=", 1) for arg in argv[1:] if arg.startswith("--") and "=" in arg)
     if not {"proxy", "key", "known", "owner"} <= given.keys():
         raise CliError("ssh-bridge: condor_ssh_to_job gave no --proxy, --key, --known, --owner")
-    if user != given["owner"]:
+    if user is not None and user != given["owner"]:
         raise CliError(
             f"{host} runs as {given['owner']!r}, not {user!r}: ssh {given['owner']}@{host}", USAGE
         )
