@@ -60,21 +60,29 @@ class HealthMixin:
 
     async def _stand_in(self) -> None:
         """No tunnel yet in this hub (it was restarted) and the schedd does not answer:
-        the server's port answers for it, or JupyterHub's start-up check ends it."""
+        the server's port answers for it, or JupyterHub's start-up check ends it. When
+        someone else holds that port now, any free one (``get_url`` reports it, and the
+        route follows): never leave the user's traffic to whoever took it."""
         if self._standby is not None or not self.local_port or self.server is None:
             return
         if self._attachment is not None and self._attachment.tunnel is not None:
             return  # a tunnel of this hub's: its failures have their own course
         standby = Standby(self.local_port, self.job_id, self.schedd)
-        if await standby.start():
-            self._standby = standby
-            self.log.warning(
-                "%s: the schedd of job %s does not answer; 127.0.0.1:%s answers for the "
-                "server until it does",
-                self._log_name,
-                self.job_id,
-                self.local_port,
-            )
+        if not await standby.start():
+            standby = Standby(0, self.job_id, self.schedd)
+            if not await standby.start():
+                return
+            self.local_port = standby.port
+            if self._attachment is not None:
+                self._attachment.local_port = standby.port
+        self._standby = standby
+        self.log.warning(
+            "%s: the schedd of job %s does not answer; 127.0.0.1:%s answers for the "
+            "server until it does",
+            self._log_name,
+            self.job_id,
+            self.local_port,
+        )
 
     async def _stand_down(self) -> None:
         if self._standby is not None:

@@ -61,7 +61,7 @@ class Standby:
         return self.server is not None
 
     async def start(self) -> bool:
-        """Listen; False when the port is taken (the stand-in then does nothing)."""
+        """Listen (port 0: any free one, then ``port`` says which); False when taken."""
         if self.server is None:
             try:
                 self.server = await asyncio.start_server(
@@ -70,6 +70,7 @@ class Standby:
             except OSError as err:
                 log.warning("no stand-in on 127.0.0.1:%s: %s", self.port, err)
                 return False
+            self.port = self.server.sockets[0].getsockname()[1]
         return True
 
     async def close(self) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from condorspawner.processes import communicate_within, kill_child
+from condorspawner.processes import communicate_within
 
 TIMEOUT = 60.0
 SESSION_MIN_AGE = 60.0
@@ -175,9 +175,8 @@ class UserFiles:
         except OSError as err:
             raise UserFilesError(f"{operation}: cannot run {argv[0]}: {err}") from None
         try:
-            out, err = await communicate_within(
-                proc, json.dumps(request).encode(), TIMEOUT, kill_child
-            )
+            # its own session: the group holds the sudo'd helper too
+            out, err = await communicate_within(proc, json.dumps(request).encode(), TIMEOUT)
         except TimeoutError:
             raise UserFilesError(f"{operation}: no answer within {TIMEOUT:g} s") from None
         if proc.returncode != 0:

@@ -230,20 +230,13 @@ async def test_poll_never_raises():
     assert await spawner.poll() is None
 
 
-async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(monkeypatch):
-    """After a hub restart (no tunnel yet) an unknown job's port gives the 424 page; once
-    the schedd answers and the job is not running, that page (no longer true) goes."""
-    import socket
-    import urllib.error
-    import urllib.request
+def silent_schedd_spawner(monkeypatch, port: int):
+    """A spawner after a hub restart (no tunnel yet) whose job's schedd does not answer:
+    its watcher knows no ad until the test gives one (``spawner.state.ad``)."""
     from types import SimpleNamespace
 
     from condorspawner.spawner import CondorSpawner
-    from condorspawner.watcher import IDLE
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     state = SimpleNamespace(ad=None, missing_since=None, gone=False)
 
     async def fresh(max_age: float) -> None:
@@ -254,21 +247,66 @@ async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(m
     spawner = CondorSpawner()
     spawner.job_id, spawner.local_port, spawner.schedd = "7.0", port, "ap2.example.org"
     spawner._watcher = lambda: watcher
+    spawner.state = state
+    return spawner
 
-    def fetch() -> tuple[int, str]:
+
+async def fetch_local(port: int) -> tuple[int, str]:
+    """(status, body) of a GET to 127.0.0.1:port, off the event loop."""
+    import urllib.error
+    import urllib.request
+
+    def get() -> tuple[int, str]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/user/u/api", timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode()
 
+    return await asyncio.to_thread(get)
+
+
+def free_local_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(monkeypatch):
+    """After a hub restart (no tunnel yet) an unknown job's port gives the 424 page; once
+    the schedd answers and the job is not running, that page (no longer true) goes."""
+    import urllib.error
+
+    from condorspawner.watcher import IDLE
+
+    port = free_local_port()
+    spawner = silent_schedd_spawner(monkeypatch, port)
     assert await spawner.poll() is None
-    status, page = await asyncio.to_thread(fetch)
+    status, page = await fetch_local(port)
     assert status == 424 and "job 7.0" in page and "ap2.example.org" in page
-    state.ad = {"JobStatus": IDLE, "EnteredCurrentStatus": time.time()}
+    spawner.state.ad = {"JobStatus": IDLE, "EnteredCurrentStatus": time.time()}
     assert await spawner.poll() is None
     with pytest.raises(urllib.error.URLError):
-        await asyncio.to_thread(fetch)
+        await fetch_local(port)
+
+
+async def test_the_stand_in_never_leaves_the_route_to_whoever_took_the_port(monkeypatch):
+    """A local user who bound the server's port while the hub was down gets none of its
+    traffic: the stand-in takes another port, and the server's URL follows it."""
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        spawner = silent_schedd_spawner(monkeypatch, taken)
+        assert await spawner.poll() is None
+        assert spawner.local_port not in (taken, 0)
+        status, page = await fetch_local(spawner.local_port)
+        assert status == 424 and "job 7.0" in page
+        await spawner._close_tunnel()
 
 
 # --- the rendezvous ---------------------------------------------------------------------
