@@ -151,9 +151,14 @@ def not_answering(addr: str) -> str:
     return f"CEDAR:6001:Failed to connect to {addr}"
 
 
-def resolve(tool: str, args: Sequence[str], store: Store) -> tuple[Store, list[str], bool]:
+def resolve(
+    tool: str, args: Sequence[str], store: Store, local: str | None = None
+) -> tuple[Store, list[str], bool]:
     """The store of the schedd a tool asks (``-name``), the other arguments, and if named.
 
+    Without ``-name`` a tool asks its local schedd: ``local`` (the caller's
+    ``_CONDOR_SCHEDD_NAME``, as a scheduler-universe job gets it: every schedd
+    of the pool stands for an access point of its own), else the first.
     Raises :class:`ScheddError` for a name the pool does not know or a schedd
     that does not answer.
     """
@@ -161,9 +166,10 @@ def resolve(tool: str, args: Sequence[str], store: Store) -> tuple[Store, list[s
         return store, list(args), False
     name, rest = split_name(tool, args)
     config = store.config()
-    index = 1 if name is None else index_of(config, name)
+    asked = name if name is not None else local
+    index = 1 if not asked else index_of(config, asked)
     if index is None:
-        raise ScheddError(unknown_name(tool, name or ""))
+        raise ScheddError(unknown_name(tool, asked or ""))
     chosen = store.for_schedd(index)
     if is_off(chosen):
         addr = address(config, index)

@@ -33,6 +33,7 @@ from localpool.ads import Ad, format_long
 from localpool.chirp import ChirpServer
 from localpool.jobstate import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
 from localpool.matchmaker import machine_ad
+from localpool.schedds import name_of
 from localpool.store import Store
 from localpool.v2syntax import environment_from_raw, split_words
 
@@ -127,6 +128,8 @@ class Starter:
         }
         if self.ad.get("JobUniverse") == 7:  # the schedd tells a scheduler-universe job its id
             htcondor["CONDOR_ID"] = self.job_id
+            # and it runs on that schedd's access point: its tools ask that schedd
+            htcondor["_CONDOR_SCHEDD_NAME"] = name_of(self.store)
         if chirp_config is not None:
             htcondor["_CONDOR_CHIRP_CONFIG"] = str(chirp_config)
             htcondor["_CHIRP_DELAYED_UPDATE_PREFIX"] = "Chirp*"

@@ -44,7 +44,7 @@ def run(
             from localpool.tokens import condor_token_list
 
             return condor_token_list(args, caller, env), {}
-        store, args, named = resolve(tool, args, store)
+        store, args, named = resolve(tool, args, store, env.get("_CONDOR_SCHEDD_NAME"))
         try:
             caller = authenticate(tool, store, caller, env)
         except AuthError as err:

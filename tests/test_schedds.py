@@ -356,11 +356,6 @@ def test_a_workflow_goes_to_the_less_loaded_schedd_and_resumes_on_its_own(pool, 
     assert dagman["JobUniverse"] == 7 and dagman["ExitCode"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="localpool's DAGMan submits its nodes and condor_qedits its DAG_* attributes "
-    "without -name, so on schedd 1 whatever schedd runs it (real DAGMan talks to its own)",
-)
 def test_a_workflows_nodes_run_on_the_schedd_its_dagman_runs_on(pool, tmp_path):
     from pathlib import Path
 
