@@ -85,7 +85,14 @@ def test_condorsub_names_a_bad_schedd_name_in_one_line(tmp_path):
     site = tmp_path / "site.toml"
     site.write_text('[pool]\nschedds = ["a", "b"]\n')
     env = {"CONDORSPAWNER_SITE": str(site), "PATH": "/nonexistent"}
-    for args in (["q", "--name", "a b"], ["rm", "--name=-x", "3.0"]):
+    workflow = tmp_path / "wf.toml"
+    workflow.write_text('[[stage]]\nname = "one"\nexecutable = "/bin/true"\n')
+    for args in (
+        ["q", "--name", "a b"],
+        ["rm", "--name=-x", "3.0"],
+        ["dag", str(workflow), "--schedd", "a b"],
+        ["lab", "--schedd=-x"],
+    ):
         result = condorsub(env, *args)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and "is not a schedd name" in result.stderr
@@ -348,6 +355,8 @@ def test_a_workflow_goes_to_the_less_loaded_schedd_and_resumes_on_its_own(pool, 
     # the chooser would now pick the other schedd: the workflow resumes where it ran
     load_schedd(pool, S2, 6)
     (d / "input.txt").write_text("good\n")
+    moved = pool.run(condorsub_bin, "dag", "--resume", str(directory), "--schedd", S1)
+    assert moved.returncode == 2 and f"ran on schedd {S2}" in moved.stderr, moved.stderr
     resumed = pool.run(condorsub_bin, "dag", "--resume", str(directory), "--wait", timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert f"on schedd {S2}" in resumed.stderr and "resumed from its rescue file" in resumed.stderr
@@ -372,3 +381,7 @@ def test_a_workflows_nodes_run_on_the_schedd_its_dagman_runs_on(pool, tmp_path):
         "condor_history", "-name", S2, "-json", "-constraint", f"DAGManJobId == {out['cluster']}"
     )
     assert [ad["DAGNodeName"] for ad in json.loads(nodes.stdout or "[]")] == ["one"]
+    # --schedd: that one, though the chooser would not take it
+    chosen = pool.run(condorsub_bin, "dag", "wf.toml", "--schedd", S1, "--json", timeout=60)
+    assert chosen.returncode == 0, chosen.stderr
+    assert json.loads(chosen.stdout)["schedd"] == S1

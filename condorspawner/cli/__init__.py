@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("dag", help="a workflow: stages of jobs, run in order (DAGMan)")
     w.add_argument("file", nargs="?", metavar="FILE", help="the workflow file (TOML, see README)")
     w.add_argument("--resume", metavar="DIR", help="go on with a failed workflow (its rescue file)")
+    w.add_argument("--schedd", metavar="NAME", help="this schedd (default: the least loaded)")
     w.add_argument("--dry-run", action="store_true", help="write the files, submit nothing")
     w.add_argument("--wait", action="store_true", help="follow the workflow until it ends")
     w.add_argument("--json", action="store_true", help="machine-readable output")
@@ -132,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
         help="the work directory: into the job, and back on Ctrl-C (default: ./jupyter-lab)",
     )
     lb.add_argument("--open", action="store_true", help="open the URL in a browser too")
+    lb.add_argument("--schedd", metavar="NAME", help="this schedd (default: the least loaded)")
     lb.add_argument(
         "--python",
         default=sys.executable,

@@ -114,6 +114,7 @@ def dag(args: Any) -> int:
     except WorkflowError as err:
         raise CliError(str(err), USAGE) from None
     the_site = site()
+    condor(the_site, args.schedd)  # a bad --schedd name stops here, before any file
     directory = job_dir(workflow.name, workflow.name)
     try:
         submits = render(workflow, the_site, directory)
@@ -131,7 +132,7 @@ def dag(args: Any) -> int:
             for node, submit in submits.items():
                 print(f"# --- {node}/job.sub ---\n{submit}", end="")
         return 0
-    return _submit(args, the_site, directory, [j.node for j in workflow.jobs])
+    return _submit(args, the_site, directory, [j.node for j in workflow.jobs], args.schedd)
 
 
 def resume(args: Any) -> int:
@@ -156,7 +157,14 @@ def resume(args: Any) -> int:
         for line in (directory / DAG_FILE).read_text().splitlines()
         if line.startswith("JOB ")
     ]
-    return _submit(args, the_site, directory.resolve(), nodes, _recorded_schedd(directory))
+    recorded = _recorded_schedd(directory)
+    if args.schedd and args.schedd != recorded:
+        raise CliError(
+            f"the workflow in {directory} ran on schedd {recorded or '(the site default)'}; "
+            "--resume goes on there (leave out --schedd)",
+            USAGE,
+        )
+    return _submit(args, the_site, directory.resolve(), nodes, recorded)
 
 
 def _recorded_schedd(directory: Path) -> str | None:

@@ -89,6 +89,7 @@ def work_directory(given: str | None) -> Path:
 def lab(args: Any) -> int:
     """Submit, tunnel, print the URL; on Ctrl-C end the job and bring the work directory back."""
     the_site = site()
+    tools = condor(the_site, args.schedd)  # a bad --schedd name stops here, before any file
     request = job_request(args, the_site)
     work = work_directory(args.dir)
     directory = job_dir(args.label or "", "lab")
@@ -119,7 +120,7 @@ def lab(args: Any) -> int:
     except RequestError as err:
         shutil.rmtree(directory, ignore_errors=True)
         raise CliError(str(err), USAGE) from None
-    session = LabSession(the_site, condor(the_site), paths, job, secret, token, spawn)
+    session = LabSession(the_site, tools, paths, job, secret, token, spawn, args.schedd)
     return asyncio.run(session.main(open_browser=args.open))
 
 
@@ -135,13 +136,15 @@ class LabSession:
         secret: JobSecret,
         token: str,
         spawn: str,
+        chosen: str | None = None,
     ) -> None:
         self.site, self.condor, self.paths, self.job = the_site, tools, paths, job
         self.secret, self.token, self.spawn = secret, token, spawn
         self.files = UserFiles([])  # condorsub runs as its user: in-process
         self.hub_id = lab_hub_id()
         self.job_id: str | None = None
-        self.schedd: str | None = None  # chosen at submission (None: the site's only one)
+        self.chosen = chosen  # --schedd; else the least loaded, at submission
+        self.schedd: str | None = None  # where it went (None: the site's only one)
         self.attachment: Attachment | None = None
         self.stopping = asyncio.Event()
         self.watcher: QueueWatcher | None = None
@@ -178,7 +181,9 @@ class LabSession:
         """The job id, on the least loaded schedd that answers; from then on ``self.condor``
         names that schedd (the job stays with it for life)."""
         try:
-            self.schedd, job_id = await submit_somewhere(self.condor, self._submit_to)
+            self.schedd, job_id = await submit_somewhere(
+                self.condor, self._submit_to, chosen=self.chosen
+            )
         except CondorError as err:
             raise CliError(f"condor_submit failed: {err}") from None
         self.condor = self.condor.for_schedd(self.schedd)
