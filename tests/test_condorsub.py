@@ -15,6 +15,7 @@ from condorspawner.render import BatchPayload, NotebookPayload, Renderer
 from condorspawner.request import JobRequest
 from condorspawner.site import load_site
 from tests.harness import drive_terminal, site_for_tests
+from tests.test_condorsub_display import QUEUE_COLUMNS
 
 CONDORSUB = str(Path(sys.executable).parent / "condorsub")
 
@@ -226,17 +227,7 @@ def test_q_hold_release_rm_and_logs(cli, pool):
     job = job.strip()
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
     table = cli("q").stdout.splitlines()
-    assert table[0].split() == [
-        "ID",
-        "OWNER",
-        "SUBMITTED",
-        "RUNTIME",
-        "STATUS",
-        "OS",
-        "CPUS",
-        "MEMORY",
-        "COMMAND",
-    ]
+    assert table[0].split() == QUEUE_COLUMNS
     assert job in table[1] and "running" in table[1] and "Rocky9" in table[1]
     assert "/bin/sh -c echo out-line" in table[1]
     assert json.loads(cli("q", "--json", job).stdout)[0]["CondorSpawnerKind"] == "batch"

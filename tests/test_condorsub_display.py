@@ -23,6 +23,9 @@ from condorspawner.cli.display import (
 
 NOW = 1_800_000_000
 
+# condorsub q's columns, as a user reads them (piped: one line of names)
+QUEUE_COLUMNS = ["ID", "OWNER", "SUBMITTED", "RUNTIME", "STATUS", "OS", "CPUS", "MEMORY", "COMMAND"]
+
 
 def ad(cluster: int, status: int = 1, schedd: str = "vm", **extra) -> dict:
     return {
@@ -121,17 +124,7 @@ def test_workflows_are_matched_within_their_own_schedd():
 def test_plain_queue_when_piped(capsys):
     print_queue(workflow(), terminal=False, now=NOW)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == [
-        "ID",
-        "OWNER",
-        "SUBMITTED",
-        "RUNTIME",
-        "STATUS",
-        "OS",
-        "CPUS",
-        "MEMORY",
-        "COMMAND",
-    ]
+    assert lines[0].split() == QUEUE_COLUMNS
     assert len(lines) == 3 and "\x1b" not in "".join(lines)
     words = lines[1].split()  # SUBMITTED is two words (date, time)
     assert (words[0], words[1], words[5]) == ("10.0", "alice", "running")
