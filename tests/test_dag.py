@@ -339,3 +339,22 @@ def test_resume_of_something_that_is_not_a_workflow_is_one_line(offline):
     assert "not a workflow directory" in result.stderr
     missing = offline("dag")
     assert missing.returncode == 2 and "give a workflow file" in missing.stderr
+
+
+def test_resume_with_an_unreadable_recorded_schedd_is_one_line(offline):
+    """workflow.schedd sits in the user's directory: whatever is there, one line, no traceback."""
+    directory = offline.dir / "wf"
+    directory.mkdir()
+    (directory / "workflow.dag").write_text("JOB one one/job.sub\n")
+    (directory / "workflow.dag.rescue001").write_text("DONE one\n")
+    recorded = directory / "workflow.schedd"
+    for content in (b"\xff\xfe not text\n", b"a b\n", None):
+        if content is None:
+            recorded.unlink()
+            recorded.mkdir()  # not a file at all
+        else:
+            recorded.write_bytes(content)
+        result = offline("dag", "--resume", str(directory))
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("condorsub: ") and result.stderr.count("\n") == 1
+        assert "workflow.schedd" in result.stderr and "Traceback" not in result.stderr

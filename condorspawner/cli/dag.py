@@ -171,9 +171,11 @@ def _recorded_schedd(directory: Path) -> str | None:
     """The schedd the workflow ran on (None: submitted on a site with one)."""
     path = directory / SCHEDD_FILE
     try:
-        name = path.read_text().strip()
+        name = path.read_text(errors="replace").strip()  # not ours: the check below says so
     except FileNotFoundError:
         return None
+    except OSError as err:
+        raise CliError(f"{path}: {err.strerror or err}") from None
     if not SCHEDD_NAME_RE.fullmatch(name):
         raise CliError(f"{path}: {name[:80]!r} is not a schedd name")
     return name
