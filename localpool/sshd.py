@@ -42,7 +42,7 @@ from localpool.authz import may_modify
 from localpool.jobstate import RUNNING, STARTER_FILE
 from localpool.privs import Account
 from localpool.store import Store
-from localpool.tokens import AuthError, authenticate, redeem, ticket
+from localpool.tokens import NETNS_ENV, AuthError, authenticate, peer_netns, redeem, ticket
 
 RETRY_HINT = "(Use -auto-retry to keep trying periodically.)\n"
 NO_JOB = "Unable to fetch job ad; is it still in the queue?\n"
@@ -169,7 +169,10 @@ def ssh_info(
         return {"rc": 1}
     answer = _check(store, account, job_id, auto_retry)
     if answer.pop("info", None) is not None:
-        answer["ticket"] = ticket(store, f"{store.schedd}#{job_id}", caller.uid, account.name)
+        where = env.get(NETNS_ENV, "")
+        answer["ticket"] = ticket(
+            store, f"{store.schedd}#{job_id}", caller.uid, account.name, where
+        )
     return answer
 
 
@@ -215,7 +218,7 @@ def serve_proxy(
         sys.stderr.write(str(err))
         return {"rc": 1}
     given = str(message.get("ticket") or "")
-    name = redeem(store, given, f"{store.schedd}#{job_id}", caller.uid)
+    name = redeem(store, given, f"{store.schedd}#{job_id}", caller.uid, peer_netns(conn))
     account = privs.account_named(name) if name else None
     if account is None:
         sys.stderr.write(f"condor_ssh_to_job: no session from the schedd for job {job_id}\n")
@@ -303,7 +306,9 @@ def _session_marker(scratch: Path) -> Path | None:
     return None
 
 
-def wait_for_start(store: Store, caller: Account, job_id: str) -> tuple[int, dict[str, Any]]:
+def wait_for_start(
+    store: Store, caller: Account, job_id: str, netns: str
+) -> tuple[int, dict[str, Any]]:
     """``condor_submit -interactive``: wait until the job runs, then the client's ssh."""
     from localpool.actions import job_action
 
@@ -320,7 +325,7 @@ def wait_for_start(store: Store, caller: Account, job_id: str) -> tuple[int, dic
             from localpool.schedds import name_of
 
             key = job_id if store.schedd == 1 else f"{name_of(store)}#{job_id}"
-            session = ticket(store, f"{store.schedd}#{job_id}", caller.uid, caller.name)
+            session = ticket(store, f"{store.schedd}#{job_id}", caller.uid, caller.name, netns)
             return 0, {
                 "ssh": key,
                 "owner": ad["Owner"],

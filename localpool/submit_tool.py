@@ -142,6 +142,7 @@ def condor_submit(
     sys.stdout.flush()
     if opts["interactive"]:
         from localpool.sshd import wait_for_start
+        from localpool.tokens import NETNS_ENV
 
-        return wait_for_start(store, caller, f"{cluster}.0")
+        return wait_for_start(store, caller, f"{cluster}.0", env.get(NETNS_ENV, ""))
     return 0, {}

@@ -209,13 +209,18 @@ def _ticket_mac(store: Store, body: str) -> bytes:
     return hmac.new(pool_key(store), TICKET_PURPOSE + body.encode(), hashlib.sha256).digest()
 
 
-def ticket(store: Store, job: str, uid: int, account: str, now: float | None = None) -> str:
+def ticket(
+    store: Store, job: str, uid: int, account: str, netns: str, now: float | None = None
+) -> str:
     """What the schedd's yes to ``condor_ssh_to_job`` stands for (HTCondor: the security
     session from the job's claim id, which the starter trusts): signed with the pool's key,
-    for one job, the uid that asked and the account the schedd let in, for TICKET_SECONDS."""
+    for one job, the uid that asked from its network namespace (an isolated job of the same
+    user shares /tmp, where the ticket lies, but not the namespace) and the account the
+    schedd let in, for TICKET_SECONDS."""
     claims = {
         "job": job,
         "uid": uid,
+        "netns": netns,
         "account": account,
         "exp": (time.time() if now is None else now) + TICKET_SECONDS,
         "nonce": secrets.token_hex(8),
@@ -224,8 +229,11 @@ def ticket(store: Store, job: str, uid: int, account: str, now: float | None = N
     return f"{body}.{_b64(_ticket_mac(store, body))}"
 
 
-def redeem(store: Store, text: str, job: str, uid: int, now: float | None = None) -> str | None:
-    """The account a ticket of this pool lets ``uid`` into ``job`` as; None if it does not."""
+def redeem(
+    store: Store, text: str, job: str, uid: int, netns: str, now: float | None = None
+) -> str | None:
+    """The account a ticket of this pool lets ``uid`` (in ``netns``) into ``job`` as; None
+    if it does not."""
     try:
         body, mac = text.strip().split(".")
         given = _unb64(mac)
@@ -234,7 +242,7 @@ def redeem(store: Store, text: str, job: str, uid: int, now: float | None = None
         return None
     if not isinstance(claims, dict) or not hmac.compare_digest(_ticket_mac(store, body), given):
         return None
-    if claims.get("job") != job or claims.get("uid") != uid:
+    if claims.get("job") != job or claims.get("uid") != uid or claims.get("netns") != netns:
         return None
     if (time.time() if now is None else now) >= float(claims.get("exp", 0)):
         return None

@@ -349,22 +349,26 @@ def test_the_proxy_needs_the_session_the_schedd_gave(pool, tmp_path):
         assert (result.returncode, result.stderr) == (1, refused), ticket
 
 
-def test_a_session_ticket_is_bound_to_job_caller_and_time(tmp_path):
+def test_a_session_ticket_is_bound_to_job_caller_namespace_and_time(tmp_path):
+    """A user's isolated job shares /tmp, where the user's tickets lie, but not the
+    network namespace: a ticket taken from there must not open a session."""
     from localpool.store import Store
     from localpool.tokens import redeem, ticket
 
     store = Store(tmp_path / "pool")
     store.root.mkdir()
-    issued = ticket(store, "3.0", 1000, ME, now=100.0)
-    assert redeem(store, issued, "3.0", 1000, now=101.0) == ME
-    assert redeem(store, issued, "4.0", 1000, now=101.0) is None  # another job
-    assert redeem(store, issued, "3.0", 1001, now=101.0) is None  # another caller
-    assert redeem(store, issued, "3.0", 1000, now=100.0 + 3600) is None  # too late
+    here, isolated = "net:[4026531840]", "net:[4026532999]"
+    issued = ticket(store, "3.0", 1000, ME, here, now=100.0)
+    assert redeem(store, issued, "3.0", 1000, here, now=101.0) == ME
+    assert redeem(store, issued, "4.0", 1000, here, now=101.0) is None  # another job
+    assert redeem(store, issued, "3.0", 1001, here, now=101.0) is None  # another caller
+    assert redeem(store, issued, "3.0", 1000, isolated, now=101.0) is None  # another netns
+    assert redeem(store, issued, "3.0", 1000, here, now=100.0 + 3600) is None  # too late
     other = Store(tmp_path / "other")
     other.root.mkdir()
-    assert redeem(other, issued, "3.0", 1000, now=101.0) is None  # another pool's key
+    assert redeem(other, issued, "3.0", 1000, here, now=101.0) is None  # another pool's key
     body, _, mac = issued.partition(".")
     claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     claims["job"] = "4.0"
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    assert redeem(store, f"{forged}.{mac}", "4.0", 1000, now=101.0) is None
+    assert redeem(store, f"{forged}.{mac}", "4.0", 1000, here, now=101.0) is None
