@@ -15,7 +15,17 @@ import pytest
 
 from condorspawner.render import Renderer
 from condorspawner.site import Site, parse_site
-from tests.harness import REFERENCE, Hello, Hub, Pool, SystemPool, UnixUsers, case
+from tests.harness import (
+    CONDORSUB,
+    REFERENCE,
+    Hello,
+    Hub,
+    Pool,
+    SystemPool,
+    UnixUsers,
+    case,
+    site_for_tests,
+)
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +195,18 @@ def sudo_hub(system_pool, public_tmp):
     hub.start()
     yield hub
     hub.stop()
+
+
+@pytest.fixture
+def cli(pool, tmp_path):
+    """condorsub in the pool's submit directory, with the pool's tools and the test site
+    (``cli.site_file``)."""
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(site_for_tests(tmp_path / "work"))
+    pool.env["CONDORSPAWNER_SITE"] = str(site_file)
+
+    def run(*args: str, input: str | None = None, timeout: float = 120):
+        return pool.run(CONDORSUB, *args, input=input, timeout=timeout)
+
+    run.site_file = site_file
+    return run

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "htcondor"
+CONDORSUB = str(Path(sys.executable).parent / "condorsub")  # this venv's condorsub
 
 
 def case(name: str) -> dict[str, str | int]:

@@ -14,24 +14,8 @@ import pytest
 from condorspawner.render import BatchPayload, NotebookPayload, Renderer
 from condorspawner.request import JobRequest
 from condorspawner.site import load_site
-from tests.harness import drive_terminal, site_for_tests
+from tests.harness import CONDORSUB, drive_terminal
 from tests.test_condorsub_display import QUEUE_COLUMNS
-
-CONDORSUB = str(Path(sys.executable).parent / "condorsub")
-
-
-@pytest.fixture
-def cli(pool, tmp_path):
-    """Run condorsub in the submit directory, with the pool's tools and a site file."""
-    site_file = tmp_path / "site.toml"
-    site_file.write_text(site_for_tests(tmp_path / "work"))
-    pool.env["CONDORSPAWNER_SITE"] = str(site_file)
-
-    def run(*args: str, input: str | None = None, timeout: float = 60):
-        return pool.run(CONDORSUB, *args, input=input, timeout=timeout)
-
-    run.site_file = site_file
-    return run
 
 
 def test_submit_with_every_option_runs_in_the_same_environment(cli, pool):

@@ -10,7 +10,6 @@ import re
 import select
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +20,7 @@ import pytest
 from condorspawner.protocol import SECRET_FILE, JobSecret
 from condorspawner.watcher import JobEnded, JobHeld, JobState, StillQueued, follow_job
 from proxy_tunnel.procs import alive, descendants
-from tests.harness import site_for_tests
-
-CONDORSUB = str(Path(sys.executable).parent / "condorsub")
+from tests.harness import CONDORSUB, site_for_tests
 
 
 def site_env(tmp_path: Path, base: dict[str, str]) -> dict[str, str]:

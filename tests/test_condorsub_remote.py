@@ -9,15 +9,12 @@ import os
 import shlex
 import stat
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.harness import site_for_tests
-
-CONDORSUB = str(Path(sys.executable).parent / "condorsub")
+from tests.harness import CONDORSUB, site_for_tests
 
 
 @pytest.fixture

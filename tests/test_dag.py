@@ -6,30 +6,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import htcondor2
 import pytest
 
-from tests.harness import site_for_tests
+from tests.harness import CONDORSUB, site_for_tests
 from tests.test_localpool_dag import node_log_events
-
-CONDORSUB = str(Path(sys.executable).parent / "condorsub")
-
-
-@pytest.fixture
-def cli(pool, tmp_path):
-    """condorsub in the pool's submit directory, with the test site."""
-    site_file = tmp_path / "site.toml"
-    site_file.write_text(site_for_tests(tmp_path / "work"))
-    pool.env["CONDORSPAWNER_SITE"] = str(site_file)
-
-    def run(*args: str, timeout: float = 120):
-        return pool.run(CONDORSUB, *args, timeout=timeout)
-
-    return run
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from condorspawner.protocol import JobSecret, ProtocolError, Rendezvous
 from condorspawner.schedds import NoSchedd, ScheddChooser, load, submit_somewhere
 from condorspawner.site import Pool, SiteError, load_site
 from condorspawner.watcher import QueueWatcher
+from tests.harness import CONDORSUB
 
 HOST = socket.gethostname().split(".")[0] or "localhost"
 S1, S2 = f"schedd1@{HOST}", f"schedd2@{HOST}"
@@ -327,7 +328,7 @@ def test_a_workflow_goes_to_the_less_loaded_schedd_and_resumes_on_its_own(pool, 
     pool.restart("--schedds", "2")
     load_schedd(pool, S1, 3)
     pool.env["CONDORSPAWNER_SITE"] = two_schedds_site(tmp_path)
-    condorsub_bin = str(Path(sys.executable).parent / "condorsub")
+    condorsub_bin = CONDORSUB
     d = pool.submit_dir
     (d / "input.txt").write_text("broken\n")
     (d / "check.sh").write_text("#!/bin/sh\ngrep -q good input.txt\n")
@@ -366,13 +367,12 @@ def test_a_workflow_goes_to_the_less_loaded_schedd_and_resumes_on_its_own(pool, 
 
 
 def test_a_workflows_nodes_run_on_the_schedd_its_dagman_runs_on(pool, tmp_path):
-    from pathlib import Path
 
     pool.restart("--schedds", "2")
     load_schedd(pool, S1, 3)
     pool.env["CONDORSPAWNER_SITE"] = two_schedds_site(tmp_path)
     (pool.submit_dir / "wf.toml").write_text('[[stage]]\nname = "one"\nexecutable = "/bin/true"\n')
-    condorsub_bin = str(Path(sys.executable).parent / "condorsub")
+    condorsub_bin = CONDORSUB
     done = pool.run(condorsub_bin, "dag", "wf.toml", "--wait", "--json", timeout=120)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
