@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.harness import Hub, SystemPool, UnixUsers
+from tests.realpool import RealPool, release_dir
 
 STANDIN = Path(__file__).resolve().parent / "standin_server.py"
 TIMING = re.compile(
@@ -61,12 +62,18 @@ class SitePool(SystemPool):
 
 @contextlib.contextmanager
 def site_pool(
-    accounts: int, *, network: str = "isolated", cycle_seconds: float = 0.1
-) -> Iterator[tuple[Path, SitePool, list[str]]]:
+    accounts: int,
+    *,
+    network: str = "isolated",
+    cycle_seconds: float = 0.1,
+    backend: str = "localpool",
+) -> Iterator[tuple[Path, SitePool | RealPool, list[str]]]:
     """(a 0755 base directory, a root-run installed pool, ``accounts`` real accounts).
 
     Network ``isolated``: a namespace per job (CondorSpawner's tunnels); ``shared``:
     jobs on the host's loopback (batchspawner connects to the job directly).
+    Backend ``htcondor``: the real HTCondor of ``CONDORSPAWNER_HTCONDOR`` instead of
+    localpool (its jobs always share the loopback).
     """
     if os.geteuid() != 0:
         raise SystemExit("the benchmarks run the hub as a site does: root, sudo, real accounts")
@@ -74,7 +81,10 @@ def site_pool(
     base.chmod(0o755)
     (base / "homes").mkdir(mode=0o755)
     users = UnixUsers(base / "homes")
-    pool = SitePool(base, network, accounts + 8, cycle_seconds)
+    if backend == "htcondor":
+        pool = RealPool(base, release_dir(), cpus=accounts + 8, memory_mb=512 * 1024)
+    else:
+        pool = SitePool(base, network, accounts + 8, cycle_seconds)
     try:
         pool.start()
         names = [users(str(i)) for i in range(accounts)]
@@ -94,10 +104,13 @@ def sudo_hub(
     from hub_config.demo import site_toml
 
     root.mkdir(mode=0o755)
+    site = site_toml(None, start_timeout=start_timeout, run_as_users=str(root / "shim"))
+    # the stand-in server needs no disk; a real execute point has only its own to offer
+    site += '\n[limits.disk]\ndefault = "1GB"\n'
     hub = Hub(
         root,
         pool,
-        site=site_toml(None, start_timeout=start_timeout, run_as_users=str(root / "shim")),
+        site=site,
         extra_config='c.CondorSpawner.submit_root = "{home}/.condorspawner"\n' + extra_config,
     )
     assert hub.shim == root / "shim", hub.shim

@@ -122,11 +122,14 @@ def measure(hub: Hub, users: list[str], spawns: int, window: float, interval: fl
     }
 
 
-def run(*, spawns: int, sessions: int, window: float, interval: float) -> dict:
-    """Both sides, each on its own pool with ``sessions`` accounts (removed after)."""
+def run(
+    *, spawns: int, sessions: int, window: float, interval: float, backend: str = "localpool"
+) -> dict:
+    """Both sides, each on its own pool with ``sessions`` accounts (removed after); on
+    localpool or on the real HTCondor (``backend``, its jobs on the shared loopback)."""
     results = {}
     for name, network in (("condorspawner", "isolated"), ("batchspawner", "shared")):
-        with site_pool(sessions, network=network) as (base, pool, users):
+        with site_pool(sessions, network=network, backend=backend) as (base, pool, users):
             root = base / "hub"
             extra = (
                 ours_config(interval)

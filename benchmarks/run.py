@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks import cli_bench, compare, faults, localpool_bench, throughput, watcher_bench
+from tests.realpool import release_dir
 
 
 def row(name: str, values: list[float] | float, target: str, unit: str = "") -> dict:
@@ -36,6 +37,46 @@ def row(name: str, values: list[float] | float, target: str, unit: str = "") -> 
     }
 
 
+def compare_rows(c: dict, where: str) -> list[dict]:
+    """P1, P2 and P4 rows of one ``compare.run``; ``where`` names the pool."""
+    ours, theirs = c["condorspawner"], c["batchspawner"]
+    rows = [
+        row(f"P1 spawn to answer, CondorSpawner{where}", ours["spawn_seconds"], "", "s"),
+        row(f"P1 spawn to answer, batchspawner 1.3{where}", theirs["spawn_seconds"], "", "s"),
+        row(f"P1 ratio CondorSpawner / batchspawner{where}", c["ratio_spawn_median"], "<= 0.5"),
+    ]
+    for i, part in enumerate(("submit", "queue wait", "start in the job and tunnel")):
+        rows.append(
+            row(f"P1 CondorSpawner split: {part}{where}", [t[i] for t in ours["split"]], "", "s")
+        )
+    rows += [
+        row(
+            f"P2 condor_q per interval, CondorSpawner{where}", ours["condor_q_per_interval"], "<= 1"
+        ),
+        row(f"P2 condor_q per interval, batchspawner{where}", theirs["condor_q_per_interval"], ""),
+        row(f"P2 ratio CondorSpawner / batchspawner{where}", c["ratio_condor_q"], ""),
+        row(
+            f"P4 hub RSS per session, CondorSpawner{where}",
+            ours["hub_MB_per_session"],
+            "<= 8",
+            "MB",
+        ),
+        row(
+            f"P4 hub-side tunnel processes per session{where}",
+            ours["tunnel_MB_per_session"],
+            "",
+            "MB",
+        ),
+        row(
+            f"P4 hub RSS per session, batchspawner 1.3{where}",
+            theirs["hub_MB_per_session"],
+            "",
+            "MB",
+        ),
+    ]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -46,36 +87,24 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        # P1, P2, P4: CondorSpawner beside batchspawner 1.3, both hubs as root through sudo
+        # P1, P2, P4: CondorSpawner beside batchspawner 1.3, both hubs as root through sudo,
+        # on localpool and (CONDORSPAWNER_HTCONDOR) on the real HTCondor
         c = compare.run(
             spawns=3 if q else 7,
             sessions=6 if q else 100,
             window=8 if q else 60,
             interval=2 if q else 5,
         )
-        ours, theirs = c["condorspawner"], c["batchspawner"]
-        rows += [
-            row("P1 spawn to answer, CondorSpawner", ours["spawn_seconds"], "", "s"),
-            row("P1 spawn to answer, batchspawner 1.3", theirs["spawn_seconds"], "", "s"),
-            row("P1 ratio CondorSpawner / batchspawner", c["ratio_spawn_median"], "<= 0.5"),
-        ]
-        for i, part in enumerate(("submit", "queue wait", "start in the job and tunnel")):
-            rows.append(
-                row(f"P1 CondorSpawner split: {part}", [t[i] for t in ours["split"]], "", "s")
+        rows += compare_rows(c, "")
+        if release_dir() is not None:
+            c = compare.run(
+                spawns=3,
+                sessions=4 if q else 12,
+                window=8 if q else 30,
+                interval=2,
+                backend="htcondor",
             )
-        rows += [
-            row("P2 condor_q per interval, CondorSpawner", ours["condor_q_per_interval"], "<= 1"),
-            row("P2 condor_q per interval, batchspawner 1.3", theirs["condor_q_per_interval"], ""),
-            row("P2 ratio CondorSpawner / batchspawner", c["ratio_condor_q"], ""),
-            row("P4 hub RSS per session, CondorSpawner", ours["hub_MB_per_session"], "<= 8", "MB"),
-            row(
-                "P4 hub-side tunnel processes per session (localpool's)",
-                ours["tunnel_MB_per_session"],
-                "",
-                "MB",
-            ),
-            row("P4 hub RSS per session, batchspawner 1.3", theirs["hub_MB_per_session"], "", "MB"),
-        ]
+            rows += compare_rows(c, " (real HTCondor)")
         # P3: tunnel throughput and latency
         t = throughput.run(
             root / "throughput",

@@ -160,7 +160,9 @@ def _matches(ad: Ad, target: str) -> bool:
 def _change(
     tool: str, queue, ad: Ad, reason: str | None, caller: Account, now: float, store: Store
 ) -> bool:
-    if not apply(tool, ad, reason, caller.name, now):
+    # root's tools act as HTCondor's daemon account: "(by user condor)" (case q_held_by_root)
+    me = "condor" if caller.uid == 0 else caller.name
+    if not apply(tool, ad, reason, me, now):
         return False
     if tool == "condor_rm" and "LocalpoolStarterPid" not in ad:
         _leave(queue, ad, store)

@@ -39,7 +39,7 @@ from typing import Any
 
 from localpool import privs
 from localpool.authz import may_modify
-from localpool.jobstate import RUNNING, STARTER_FILE
+from localpool.jobstate import HELD, RUNNING, STARTER_FILE
 from localpool.privs import Account
 from localpool.store import Store
 from localpool.tokens import NETNS_ENV, AuthError, authenticate, peer_netns, redeem, ticket
@@ -118,6 +118,9 @@ def _check(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict
         ad, info = _job_state(store, job_id)
     if ad is None:
         sys.stderr.write(NO_JOB)
+        return {"rc": 1}
+    if ad["JobStatus"] == HELD:  # the client reads it from the job's ad (case ssh_held)
+        sys.stderr.write(f'The job is on hold: "{ad.get("HoldReason", "")}".\n')
         return {"rc": 1}
     if not _ready(store, ad, info):
         if not auto_retry:

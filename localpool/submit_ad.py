@@ -31,7 +31,8 @@ _UNIT = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024, "": None}
 
 
 class SubmitError(Exception):
-    """condor_submit refused the description: what it printed, exit code 1."""
+    """condor_submit refused the description: what it printed, exit code 1 (``stdout``
+    follows "Submitting job(s)")."""
 
     def __init__(self, stderr: str, stdout: str = "") -> None:
         super().__init__(stderr.strip())
@@ -63,8 +64,7 @@ def _arguments(value: str) -> tuple[str, str]:
             stripped = value.strip()
             raise SubmitError(
                 "ERROR: Unterminated double-quote.\n"
-                f"The full arguments you specified were: {stripped}\n",
-                "Submitting job(s)",
+                f"The full arguments you specified were: {stripped}\n"
             ) from None
         return "Arguments", join_words(words)
     return "Args", value
@@ -249,6 +249,13 @@ def build_ad(
     for key, value in commands.items():
         if key.startswith("+") or key[:3].upper() == "MY.":
             name = key[1:] if key.startswith("+") else key[3:]
+            if name.lower() == "owner" and _unquoted(value) != owner:  # case submit_owner_forged
+                raise SubmitError(
+                    "\nERROR: Failed to commit job submission into the queue.\n"
+                    f"ERROR: Setting owner to {_unquoted(value)} when active owner is {owner} "
+                    "is not permitted\n",
+                    ".",  # the job's progress dot: made, then refused at the commit
+                )
             if not settable(name):
                 continue
             try:
@@ -260,6 +267,11 @@ def build_ad(
                     "the queue.\n"
                 ) from None
     return ad
+
+
+def _unquoted(value: str) -> str:
+    text = value.strip()
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
 
 
 def _disk_kb(value: str) -> int:

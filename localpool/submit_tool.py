@@ -129,6 +129,8 @@ def condor_submit(
                 queue.jobs[f"{cluster}.{ad['ProcId']}"] = ad
             queue.next_cluster = cluster + 1
     except SubmitError as err:
+        if not opts["terse"]:
+            sys.stdout.write(err.stdout)
         sys.stderr.write(err.stderr)
         return 1, {}
     sys.stderr.write("".join(submission.warnings))

@@ -15,6 +15,7 @@ import pytest
 
 from condorspawner.render import Renderer
 from condorspawner.site import Site, parse_site
+from tests import realpool
 from tests.harness import (
     CONDORSUB,
     REFERENCE,
@@ -162,16 +163,40 @@ def unix_users(public_tmp):
     users.remove_all()
 
 
+@pytest.fixture(
+    params=["localpool", pytest.param("htcondor", marks=pytest.mark.htcondor)],
+)
+def backend(request) -> str:
+    """Which pool a multi-user test runs on: localpool, or the real HTCondor of
+    ``CONDORSPAWNER_HTCONDOR`` (the ``htcondor`` tier, ``-m htcondor``)."""
+    if request.param == "htcondor":
+        why = request.node.get_closest_marker("localpool_only")
+        if why:
+            pytest.skip(f"localpool only: {why.args[0]}")
+        if realpool.release_dir() is None:
+            pytest.skip(realpool.HOW_TO_RUN)
+    return request.param
+
+
 @pytest.fixture
-def system_pool(request, unix_users, public_tmp):
-    """localpool installed under a prefix and started as root; ``run(..., user=NAME)``.
+def system_pool(request, backend, unix_users, public_tmp):
+    """A pool started as root that several accounts use; ``run(..., user=NAME)``: localpool
+    installed under a prefix, or a real HTCondor pool (``backend``), the same interface.
 
     Parametrise with ``@pytest.mark.parametrize("system_pool", ["shared"], indirect=True)``
-    (default ``isolated``); a dict param may also name ``emulate``, ``schedds``, ``start_options``.
+    (default ``isolated``); a dict param may also name ``emulate``, ``schedds``, ``start_options``
+    (localpool's network, emulation and start options; the real pool honours ``schedds``).
     """
     param = getattr(request, "param", "isolated")
     options = param if isinstance(param, dict) else {"network": param}
-    pool = SystemPool(public_tmp, **options)
+    if backend == "htcondor":
+        pool = realpool.RealPool.like_localpool(
+            public_tmp,
+            schedds=options.get("schedds", 1),
+            start_options=options.get("start_options"),
+        )
+    else:
+        pool = SystemPool(public_tmp, **options)
     pool.start()
     yield pool
     pool.stop()

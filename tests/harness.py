@@ -431,6 +431,7 @@ class SystemPool(QueueLooks):
         schedds: int = 1,
         start_options: tuple[str, ...] = (),
     ):
+        self.backend = "localpool"
         self.base = base
         self.schedds = schedds
         self.start_options = start_options  # more for ``localpool start`` (--cpus 40 ...)
@@ -472,6 +473,16 @@ class SystemPool(QueueLooks):
 
     def stop(self) -> None:
         self.localpool("stop", "--remove-jobs")
+
+    def schedd_names(self) -> list[str]:
+        return self.run("condor_status", "-schedd", "-af", "Name").stdout.split()
+
+    def schedd_off(self, name: str) -> bool:
+        """Stop one schedd (its jobs keep running), as an outage of that access point."""
+        return self.localpool("schedd-off", name).returncode == 0
+
+    def schedd_on(self, name: str) -> bool:
+        return self.localpool("schedd-on", name).returncode == 0
 
     def home(self, user: str | None) -> Path:
         import pwd

@@ -161,6 +161,21 @@ def test_condorsub_ssh_exit_codes_and_clear_errors(pool, remote):
     assert "condorsub: condor-x1: not a job's host name" in result.stderr
 
 
+def test_condorsub_ssh_waits_out_a_starter_that_is_not_ready_yet(pool, remote):
+    """A real schedd answers "retry" for seconds after a job starts (its starter's address is
+    not known yet): condorsub ssh and ssh's ProxyCommand wait for it (-auto-retry)."""
+    _cluster, config = remote
+    pool.restart("--ssh-ready-delay", "3", "--cycle-seconds", "0.05")
+    job = pool.submit("executable = /bin/sleep\narguments = 600\nqueue\n")
+    pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    result = tool(pool, CONDORSUB, "ssh", job, "echo", "in")
+    assert (result.returncode, result.stdout) == (0, "in\n"), result.stderr
+    job = pool.submit("executable = /bin/sleep\narguments = 600\nqueue\n")
+    pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    result = tool(pool, "ssh", "-F", str(config), f"condor-{job.split('.')[0]}", "echo in")
+    assert (result.returncode, result.stdout) == (0, "in\n"), result.stderr
+
+
 def test_condor_ssh_to_job_fills_in_the_ssh_commands_placeholders(pool):
     """localpool builds the -ssh program's arguments as HTCondor does (ssh_to_job.cpp)."""
     job = pool.submit("executable = /bin/sleep\narguments = 600\nqueue\n")

@@ -247,7 +247,8 @@ def test_an_ordinary_users_dag_runs_as_that_user(system_pool, unix_users):
             break
         time.sleep(0.3)
     ad = json.loads(system_pool.run("condor_history", "-json", f"{cluster}.0").stdout)[0]
-    assert ad["Owner"] == alice and ad["JobUniverse"] == 7 and ad["ExitCode"] == 0
+    dagman_out = (home / "wf.dag.dagman.out").read_text()
+    assert ad["Owner"] == alice and ad["JobUniverse"] == 7 and ad["ExitCode"] == 0, dagman_out
     assert ad["DAG_NodesDone"] == 2
     assert (home / "who.txt").read_text().split() == [alice, alice]
     uid = (home / "wf.dag").stat().st_uid

@@ -80,7 +80,7 @@ def test_a_hub_restarted_while_the_schedd_is_down_keeps_the_session(
     assert status == 201, kernel
     schedd = system_pool.run("condor_status", "-schedd", "-af", "Name").stdout.strip()
     sudo_hub.stop()
-    assert system_pool.localpool("schedd-off", schedd).returncode == 0
+    assert system_pool.schedd_off(schedd)
     try:
         sudo_hub.start()
 
@@ -91,7 +91,7 @@ def test_a_hub_restarted_while_the_schedd_is_down_keeps_the_session(
         wait_until(waiting_page, 60, "the server's port answering while the schedd is off")
         assert not server_gone(sudo_hub, user)
     finally:
-        system_pool.localpool("schedd-on", schedd)
+        assert system_pool.schedd_on(schedd)
     wait_ready(sudo_hub, user, timeout=60)
     assert sudo_hub.job_of(user) == job
     _, kernels = sudo_hub.api("GET", f"/user/{user}/api/kernels", through_proxy=True)

@@ -118,6 +118,10 @@ def test_with_the_switch_on_a_notebook_submits_and_the_token_stays_secret(
         assert signature not in text, f"the job's token shows in {where}"
 
 
+@pytest.mark.localpool_only(
+    "on a one-machine real pool a job reaches the schedd on its own host with FS "
+    "authentication as its owner: no token is needed, so none can be missed"
+)
 def test_with_the_switch_off_condorsub_names_it(sudo_hub, system_pool, unix_users):
     hub = sudo_hub
     with_submit_token(hub, False)

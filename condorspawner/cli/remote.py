@@ -91,8 +91,12 @@ def running(tools: Any, job_id: str) -> None:
 
 
 def _exec(tools: Any, args: list[str]) -> int:
-    """Become condor_ssh_to_job: its terminal, its signals, its exit code (the remote one's)."""
-    argv = tools.command("condor_ssh_to_job", args)
+    """Become condor_ssh_to_job: its terminal, its signals, its exit code (the remote one's).
+
+    The job runs (``running``), but a real schedd answers "retry" until the starter has
+    reported in (seconds after the start): ``-auto-retry`` waits for it.
+    """
+    argv = tools.command("condor_ssh_to_job", ["-auto-retry", *args])
     sys.stdout.flush()
     sys.stderr.flush()
     try:
