@@ -444,8 +444,12 @@ class SystemPool(QueueLooks):
     def localpool(self, *args: str):
         import subprocess
 
+        from tests import terminals
+
+        argv = [sys.executable, "-m", "localpool.cli", "--dir", str(self.root), *args]
         return subprocess.run(
-            [sys.executable, "-m", "localpool.cli", "--dir", str(self.root), *args],
+            # the pool's daemon with stock terminals (the job's sshd runs as its owner)
+            terminals.command(argv) if args[:1] == ("start",) else argv,
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from containers.catalogue import Catalogue
 from containers.epconfig import execute_point_config
-from tests.harness import QueueLooks
+from tests import terminals
+from tests.harness import REPO, QueueLooks
 
 ENV = "CONDORSPAWNER_HTCONDOR"
 HOW_TO_RUN = (
@@ -305,7 +306,9 @@ class RealPool(QueueLooks):
         if made.returncode != 0:
             raise RuntimeError(f"condor_store_cred: {made.stdout}{made.stderr}")
         self.master = subprocess.Popen(
-            [str(self.release / "sbin" / "condor_master"), "-f"],
+            # the daemons with stock terminals, in a mount namespace of their own
+            terminals.command([str(self.release / "sbin" / "condor_master"), "-f"]),
+            cwd=REPO,
             env=self.tool_env(),
             stdout=subprocess.DEVNULL,
             stderr=open(self.root / "master.stderr", "wb"),  # noqa: SIM115
