@@ -2,7 +2,8 @@
 
 One 200 MB HTTP download and N small requests, each three ways:
 - ours: proxy_tunnel through condor_ssh_to_job into a job in its own network
-  namespace on localpool (the notebook's path);
+  namespace on localpool (the notebook's path), or (``backend="htcondor"``) into a
+  job of an ordinary account on a real HTCondor pool, through sudo as the hub runs it;
 - raw ssh: plain OpenSSH ``ssh -N -L`` with the same options to ``sshd -i``
   (the starter's settings: ctr ciphers, hmac-sha2 MACs), no condor_ssh_to_job;
 - direct: the same server, no tunnel.
@@ -15,19 +16,24 @@ notebook's path through a sudo hub is in compare.py and spawner_bench.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from localpool.sshclient import keygen
 from localpool.sshd import SSHD, SSHD_CONFIG
 from proxy_tunnel import Tunnel, answers_http, free_port
-from tests.harness import Pool
+from tests.harness import Pool, UnixUsers
+from tests.realpool import AccountPool, RealPool
 
 CHUNK = 1 << 20
 
@@ -112,14 +118,51 @@ def raw_ssh(root: Path, target_port: int) -> tuple[subprocess.Popen[bytes], int]
     return proc, local
 
 
-def run(root: Path, *, size_mb: int, requests: int, repeat: int) -> dict:
-    data = root / "www"
-    data.mkdir(parents=True)
-    with open(data / "big", "wb") as f:
-        for _ in range(size_mb):
-            f.write(os.urandom(CHUNK))
-    (data / "small").write_text("ok")
-    # the server on the host (direct, raw ssh) and the same server in a namespaced job (ours)
+@contextlib.contextmanager
+def job_pool(root: Path, backend: str) -> Iterator[tuple[Pool | AccountPool, Path, list[str]]]:
+    """(a pool whose jobs the tunnel reaches, a directory its jobs can read, how to run
+    condor_ssh_to_job): localpool as root, or a real HTCondor pool as an ordinary account
+    (real HTCondor runs no job as root)."""
+    root.mkdir(parents=True, exist_ok=True)
+    if backend == "localpool":
+        pool = Pool(root / "pool", root / "submit")
+        pool.submit_dir.mkdir()
+        pool.localpool("start", "--cycle-seconds", "0.1")
+        try:
+            yield pool, root / "www", ["condor_ssh_to_job"]
+        finally:
+            pool.localpool("stop", "--remove-jobs")
+        return
+    base = Path(tempfile.mkdtemp(prefix="condorspawner-p3-"))
+    base.chmod(0o755)
+    (base / "homes").mkdir(mode=0o755)
+    users = UnixUsers(base / "homes")
+    real = RealPool.like_localpool(base)
+    try:
+        real.start()
+        pool = AccountPool(real, users("p3"))
+        yield pool, pool.scratch / "www", pool.command("condor_ssh_to_job")
+    finally:
+        real.stop()
+        users.remove_all()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run(
+    root: Path, *, size_mb: int, requests: int, repeat: int, backend: str = "localpool"
+) -> dict:
+    """Ours (through condor_ssh_to_job of the ``backend``'s pool), raw ssh and direct."""
+    with job_pool(root, backend) as (pool, data, program):
+        data.mkdir(parents=True)
+        with open(data / "big", "wb") as f:
+            for _ in range(size_mb):
+                f.write(os.urandom(CHUNK))
+        (data / "small").write_text("ok")
+        return _measure(root, pool, data, program, requests, repeat)
+
+
+def _measure(root: Path, pool, data: Path, program: list[str], requests: int, repeat: int):
+    # the server on the host (direct, raw ssh) and the same server in a job (ours)
     host_port = free_port()
     host_server = subprocess.Popen(
         [
@@ -135,9 +178,6 @@ def run(root: Path, *, size_mb: int, requests: int, repeat: int) -> dict:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    pool = Pool(root / "pool", root / "submit")
-    pool.submit_dir.mkdir()
-    pool.localpool("start", "--cycle-seconds", "0.1")
     results: dict = {}
     try:
         job_port = free_port()
@@ -149,7 +189,7 @@ def run(root: Path, *, size_mb: int, requests: int, repeat: int) -> dict:
             queue
         """)
         pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-        tunnel = Tunnel(job, job_port, env=pool.env)
+        tunnel = Tunnel(job, job_port, env=pool.env, program=program)
         loop = asyncio.new_event_loop()  # the tunnel's process belongs to this loop
         loop.run_until_complete(tunnel.start())
         raw, raw_port = raw_ssh(root, host_port)
@@ -165,14 +205,12 @@ def run(root: Path, *, size_mb: int, requests: int, repeat: int) -> dict:
         loop.close()
     finally:
         host_server.terminate()
-        pool.localpool("stop", "--remove-jobs")
     return results
 
 
 if __name__ == "__main__":
     import json
     import statistics
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out = run(Path(tmp), size_mb=50, requests=100, repeat=2)

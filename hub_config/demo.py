@@ -127,6 +127,29 @@ def _localpool(pool_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _realpool(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real HTCondor pool's command (``CONDORSPAWNER_HTCONDOR``): ``root/pool``,
+    its tools in ``root/install/bin``, as localpool's are."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.realpool", *args, str(root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _stop_pool(root: Path) -> None:
+    """The demo's pool stopped, its jobs removed: the real one if it ran, else localpool."""
+    if (root / "pool" / "master.pid").exists():
+        stopped = _realpool(root, "stop")
+    else:
+        stopped = _localpool(root / "pool", "stop", "--remove-jobs")
+    if stopped.returncode != 0:
+        sys.stderr.write(stopped.stdout + stopped.stderr)
+
+
 def _checked(result: subprocess.CompletedProcess[str], what: str) -> None:
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
@@ -202,6 +225,7 @@ def run(root: Path, port: int) -> int:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # the accounts reach the pool's socket through it
     pool_dir, prefix = root / "pool", root / "install"
+    real = os.environ.get("CONDORSPAWNER_HTCONDOR")  # a real HTCondor instead of localpool
     url = f"http://127.0.0.1:{port}"
     log_path = root / "jupyterhub.log"
     hub: subprocess.Popen[bytes] | None = None
@@ -213,25 +237,38 @@ def run(root: Path, port: int) -> int:
     signal.signal(signal.SIGTERM, on_term)
     (root / "demo.pid").write_text(f"{os.getpid()}\n")  # --clean stops a running demo first
     try:
-        step(
-            f"starting localpool as root in {pool_dir} (one execute point: 8 CPUs, 16GB, "
-            "Rocky9 and Debian12, a network namespace per job)"
-        )
-        _checked(
-            _localpool(
-                pool_dir,
-                "start",
-                "--cpus",
-                "8",
-                "--memory",
-                "16GB",
-                "--container-os",
-                "Rocky9,Debian12",
-            ),
-            "starting localpool",
-        )
-        step(f"installing the pool's condor_* tools in {prefix / 'bin'}, as on an access point")
-        _checked(_localpool(pool_dir, "install", "--prefix", str(prefix)), "installing localpool")
+        if real:
+            step(
+                f"starting a real HTCondor pool as root in {pool_dir} (HTCondor from {real}; "
+                f"one execute point: 8 CPUs, 16GB, Rocky9 and Debian12), its condor_* tools "
+                f"in {prefix / 'bin'}"
+            )
+            _checked(
+                _realpool(root, "start", "--cpus", "8", "--memory", "16GB"),
+                "starting the HTCondor pool",
+            )
+        else:
+            step(
+                f"starting localpool as root in {pool_dir} (one execute point: 8 CPUs, 16GB, "
+                "Rocky9 and Debian12, a network namespace per job)"
+            )
+            _checked(
+                _localpool(
+                    pool_dir,
+                    "start",
+                    "--cpus",
+                    "8",
+                    "--memory",
+                    "16GB",
+                    "--container-os",
+                    "Rocky9,Debian12",
+                ),
+                "starting localpool",
+            )
+            step(f"installing the pool's condor_* tools in {prefix / 'bin'}, as on an access point")
+            _checked(
+                _localpool(pool_dir, "install", "--prefix", str(prefix)), "installing localpool"
+            )
         step(
             f"writing the site file (tools run as each user through sudo) and JupyterHub's "
             f"configuration in {root}"
@@ -252,7 +289,7 @@ def run(root: Path, port: int) -> int:
         step("waiting for JupyterHub to answer")
         _wait_up(url, hub, timeout=90)
         print(
-            f"\nJupyterHub with CondorSpawner on localpool: {url}\n"
+            f"\nJupyterHub with CondorSpawner on {'HTCondor' if real else 'localpool'}: {url}\n"
             f"  log in with a user name (lowercase letters and digits) and the password: "
             f"{PASSWORD}\n"
             "  each name becomes the Unix account demo-<name> (home in /home), and its\n"
@@ -283,9 +320,7 @@ def run(root: Path, port: int) -> int:
                 os.killpg(hub.pid, signal.SIGKILL)
                 hub.wait(timeout=10)
         step("stopping the pool and removing its jobs")
-        stopped = _localpool(pool_dir, "stop", "--remove-jobs")
-        if stopped.returncode != 0:
-            sys.stderr.write(stopped.stdout + stopped.stderr)
+        _stop_pool(root)
         with contextlib.suppress(FileNotFoundError):
             (root / "demo.pid").unlink()
         accounts = [n for n in recorded_accounts(root / "accounts.txt") if account_exists(n)]
@@ -336,9 +371,7 @@ def clean(root: Path) -> int:
     _stop_running_demo(root)
     if (root / "pool").is_dir():
         step("stopping the pool and removing its jobs")
-        stopped = _localpool(root / "pool", "stop", "--remove-jobs")
-        if stopped.returncode != 0:
-            sys.stderr.write(stopped.stdout + stopped.stderr)
+        _stop_pool(root)
     record = root / "accounts.txt"
     names = recorded_accounts(record)
     kept = []

@@ -100,9 +100,45 @@ def replay(tmp_path, monkeypatch):
     return install
 
 
+BACKENDS = ["localpool", pytest.param("htcondor", marks=pytest.mark.htcondor)]
+
+
+def pytest_generate_tests(metafunc):
+    """A single-account test marked ``both_pools`` runs on localpool and the real pool."""
+    if "pool_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_pools"
+    ):
+        metafunc.parametrize("pool_backend", BACKENDS, indirect=True)
+
+
+def _on(request, name: str) -> str:
+    """``name``, once a test on the real pool has it (else skipped with the reason)."""
+    if name == "htcondor":
+        why = request.node.get_closest_marker("localpool_only")
+        if why:
+            pytest.skip(f"localpool only: {why.args[0]}")
+        if realpool.release_dir() is None:
+            pytest.skip(realpool.HOW_TO_RUN)
+    return name
+
+
 @pytest.fixture
-def pool(tmp_path):
-    """A fresh localpool (4 cpus, 8GB, Rocky9 + Debian12) with fast cycles; stopped after."""
+def pool_backend(request) -> str:
+    """localpool, or (``both_pools`` tests) also the real HTCondor."""
+    return _on(request, getattr(request, "param", "localpool"))
+
+
+@pytest.fixture
+def pool(request, tmp_path, pool_backend):
+    """A fresh localpool (4 cpus, 8GB, Rocky9 + Debian12) with fast cycles; stopped after.
+    On the real HTCondor (``both_pools``): a real pool as one ordinary account uses it."""
+    if pool_backend == "htcondor":
+        public, users = request.getfixturevalue("public_tmp"), request.getfixturevalue("unix_users")
+        real = realpool.RealPool.like_localpool(public)
+        real.start()
+        yield realpool.AccountPool(real, users("p"))
+        real.stop()
+        return
     root = tmp_path / "pool"
     submit_dir = tmp_path / "submit"
     submit_dir.mkdir()
@@ -163,19 +199,11 @@ def unix_users(public_tmp):
     users.remove_all()
 
 
-@pytest.fixture(
-    params=["localpool", pytest.param("htcondor", marks=pytest.mark.htcondor)],
-)
+@pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
     """Which pool a multi-user test runs on: localpool, or the real HTCondor of
     ``CONDORSPAWNER_HTCONDOR`` (the ``htcondor`` tier, ``-m htcondor``)."""
-    if request.param == "htcondor":
-        why = request.node.get_closest_marker("localpool_only")
-        if why:
-            pytest.skip(f"localpool only: {why.args[0]}")
-        if realpool.release_dir() is None:
-            pytest.skip(realpool.HOW_TO_RUN)
-    return request.param
+    return _on(request, request.param)
 
 
 @pytest.fixture
@@ -226,8 +254,8 @@ def sudo_hub(system_pool, public_tmp):
 def cli(pool, tmp_path):
     """condorsub in the pool's submit directory, with the pool's tools and the test site
     (``cli.site_file``)."""
-    site_file = tmp_path / "site.toml"
-    site_file.write_text(site_for_tests(tmp_path / "work"))
+    site_file = pool.scratch / "site.toml"
+    site_file.write_text(site_for_tests(pool.scratch / "work"))
     pool.env["CONDORSPAWNER_SITE"] = str(site_file)
 
     def run(*args: str, input: str | None = None, timeout: float = 120):

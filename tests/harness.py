@@ -59,9 +59,12 @@ class QueueLooks:
 class Pool(QueueLooks):
     """A running localpool and a submit directory, with helpers to drive it."""
 
+    backend = "localpool"
+
     def __init__(self, root: Path, submit_dir: Path) -> None:
         self.root = root
         self.submit_dir = submit_dir
+        self.scratch = submit_dir.parent  # the test's own files (site file, work directories)
         self.bin = root / "bin"
         self.env = {
             **os.environ,
@@ -85,6 +88,10 @@ class Pool(QueueLooks):
             timeout=timeout,
             check=False,
         )
+
+    def command(self, *argv: str) -> list[str]:
+        """How to start ``argv`` as this pool's user (with ``env``): as it is."""
+        return list(argv)
 
     def localpool(self, *args: str):
         return self.run(sys.executable, "-m", "localpool.cli", "--dir", str(self.root), *args)

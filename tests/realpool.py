@@ -13,8 +13,8 @@ daemon account.
 
 This is test code: the product only ever runs ``condor_*`` tools (``pool.bin_dir``).
 
-    python -m tests.realpool start DIR   # a pool for trying things by hand; prints its bin
-    python -m tests.realpool stop DIR
+    python -m tests.realpool start DIR   # a pool in DIR/pool, its tools in DIR/install/bin
+    python -m tests.realpool stop DIR    # its jobs removed, its daemons ended, both removed
 """
 
 from __future__ import annotations
@@ -281,6 +281,11 @@ class RealPool(QueueLooks):
         uid, gid = daemon_ids()
         self.base.mkdir(parents=True, exist_ok=True)
         self.base.chmod(0o755)
+        if self.root.exists() or self.prefix.exists():
+            raise RuntimeError(
+                f"{self.root} or {self.prefix} exists (an earlier pool?): remove it first "
+                f"(python -m tests.realpool stop {self.base})"
+            )
         self.root.mkdir(mode=0o755)
         self.port = _free_port()
         self.config.write_text(self.configuration())
@@ -314,6 +319,7 @@ class RealPool(QueueLooks):
             stderr=open(self.root / "master.stderr", "wb"),  # noqa: SIM115
             start_new_session=True,
         )
+        (self.root / "master.pid").write_text(f"{self.master.pid}\n")
         try:
             self.wait_up(timeout)
         except BaseException:
@@ -334,17 +340,31 @@ class RealPool(QueueLooks):
         raise RuntimeError(f"the pool did not come up in {timeout} s: {self.log_tail('MasterLog')}")
 
     def stop(self, timeout: float = 30) -> None:
-        """Remove every job, end the daemons (and whatever they started), remove the files."""
-        if self.master is not None and self.master.poll() is None:
+        """Remove every job, end the daemons (and whatever they started), remove the files;
+        also for a pool another process started (its ``master.pid``)."""
+        pid = self._master_pid()
+        if pid is not None:
             for name in self.schedd_names():
                 self.run("condor_rm", "-all", "-name", name, timeout=20)
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.master.pid, signal.SIGQUIT)  # fast shutdown
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.master.wait(timeout)
+                os.killpg(pid, signal.SIGQUIT)  # fast shutdown
+            if self.master is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.master.wait(timeout)
+            else:
+                self._wait(lambda: not Path(f"/proc/{pid}").exists(), timeout)
         self._kill_leftovers()
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def _master_pid(self) -> int | None:
+        if self.master is not None:
+            return self.master.pid if self.master.poll() is None else None
+        try:
+            pid = int((self.root / "master.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if Path(f"/proc/{pid}").exists() else None
 
     def _kill_leftovers(self) -> None:
         """Any process still running from this pool's release with this configuration
@@ -471,28 +491,104 @@ class RealPool(QueueLooks):
         return "\n".join(text.splitlines()[-lines:])
 
 
+class AccountPool(QueueLooks):
+    """A real pool as one ordinary account uses it: the interface of the single-account
+    tests' localpool (``env``, ``submit_dir``, ``run``, ``submit``, ``command``).
+
+    Real HTCondor runs no job as root, so every command runs as the account, through
+    ``sudo`` with exactly ``env``; files the test wrote (as root) into the account's
+    directory are handed to it first, as if the account had written them.
+    """
+
+    backend = "htcondor"
+
+    def __init__(self, pool: RealPool, user: str) -> None:
+        self.real, self.user = pool, user
+        self.scratch = pool.home(user)
+        self.submit_dir = self.scratch / "submit"
+        self.submit_dir.mkdir()
+        self.bin = pool.bin
+        self.env = {
+            "PATH": f"{pool.bin}:{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(self.scratch),
+            "USER": user,
+            "LANG": "C.UTF-8",
+        }
+
+    def command(self, *argv: str) -> list[str]:
+        """``argv`` as the account, with ``env`` and nothing else (hand-over done)."""
+        self._hand_over()
+        return [
+            "sudo",
+            "-n",
+            "-u",
+            self.user,
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in self.env.items()),
+            *argv,
+        ]
+
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 60, cwd: Path | None = None
+    ):
+        return subprocess.run(
+            self.command(*args),
+            cwd=cwd or self.submit_dir,
+            text=True,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def submit(self, text: str, name: str = "job.sub", *extra: str) -> str:
+        (self.submit_dir / name).write_text(textwrap.dedent(text))
+        result = self.run("condor_submit", "-terse", *extra, name)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()[0]
+
+    def _hand_over(self) -> None:
+        """Root's files in the account's directory become the account's."""
+        entry = pwd.getpwnam(self.user)
+        for folder, dirs, files in os.walk(self.scratch):
+            for name in [*dirs, *files, ""]:
+                path = os.path.join(folder, name) if name else folder
+                if os.lstat(path).st_uid == 0:
+                    os.lchown(path, entry.pw_uid, entry.pw_gid)
+
+    def localpool(self, *args: str):
+        import pytest
+
+        pytest.skip("localpool only: drives localpool itself")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.realpool", description=__doc__)
     parser.add_argument("action", choices=("start", "stop"))
     parser.add_argument("dir", type=Path)
     parser.add_argument("--schedds", type=int, default=1)
+    parser.add_argument("--cpus", type=int, default=4)
+    parser.add_argument("--memory", default="8GB")
     args = parser.parse_args(argv)
     release = release_dir()
     if release is None:
         print(HOW_TO_RUN, file=sys.stderr)
         return 2
-    pool = RealPool(args.dir.resolve(), release, schedds=args.schedds)
+    from condorspawner.units import parse_size_mb
+
+    pool = RealPool(
+        args.dir.resolve(),
+        release,
+        schedds=args.schedds,
+        cpus=args.cpus,
+        memory_mb=parse_size_mb(args.memory),
+    )
     if args.action == "start":
         pool.start()
-        (args.dir / "master.pid").write_text(str(pool.master.pid))
         print(f"pool up; its tools: {pool.bin}")
     else:
-        pid = int((args.dir / "master.pid").read_text())
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGQUIT)
-        time.sleep(2)
-        pool._kill_leftovers()
-        shutil.rmtree(args.dir, ignore_errors=True)
+        pool.stop()
     return 0
 
 

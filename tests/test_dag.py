@@ -112,6 +112,7 @@ args = ["collect", "{marks}"]
 """
 
 
+@pytest.mark.both_pools
 def test_a_three_stage_workflow_with_a_parallel_stage_runs_in_order(cli, pool):
     d = pool.submit_dir
     marks = d / "marks.txt"
@@ -148,6 +149,7 @@ def test_a_three_stage_workflow_with_a_parallel_stage_runs_in_order(cli, pool):
     assert "All jobs Completed!" in (directory / "workflow.dag.dagman.out").read_text()
 
 
+@pytest.mark.both_pools
 def test_a_failed_node_leaves_a_rescue_file_and_resume_finishes_the_workflow(cli, pool):
     d = pool.submit_dir
     marks = d / "marks.txt"
