@@ -35,7 +35,7 @@ LIMIT_HELP = {
 }
 ENV_HELP = (
     "One NAME=VALUE per line, set for your server, its kernels and terminals "
-    "(names starting _CONDOR_ or JUPYTERHUB_ are reserved)."
+    "(names starting _CONDOR_, JUPYTERHUB_, JPY_ or BEARER_TOKEN are reserved)."
 )
 OS_HELP = "The operating system your server, kernels and terminals run in."
 

@@ -33,7 +33,9 @@ FIELDS = (
     "requirements",
     "label",
 )
-RESERVED_ENV_PREFIXES = ("_CONDOR_", "JUPYTERHUB_")
+# HTCondor's and JupyterHub's own, some of them secrets (JPY_API_TOKEN, BEARER_TOKEN*):
+# a job's environment is in its ad, which every user of the pool may read
+RESERVED_ENV_PREFIXES = ("_CONDOR_", "JUPYTERHUB_", "JPY_", "BEARER_TOKEN")
 MAX_LABEL = 200
 MAX_ENV_VALUE = 65536
 

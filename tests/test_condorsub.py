@@ -17,6 +17,8 @@ from condorspawner.site import load_site
 from tests.harness import CONDORSUB, drive_terminal
 from tests.test_condorsub_display import QUEUE_COLUMNS
 
+pytestmark = pytest.mark.both_pools  # on localpool, and on the real HTCondor as an account
+
 
 def test_submit_with_every_option_runs_in_the_same_environment(cli, pool):
     (pool.submit_dir / "data.txt").write_text("payload\n")
@@ -160,7 +162,7 @@ def in_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, timeout: floa
 
 def test_on_a_terminal_wait_is_a_progress_bar_and_q_a_table(cli, pool):
     code, screen = in_a_terminal(
-        [CONDORSUB, "submit", "--wait", "/bin/echo", "hello"], pool.env, pool.submit_dir
+        pool.command(CONDORSUB, "submit", "--wait", "/bin/echo", "hello"), pool.env, pool.submit_dir
     )
     assert code == 0, screen
     assert "\x1b[" in screen, screen  # drawn with colours
@@ -172,7 +174,7 @@ def test_on_a_terminal_wait_is_a_progress_bar_and_q_a_table(cli, pool):
     assert (Path(directory) / f"job.{job}.out").read_text() == "hello\n"
     sleeper = cli("submit", "/bin/sleep", "600").stdout.strip()
     pool.wait_for(sleeper, lambda a: a["JobStatus"] == 2)
-    code, screen = in_a_terminal([CONDORSUB, "q"], pool.env, pool.submit_dir)
+    code, screen = in_a_terminal(pool.command(CONDORSUB, "q"), pool.env, pool.submit_dir)
     assert code == 0 and "\x1b[" in screen, screen  # drawn with colours
     assert "COMMAND" in screen and sleeper in screen and "sleep 600" in screen
     assert cli("rm", sleeper).returncode == 0
@@ -188,6 +190,7 @@ def test_on_a_terminal_wait_is_a_progress_bar_and_q_a_table(cli, pool):
         (["submit", "./missing.sh"], 2, "executable './missing.sh' does not exist"),
         (["submit", "no-such-command"], 2, "is not a command here"),
         (["submit", "-e", "NOT_SET_ANYWHERE", "/bin/true"], 2, "-e NOT_SET_ANYWHERE: not set"),
+        (["submit", "-e", "JPY_API_TOKEN=x", "/bin/true"], 2, "'JPY_API_TOKEN' is reserved"),
         (["submit", "-f", "nofile", "/bin/true"], 2, "-f nofile: no such file"),
         (["submit", "--requirements", "(((", "/bin/true"], 2, "is not a single ClassAd"),
         (["rm", "424242.0"], 1, "job 424242.0 not found"),
@@ -234,7 +237,7 @@ def test_containers_and_the_execute_point_config(cli):
 
 def test_shell_in_a_terminal_has_the_jobs_environment(cli, pool):
     text = drive_terminal(
-        [CONDORSUB, "shell", "--os", "Debian12", "--cpus", "3"],
+        pool.command(CONDORSUB, "shell", "--os", "Debian12", "--cpus", "3"),
         env=pool.env,
         cwd=pool.submit_dir,
         command=b"echo T=$OMP_NUM_THREADS; cat $_CONDOR_JOB_AD; echo END-OF-$((1 + 1)); exit\n",
@@ -256,7 +259,7 @@ async def test_tunnel_to_a_web_server_in_a_job(cli, pool):
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
     local = free_port()
     proc = subprocess.Popen(
-        [CONDORSUB, "tunnel", job, str(inner), "--local-port", str(local)],
+        pool.command(CONDORSUB, "tunnel", job, str(inner), "--local-port", str(local)),
         env=pool.env,
         cwd=pool.submit_dir,
         stdout=subprocess.PIPE,

@@ -72,6 +72,11 @@ def test_rest_options_round_trip(site):
             r"environment: '1X' is not a valid environment variable name",
         ),
         ({"environment": {"_CONDOR_X": "a"}}, r"environment: '_CONDOR_X' is reserved"),
+        # JupyterHub's and HTCondor's secrets: a job ad is readable by every user
+        ({"environment": {"JPY_API_TOKEN": "a"}}, r"environment: 'JPY_API_TOKEN' is reserved"),
+        ({"environment": {"jpy_cookie": "a"}}, r"environment: 'jpy_cookie' is reserved"),
+        ({"environment": {"BEARER_TOKEN_FILE": "a"}}, r"'BEARER_TOKEN_FILE' is reserved"),
+        ({"environment": {"BEARER_TOKEN": "a"}}, r"environment: 'BEARER_TOKEN' is reserved"),
         ({"environment": {"A\n": "a"}}, r"environment: 'A\\n' is not a valid"),
         ({"environment": {"X": "a\nb"}}, r"environment\.X: 'a\\nb' contains a control character"),
         ({"environment": {"X": 5}}, r"environment\.X: 5 is not text"),
