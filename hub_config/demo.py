@@ -168,7 +168,8 @@ def _write_config(root: Path, port: int, token: str | None, bin_dir: Path) -> Pa
             c.JupyterHub.load_roles = [{{"name": "admin", "services": ["demo-admin"]}}]
             """)
     config = root / "jupyterhub_config.py"
-    config.write_text(
+    _write_private(
+        config,
         textwrap.dedent(f"""\
         import hub_config
 
@@ -189,9 +190,19 @@ def _write_config(root: Path, port: int, token: str | None, bin_dir: Path) -> Pa
         c.CondorSpawner.queue_poll_interval = 2.0
         c.CondorSpawner.queue_poll_interval_pending = 0.5
         """)
-        + services
+        + services,
     )
     return config
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` in a file only root reads (it may hold the admin API token), never more
+    open than that, not even while it is written."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _wait_up(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -105,3 +105,16 @@ def test_execute_point_config_gives_each_os_its_image(tmp_path, site):
     start = classad2.ExprTree(values["START"])
     assert start.eval(machine, classad2.ClassAd({"ContainerOS": "Rocky9"})) is True
     assert start.eval(machine, classad2.ClassAd({"ContainerOS": "Beos"})) is False
+
+
+def test_the_demos_files_with_a_secret_are_private(tmp_path):
+    """With CONDORSPAWNER_DEMO_TOKEN the configuration holds an admin API token: the demo
+    directory is 0755 (the accounts reach the pool through it), the file is 0600."""
+    import stat
+
+    from hub_config.demo import _write_config
+
+    config = _write_config(tmp_path, 8000, "secret-admin-token-0123", tmp_path / "bin")
+    assert "secret-admin-token-0123" in config.read_text()
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "site.toml").stat().st_mode) == 0o644  # no secret in it
