@@ -63,15 +63,29 @@ def prepare(dirs: Sequence[Sequence[Any]], files: Sequence[Sequence[Any]]) -> di
     return {}
 
 
+TAIL_BYTES = 64 * 1024
+
+
 def tail(path: str, lines: int) -> dict[str, Any]:
-    """The last lines of a text file (empty if it cannot be read)."""
+    """The last lines of a regular file, from its last 64 KiB (empty if it cannot be read).
+
+    The user controls the path: a FIFO must not block the helper (opened non-blocking)
+    and a device such as /dev/zero must not be read at all (regular files only).
+    """
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return {"text": ""}
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return {"text": ""}
+        os.lseek(fd, max(0, info.st_size - TAIL_BYTES), os.SEEK_SET)
+        text = os.read(fd, TAIL_BYTES).decode(errors="replace")
+    except OSError:
+        return {"text": ""}
+    finally:
+        os.close(fd)
     return {"text": "\n".join(text.strip().splitlines()[-lines:])}
 
 
