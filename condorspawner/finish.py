@@ -17,7 +17,15 @@ import time
 from typing import Any
 
 from condorspawner.condor import Condor, CondorError, JobNotFound
-from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING, QueueWatcher
+from condorspawner.watcher import (
+    COMPLETED,
+    HELD,
+    IDLE,
+    REMOVED,
+    RUNNING,
+    SUSPENDED,
+    QueueWatcher,
+)
 
 
 class JobNotFinished(RuntimeError):
@@ -59,7 +67,7 @@ async def finish_job(
             return ad  # leaving the queue by itself
         if known and output_is_home(ad):
             break
-        if known and ad.get("JobStatus") == RUNNING and not held:
+        if known and ad.get("JobStatus") in (RUNNING, SUSPENDED) and not held:
             try:
                 await condor.hold(
                     [job_id], reason=f"{reason}: saving the work directory", user=user

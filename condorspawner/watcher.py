@@ -51,6 +51,7 @@ ATTRIBUTES = (
 )
 HISTORY_RECHECK = 60.0  # at most this long between history look-ups of a missing job
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
+SUSPENDED = 7  # still on its execute point, its files with it
 
 
 @dataclass

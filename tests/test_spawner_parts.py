@@ -163,6 +163,14 @@ async def test_a_running_job_is_held_and_removed_once_its_files_are_back():
     assert condor.calls == ["hold", "rm"]
 
 
+async def test_a_suspended_job_is_held_and_removed_once_its_files_are_back():
+    """JobStatus 7 (suspended) has its files on the execute point too (issue 23.6)."""
+    watcher = FakeWatcher({"JobStatus": 7, "RemoteHost": "slot1_1@vm"})
+    condor = FakeCondor(watcher, transfer_seconds=0.1)
+    await finish_job(condor, watcher, "1.0", user="ann", reason="stop", timeout=3, poll=0.05)
+    assert condor.calls == ["hold", "rm"]
+
+
 async def test_a_slow_transfer_is_never_cut_short_by_a_removal():
     watcher = FakeWatcher(running())
     condor = FakeCondor(watcher, transfer_seconds=10)
