@@ -62,7 +62,7 @@ async def finish_job(
         ad = state.ad
         if state.gone:
             return ad
-        known = ad is not None and watcher.last_error is None
+        known = ad is not None and watcher.last_error is None and not state.in_doubt
         if known and ad.get("JobStatus") in (COMPLETED, REMOVED):
             return ad  # leaving the queue by itself
         if known and output_is_home(ad):

@@ -65,12 +65,20 @@ class JobState:
     missing_since: float | None = None  # monotonic: in neither queue nor history since
     history_checked: float = 0.0
     history_misses: int = 0
+    # it left the queue and condor_history failed: its end is not known yet (the
+    # queue's answer, and so every other job of the schedd, is not in doubt)
+    history_error: str | None = None
     updated: float = 0.0  # monotonic time of the last successful look
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def status(self) -> int | None:
         return self.ad.get("JobStatus") if self.ad else None
+
+    @property
+    def in_doubt(self) -> bool:
+        """Not in the queue, and the history did not answer: ``ad`` may be out of date."""
+        return self.history_error is not None
 
 
 class QueueWatcher:
@@ -244,8 +252,17 @@ class QueueWatcher:
                 constraint=wanted, attributes=ATTRIBUTES, limit=len(ids)
             )
         except CondorError as err:
-            self.last_error = str(err)
-            log.warning("condor_history%s failed (job states unknown): %s", self._where, err)
+            # only these jobs are in doubt; asked again later, as after a miss
+            log.warning(
+                "condor_history%s failed (the end of %s is not known yet): %s",
+                self._where,
+                ", ".join(ids),
+                err,
+            )
+            now = time.monotonic()
+            for state in filter(None, map(self.jobs.get, ids)):
+                state.history_checked, state.history_error = now, str(err)
+                state.history_misses += 1
             return
         found = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in ads}
         now = time.monotonic()
@@ -253,7 +270,7 @@ class QueueWatcher:
             state = self.jobs.get(job_id)
             if state is None:
                 continue
-            state.history_checked = now
+            state.history_checked, state.history_error = now, None
             if job_id in found:
                 self._update(state, found[job_id], in_queue=False)
             else:
@@ -269,7 +286,7 @@ class QueueWatcher:
         state.ad = ad
         state.in_queue = in_queue
         state.gone = not in_queue
-        state.missing_since, state.history_misses = None, 0
+        state.missing_since, state.history_misses, state.history_error = None, 0, None
         state.updated = time.monotonic()
         if before != (state.ad, state.in_queue):
             state.changed.set()

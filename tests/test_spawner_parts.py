@@ -113,6 +113,7 @@ class FakeState:
     def __init__(self, ad):
         self.ad = ad
         self.gone = False
+        self.in_doubt = False
 
 
 class FakeWatcher:
