@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pwd
 import time
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,10 @@ from condorspawner.watcher import (
     follow_job,
 )
 
-# "schedd": the job's access point, for life (every command names it with -name)
-STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id", "schedd")
+# "schedd": the job's access point, for life (every command names it with -name);
+# "keep_job": a stop could not end the job safely, so it is kept (held) across a hub
+# restart and the next start must end it first
+STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id", "schedd", "keep_job")
 
 
 class CondorSpawner(
@@ -71,7 +74,6 @@ class CondorSpawner(
         self.site: Site = cached_site(self.site_file)  # a wrong site file fails here, at once
         self._forget_job()
         self.last_end: str | None = None
-        self.keep_job = False
         self._attachment: Attachment | None = None
         self._standby: Standby | None = None  # answers for the server while its schedd does not
         self._route_removed = False  # the proxy route is down while the tunnel is
@@ -104,6 +106,7 @@ class CondorSpawner(
     def _forget_job(self) -> None:
         for key in STATE_KEYS:
             setattr(self, key, None)
+        self.keep_job = False
 
     def _persist_state(self) -> None:
         """Save the state now (JupyterHub saves it only after start() returns)."""
@@ -137,13 +140,17 @@ class CondorSpawner(
         prefix = self.condor.user_prefix(self.run_as) if self.run_as else []
         return UserFiles(prefix, self.job_python)
 
+    def _account(self) -> pwd.struct_passwd | None:
+        """The user's Unix account, checked (:class:`AccountRefused`), when the hub acts as
+        each user; None when tools run as the hub's own account."""
+        if not self.site.pool.run_as:
+            return None
+        return check_account(self.user.name, min_uid=self.min_uid, denied=self.denied_users)
+
     def _paths(self) -> JobPaths:
         """The user's account (checked) and this server's directories."""
-        if self.site.pool.run_as:
-            account = check_account(self.user.name, min_uid=self.min_uid, denied=self.denied_users)
-            home = account.pw_dir
-        else:
-            home = None
+        account = self._account()
+        home = account.pw_dir if account else None
         return JobPaths.for_server(
             submit_root=self.submit_root,
             work_directory=self.work_directory or self.site.notebook.work_directory,
@@ -263,7 +270,6 @@ class CondorSpawner(
     def _tunnel_owners(self) -> set[int]:
         """Who runs this server's tunnel processes: the hub, and the user through run-as."""
         import os
-        import pwd
 
         owners = {os.getuid()}
         if self.run_as:
@@ -362,7 +368,6 @@ class CondorSpawner(
             self.keep_job = True  # User.stop clears the state next: keep the job in it
             self.log.error("%s: stop failed: %s", self._log_name, err)
             raise SpawnError(str(err)) from None
-        self.keep_job = False
         self._forget_job()
 
     async def delete_forever(self) -> None:

@@ -64,6 +64,12 @@ class SubmissionMixin:
                     .q(constraint=self._marks(), attributes=("ClusterId", "ProcId"), all_users=True)
                 )
             except CondorError as err:
+                if must and self.job_id:  # never a second job while this one may run
+                    raise SpawnError(
+                        f"Job {self.job_id} of an earlier start of this server may still run "
+                        f"on {schedd or 'the schedd'}, which does not answer ({err}); no new "
+                        "job is started until it can be ended. Try again later."
+                    ) from None
                 if must:
                     raise SpawnError(
                         f"The schedd does not answer ({err}); try again later."
@@ -86,7 +92,6 @@ class SubmissionMixin:
             except JobNotFinished as err:
                 raise SpawnError(str(err)) from None
             self._watcher().forget(job_id)
-        self.keep_job = False
         self._forget_job()
 
     async def _submit(self, request: JobRequest, paths: JobPaths) -> None:

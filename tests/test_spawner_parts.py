@@ -432,3 +432,29 @@ async def test_a_child_outside_a_group_of_its_own_is_still_killed_when_given_up_
     with pytest.raises(TimeoutError):
         await communicate_within(proc, None, 0.3)
     assert time.monotonic() - started < 4 and proc.returncode == -signal.SIGKILL
+
+
+async def test_a_kept_job_outlives_a_hub_restart_and_no_second_job_starts(monkeypatch):
+    """Issue 23.3: a stop that could not end the job keeps it; User.spawn clears the state
+    before start. The kept job must be in the saved state, and a start whose saved schedd
+    does not answer refuses, naming the job, instead of submitting a second one."""
+    from types import SimpleNamespace
+
+    from condorspawner.condor import Condor
+    from condorspawner.spawner import CondorSpawner, SpawnError
+
+    old = CondorSpawner()
+    old.job_id, old.schedd, old.keep_job = "4.0", "ap2.example.org", True
+    saved = old.get_state()
+    spawner = CondorSpawner()  # the next hub, from the database
+    spawner.user = SimpleNamespace(name="ann")
+    spawner.load_state(saved)
+    spawner.clear_state()  # User.spawn, before start()
+    assert (spawner.job_id, spawner.schedd, spawner.keep_job) == ("4.0", "ap2.example.org", True)
+
+    async def silent(self, *args, **kwargs):
+        raise ScheddUnavailable(["condor_q"], 1, "Failed to connect to ap2.example.org")
+
+    monkeypatch.setattr(Condor, "q", silent)
+    with pytest.raises(SpawnError, match=r"Job 4\.0 .*ap2\.example\.org"):
+        await spawner._settle_leftovers()
