@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from condorspawner.attach import AttachError
+from condorspawner.condor import CondorError
 from condorspawner.finish import JobNotFinished
 from condorspawner.joblog import ended_in_log
 from condorspawner.protocol import job_start
@@ -26,8 +27,10 @@ class HealthMixin:
             return None
 
     async def _poll(self) -> int | None:
-        if not self.job_id:
+        if not self.job_id and not await self._adopt_submitted():
             return 0
+        if not self.job_id:
+            return None  # its schedd does not answer: a job may be there
         watcher = self._watcher()
         state = watcher.watch(self.job_id)
         if state.ad is None:
@@ -104,6 +107,29 @@ class HealthMixin:
         )
         self.log.warning("%s: %s", self._log_name, self.last_end)
         return 1
+
+    async def _adopt_submitted(self) -> bool:
+        """A spawn saved (``spawn_id``) whose ``condor_submit`` answer never came, the hub
+        stopped in between: find its job by the spawn's mark and follow it (issue 23.5).
+        False: there is none (the submission never made it); True with no ``job_id``: the
+        schedd does not answer, so one may be there."""
+        if not self.spawn_id:
+            return False
+        try:
+            job_id = await self._job_of_spawn()
+        except CondorError as err:
+            self.log.warning(
+                "%s: looking for the job of spawn %s: %s", self._log_name, self.spawn_id, err
+            )
+            return True
+        if job_id is None:
+            return False
+        self.log.info(
+            "%s: job %s was submitted before the hub stopped; following it", self._log_name, job_id
+        )
+        self.job_id = job_id
+        self._persist_state()
+        return True
 
     async def _check_tunnel(self, ad: dict[str, Any]) -> int | None:
         """Running job: the tunnel must reach this run, or be made to (restart, eviction)."""

@@ -178,16 +178,21 @@ class SubmissionMixin:
             raise SpawnError(f"Cannot fetch an HTCondor token for the job: {err}") from None
 
     async def _find_by_spawn_id(self) -> str | None:
-        """The job this spawn submitted, when condor_submit's answer was lost."""
+        """The job this spawn submitted, when condor_submit's answer was lost (None also
+        when the schedd does not answer)."""
         with contextlib.suppress(CondorError):
-            ads = await self.condor.q(
-                constraint=self._marks(**{SPAWN_ATTR: self.spawn_id}),
-                attributes=("ClusterId", "ProcId"),
-                all_users=True,
-            )
-            if ads:
-                return f"{ads[0]['ClusterId']}.{ads[0]['ProcId']}"
+            return await self._job_of_spawn()
         return None
+
+    async def _job_of_spawn(self) -> str | None:
+        """The queued job carrying this spawn's mark, or None; raises :class:`CondorError`
+        when the schedd does not answer."""
+        ads = await self.condor.q(
+            constraint=self._marks(**{SPAWN_ATTR: self.spawn_id}),
+            attributes=("ClusterId", "ProcId"),
+            all_users=True,
+        )
+        return f"{ads[0]['ClusterId']}.{ads[0]['ProcId']}" if ads else None
 
     def _job_environment(self) -> dict[str, str]:
         """What the notebook needs from the hub (token included): into the private file."""

@@ -458,3 +458,44 @@ async def test_a_kept_job_outlives_a_hub_restart_and_no_second_job_starts(monkey
     monkeypatch.setattr(Condor, "q", silent)
     with pytest.raises(SpawnError, match=r"Job 4\.0 .*ap2\.example\.org"):
         await spawner._settle_leftovers()
+
+
+async def test_a_spawn_saved_before_its_submit_answer_finds_its_job(monkeypatch):
+    """Issue 23.5: the hub was killed during condor_submit: the state has the spawn's
+    id, no job id. poll finds the job by the spawn's mark and follows it; with no such
+    job the server is gone; with the schedd silent it is kept (unknown is not gone)."""
+    from types import SimpleNamespace
+
+    from condorspawner.condor import Condor
+    from condorspawner.spawner import CondorSpawner
+
+    queue: list[dict] = [{"ClusterId": 9, "ProcId": 0, "JobStatus": 1}]
+    asked: list[str] = []
+
+    async def q(self, *args, constraint=None, **kwargs):
+        asked.append(constraint or "")
+        if queue is None:
+            raise ScheddUnavailable(["condor_q"], 1, "Failed to connect")
+        return [ad for ad in queue if "spawn-1" in (constraint or "")]
+
+    monkeypatch.setattr(Condor, "q", q)
+    spawner = CondorSpawner()
+    spawner.user = SimpleNamespace(name="ann")
+    spawner.load_state({"spawn_id": "spawn-1", "nonce": "n" * 32})
+    spawner._persist_state = lambda: None
+    state = SimpleNamespace(
+        ad={"JobStatus": 1, "EnteredCurrentStatus": time.time()}, missing_since=None, gone=False
+    )
+
+    async def fresh(max_age):
+        pass
+
+    spawner._watcher = lambda: SimpleNamespace(watch=lambda job_id: state, ensure_fresh=fresh)
+    assert await spawner.poll() is None  # queued: followed
+    assert spawner.job_id == "9.0" and any("spawn-1" in c for c in asked)
+    for answer, expected in ((None, None), ([], 0)):
+        queue = answer
+        again = CondorSpawner()
+        again.user = SimpleNamespace(name="ann")
+        again.load_state({"spawn_id": "spawn-1"})
+        assert await again.poll() == expected
