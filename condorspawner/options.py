@@ -19,18 +19,20 @@ from typing import Any
 from tornado import web
 
 from condorspawner import form
+from condorspawner.accounts import AccountRefused
 from condorspawner.pool_status import PoolStatus
 from condorspawner.request import JobRequest, RequestError
 
 
 class InvalidOptions(web.HTTPError):
-    """400 with the field's message as the page and the API show it (no ``HTTP 400:`` prefix)."""
+    """400 with the field's message as the page and the API show it (no ``HTTP 400:`` prefix);
+    also for an account that may have no notebook at all (field ``account``)."""
 
-    def __init__(self, user: str, err: RequestError) -> None:
+    def __init__(self, user: str, err: RequestError | AccountRefused) -> None:
         message = str(err)
         super().__init__(400, "%s", message, reason="Invalid server options")
         self.user = user
-        self.field = err.field
+        self.field = getattr(err, "field", "account")
         self.jupyterhub_message = message  # what JupyterHub's pages and API show
         self.logged_record: logging.LogRecord | None = None
 
@@ -98,22 +100,26 @@ class OptionsMixin:
     def _checked_form_options(self, options: dict[str, Any]) -> dict[str, Any]:
         self._form_values, self._form_error = dict(options), None
         try:
+            self._account()
             self.job_request(options)
-        except RequestError as err:
+        except (RequestError, AccountRefused) as err:
             self._form_error = err.field
             raise self._invalid(err) from None
         return options
 
-    def _invalid(self, err: RequestError) -> InvalidOptions:
+    def _invalid(self, err: RequestError | AccountRefused) -> InvalidOptions:
         quiet_invalid_options(self.log)
         return InvalidOptions(self.user.name, err)
 
     @staticmethod
     def _validate_user_options(spawner: Any, user_options: dict[str, Any]) -> None:
-        """Refuse bad options before anything is submitted (JupyterHub answers 400)."""
+        """Refuse bad options, and accounts that may have no notebook (root, system
+        accounts, the deny list), before anything is written or submitted: JupyterHub
+        answers 400 and logs one warning."""
         try:
+            spawner._account()
             spawner.job_request()
-        except RequestError as err:
+        except (RequestError, AccountRefused) as err:
             raise spawner._invalid(err) from None
 
     def job_request(self, options: dict[str, Any] | None = None) -> JobRequest:

@@ -156,13 +156,21 @@ def test_batch_jobs_from_each_notebook_belong_to_its_user(sudo_hub, system_pool,
 
 
 def test_root_and_system_accounts_get_no_job(sudo_hub, system_pool):
+    """Refused before the spawn is accepted (issue 22.5): 400 naming the rule, one warning
+    line, no traceback, nothing written, nothing submitted."""
+    before = Path("/root/.condorspawner").exists()
     for name in ("root", "daemon"):
         sudo_hub.api("POST", f"/users/{name}")
-        sudo_hub.api("POST", f"/users/{name}/server", {"user_options": {}})
-        wait_until(lambda n=name: server_gone(sudo_hub, n), 20, f"{name}'s spawn refused")
+        status, body = sudo_hub.api("POST", f"/users/{name}/server", {"user_options": {}})
+        assert status == 400, (status, body)
+        assert f"the account {name!r} may not run notebook servers" in body["message"]
+        assert server_gone(sudo_hub, name)
     log = sudo_hub.log_tail(200)
-    assert "'root' may not run notebook servers" in log
-    assert "'daemon' may not run notebook servers" in log
+    for name in ("root", "daemon"):
+        lines = [line for line in log.splitlines() if f"the account {name!r} may not" in line]
+        assert len(lines) == 1 and "[W " in lines[0], lines
+    assert "Traceback" not in log and "[E " not in log, log
+    assert Path("/root/.condorspawner").exists() == before
     assert system_pool.run("condor_q", "-allusers", "-json").stdout == ""
 
 
