@@ -77,6 +77,30 @@ def compare_rows(c: dict, where: str) -> list[dict]:
     return rows
 
 
+def p3_rows(t: dict, where: str) -> list[dict]:
+    """P3 rows of one ``throughput.run``; ``where`` names the pool."""
+    rows = []
+    for name in ("ours", "raw_ssh", "direct"):
+        rows.append(row(f"P3 download MB/s, {name}{where}", t[name]["MBps"], "", "MB/s"))
+        p50 = statistics.median(t[name]["latency_s"]) * 1000
+        rows.append(row(f"P3 small request p50, {name}{where}", p50, "", "ms"))
+    ours, raw = t["ours"], t["raw_ssh"]
+    return [
+        *rows,
+        row(
+            f"P3 throughput ratio ours / raw ssh{where}",
+            statistics.median(ours["MBps"]) / statistics.median(raw["MBps"]),
+            ">= 0.95",
+        ),
+        row(
+            f"P3 p50 latency overhead ours vs raw ssh{where}",
+            (statistics.median(ours["latency_s"]) / statistics.median(raw["latency_s"]) - 1) * 100,
+            "<= 10",
+            "%",
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -105,41 +129,18 @@ def main(argv: list[str] | None = None) -> int:
                 backend="htcondor",
             )
             rows += compare_rows(c, " (real HTCondor)")
-        # P3: tunnel throughput and latency
-        t = throughput.run(
-            root / "throughput",
-            size_mb=20 if q else 200,
-            requests=100 if q else 1000,
-            repeat=2 if q else 3,
-        )
-        for name in ("ours", "raw_ssh", "direct"):
-            rows.append(row(f"P3 download MB/s, {name}", t[name]["MBps"], "", "MB/s"))
-            rows.append(
-                row(
-                    f"P3 small request p50, {name}",
-                    statistics.median(t[name]["latency_s"]) * 1000,
-                    "",
-                    "ms",
-                )
+        # P3: tunnel throughput and latency, on localpool and on the real HTCondor
+        for backend, where in (("localpool", ""), ("htcondor", " (real HTCondor)")):
+            if backend == "htcondor" and release_dir() is None:
+                continue
+            t = throughput.run(
+                root / f"throughput-{backend}",
+                size_mb=20 if q else 200,
+                requests=100 if q else 1000,
+                repeat=2 if q else 3,
+                backend=backend,
             )
-        rows += [
-            row(
-                "P3 throughput ratio ours / raw ssh",
-                statistics.median(t["ours"]["MBps"]) / statistics.median(t["raw_ssh"]["MBps"]),
-                ">= 0.95",
-            ),
-            row(
-                "P3 p50 latency overhead ours vs raw ssh",
-                (
-                    statistics.median(t["ours"]["latency_s"])
-                    / statistics.median(t["raw_ssh"]["latency_s"])
-                    - 1
-                )
-                * 100,
-                "<= 10",
-                "%",
-            ),
-        ]
+            rows += p3_rows(t, where)
     # faults: 5 sessions through sudo; tunnels killed, hub restarted, condor_q failing,
     # a hold and a removal behind the hub's back (the full run only: about 3 minutes)
     if not q:
