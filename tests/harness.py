@@ -423,12 +423,74 @@ class UnixUsers:
         self.names.clear()
 
 
-class SystemPool(QueueLooks):
-    """localpool installed under a prefix and run by root, used by several accounts.
+class MultiUserPool(QueueLooks):
+    """A pool run by root that several accounts use: ``run(tool, ..., user=NAME)`` is
+    ``sudo -n -u NAME BIN/TOOL ...`` with no environment, exactly as a hub's ``run_as``
+    calls a tool. ``base`` (root's home here) and ``bin`` come from the pool."""
 
-    ``run(tool, ..., user=NAME)`` is ``sudo -n -u NAME PREFIX/bin/TOOL ...``: no
-    environment is passed, exactly as a hub's ``run_as`` would call a tool.
-    """
+    base: Path
+    bin: Path
+
+    def schedd_names(self) -> list[str]:
+        return self.run("condor_status", "-schedd", "-af", "Name").stdout.split()
+
+    def home(self, user: str | None) -> Path:
+        import pwd
+
+        return Path(pwd.getpwnam(user).pw_dir) if user else self.base
+
+    def command(self, *cmd: str, user: str | None = None) -> list[str]:
+        """The argv that runs a tool of this installation as ``user`` (root if None)."""
+        tool = cmd[0] if "/" in cmd[0] else str(self.bin / cmd[0])
+        return ["sudo", "-n", "-u", user, tool, *cmd[1:]] if user else [tool, *cmd[1:]]
+
+    def root_env(self) -> dict[str, str]:
+        """What root's own calls of a tool get (an account's call gets none)."""
+        return {"PATH": "/usr/bin:/bin"}
+
+    def run(
+        self,
+        *cmd: str,
+        user: str | None = None,
+        cwd: Path | None = None,
+        input: str | None = None,
+        timeout: float = 60,
+    ):
+        """Run a tool as ``user`` (root when None) in their home, with no environment."""
+        import subprocess
+
+        return subprocess.run(
+            self.command(*cmd, user=user),
+            cwd=cwd or self.home(user),
+            env=self.root_env() if user is None else None,
+            text=True,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def write(self, user: str | None, name: str, text: str) -> Path:
+        """A file in the user's home, owned by them."""
+        import pwd
+
+        path = self.home(user) / name
+        path.write_text(textwrap.dedent(text))
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return path
+
+    def submit(self, text: str, user: str | None = None, name: str = "job.sub") -> str:
+        """Submit a description from the user's home as the user; the first job id."""
+        self.write(user, name, text)
+        result = self.run("condor_submit", "-terse", name, user=user)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()[0]
+
+
+class SystemPool(MultiUserPool):
+    """localpool installed under a prefix and run by root, used by several accounts."""
 
     def __init__(
         self,
@@ -485,62 +547,9 @@ class SystemPool(QueueLooks):
     def stop(self) -> None:
         self.localpool("stop", "--remove-jobs")
 
-    def schedd_names(self) -> list[str]:
-        return self.run("condor_status", "-schedd", "-af", "Name").stdout.split()
-
     def schedd_off(self, name: str) -> bool:
         """Stop one schedd (its jobs keep running), as an outage of that access point."""
         return self.localpool("schedd-off", name).returncode == 0
 
     def schedd_on(self, name: str) -> bool:
         return self.localpool("schedd-on", name).returncode == 0
-
-    def home(self, user: str | None) -> Path:
-        import pwd
-
-        return Path(pwd.getpwnam(user).pw_dir) if user else self.base
-
-    def command(self, *cmd: str, user: str | None = None) -> list[str]:
-        """The argv that runs a tool of this installation as ``user`` (root if None)."""
-        tool = cmd[0] if "/" in cmd[0] else str(self.bin / cmd[0])
-        return ["sudo", "-n", "-u", user, tool, *cmd[1:]] if user else [tool, *cmd[1:]]
-
-    def run(
-        self,
-        *cmd: str,
-        user: str | None = None,
-        cwd: Path | None = None,
-        input: str | None = None,
-        timeout: float = 60,
-    ):
-        """Run a tool as ``user`` (root when None) in their home, with no environment."""
-        import subprocess
-
-        return subprocess.run(
-            self.command(*cmd, user=user),
-            cwd=cwd or self.home(user),
-            env={"PATH": "/usr/bin:/bin"} if user is None else None,
-            text=True,
-            input=input,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def write(self, user: str | None, name: str, text: str) -> Path:
-        """A file in the user's home, owned by them."""
-        import pwd
-
-        path = self.home(user) / name
-        path.write_text(textwrap.dedent(text))
-        if user:
-            entry = pwd.getpwnam(user)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        return path
-
-    def submit(self, text: str, user: str | None = None, name: str = "job.sub") -> str:
-        """Submit a description from the user's home as the user; the first job id."""
-        self.write(user, name, text)
-        result = self.run("condor_submit", "-terse", name, user=user)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.split()[0]

@@ -35,7 +35,7 @@ from pathlib import Path
 from containers.catalogue import Catalogue
 from containers.epconfig import execute_point_config
 from tests import terminals
-from tests.harness import REPO, QueueLooks
+from tests.harness import REPO, MultiUserPool, QueueLooks
 
 ENV = "CONDORSPAWNER_HTCONDOR"
 HOW_TO_RUN = (
@@ -199,7 +199,7 @@ def _free_port() -> int:
     return free_port()
 
 
-class RealPool(QueueLooks):
+class RealPool(MultiUserPool):
     """A running real HTCondor pool; the same interface as the localpool drivers
     (``run(..., user=NAME)``, ``submit``, ``ad``, ``wait_for``, ``schedd_off``)."""
 
@@ -314,7 +314,7 @@ class RealPool(QueueLooks):
             # the daemons with stock terminals, in a mount namespace of their own
             terminals.command([str(self.release / "sbin" / "condor_master"), "-f"]),
             cwd=REPO,
-            env=self.tool_env(),
+            env=self.root_env(),
             stdout=subprocess.DEVNULL,
             stderr=open(self.root / "master.stderr", "wb"),  # noqa: SIM115
             start_new_session=True,
@@ -373,20 +373,18 @@ class RealPool(QueueLooks):
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
-            try:
+            try:  # either read fails for a process that has just ended
                 environ = (entry / "environ").read_bytes()
+                cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if (
-                f"CONDOR_CONFIG={self.config}".encode() in environ
-                or mine.encode() in (entry / "cmdline").read_bytes()
-            ):
+            if f"CONDOR_CONFIG={self.config}".encode() in environ or mine.encode() in cmdline:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(int(entry.name), signal.SIGKILL)
 
     # --- the tools -------------------------------------------------------------------
 
-    def tool_env(self) -> dict[str, str]:
+    def root_env(self) -> dict[str, str]:
         """What root's own calls of a tool need (an account's call goes through ``bin``)."""
         return {"PATH": f"{self.bin}:/usr/bin:/bin", "CONDOR_CONFIG": str(self.config)}
 
@@ -405,9 +403,6 @@ class RealPool(QueueLooks):
                 f'exec {real} "$@"\n'
             )
             (self.bin / tool).chmod(0o755)
-
-    def schedd_names(self) -> list[str]:
-        return self.run("condor_status", "-schedd", "-af", "Name").stdout.split()
 
     def schedd_off(self, name: str) -> bool:
         """Stop one schedd (its jobs keep running), as an outage of that access point."""
@@ -438,50 +433,6 @@ class RealPool(QueueLooks):
                 return True
             time.sleep(0.3)
         return False
-
-    def home(self, user: str | None) -> Path:
-        return Path(pwd.getpwnam(user).pw_dir) if user else self.base
-
-    def command(self, *cmd: str, user: str | None = None) -> list[str]:
-        """The argv that runs a tool of this pool as ``user`` (root if None)."""
-        tool = cmd[0] if "/" in cmd[0] else str(self.bin / cmd[0])
-        return ["sudo", "-n", "-u", user, tool, *cmd[1:]] if user else [tool, *cmd[1:]]
-
-    def run(
-        self,
-        *cmd: str,
-        user: str | None = None,
-        cwd: Path | None = None,
-        input: str | None = None,
-        timeout: float = 60,
-    ):
-        """Run a tool as ``user`` (root when None) in their home, with no environment."""
-        return subprocess.run(
-            self.command(*cmd, user=user),
-            cwd=cwd or self.home(user),
-            env=self.tool_env() if user is None else None,
-            text=True,
-            input=input,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def write(self, user: str | None, name: str, text: str) -> Path:
-        """A file in the user's home, owned by them."""
-        path = self.home(user) / name
-        path.write_text(textwrap.dedent(text))
-        if user:
-            entry = pwd.getpwnam(user)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        return path
-
-    def submit(self, text: str, user: str | None = None, name: str = "job.sub") -> str:
-        """Submit a description from the user's home as the user; the first job id."""
-        self.write(user, name, text)
-        result = self.run("condor_submit", "-terse", name, user=user)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.split()[0]
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         try:
