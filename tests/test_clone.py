@@ -43,38 +43,31 @@ def test_the_readme_test_command_in_a_clone_with_nothing_beside_it(public_tmp):
     allowed = {"./README.md", "./.ci/run", "./tests/realpool.py"}
     assert set(shared.stdout.split()) <= allowed, shared.stdout
     env = {k: v for k, v in os.environ.items() if k != "CONDORSPAWNER_HTCONDOR"}
-    result = subprocess.run(
-        ["./scripts/test", "-q", "-p", "no:cacheprovider", *RECORDING_TESTS],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
+
+    def in_clone(*argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv), cwd=clone, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    result = in_clone(
+        "./scripts/test", "-q", "-p", "no:cacheprovider", *RECORDING_TESTS, timeout=1200
     )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert re.search(r"\d+ passed", summary) and "skipped" not in summary, summary
     # the real HTCondor tier, asked for without an HTCondor: skipped, saying how to run it
-    real = subprocess.run(
-        [
-            ".venv/bin/python",
-            "-m",
-            "pytest",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            "htcondor",
-            "tests/test_localpool_users.py",
-        ],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
+    real = in_clone(
+        ".venv/bin/python",
+        "-m",
+        "pytest",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "htcondor",
+        "tests/test_localpool_users.py",
         timeout=300,
-        check=False,
     )
     assert real.returncode == 0, real.stdout[-3000:]
     assert "CONDORSPAWNER_HTCONDOR=" in real.stdout and " skipped" in real.stdout, real.stdout
