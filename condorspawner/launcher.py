@@ -11,8 +11,9 @@ job could squat or answer for.
 The server reaches the hub API through a port this launcher binds before the
 server starts and keeps for the job's life; each connection goes on to the
 newest ``hub-*.sock`` in the directory, which the hub's current tunnel
-forwards back to the hub (``ssh -R``); if no tunnel comes in time, the server
-is ended. (With ``hub_api = "direct"`` the server talks to the hub itself.)
+forwards back to the hub (``ssh -R``), and waits for one while there is none;
+if no tunnel comes in time, the server is ended. (With ``hub_api = "direct"``
+the server talks to the hub itself.)
 The server is stopped a grace period before the job's runtime limit, so
 HTCondor transfers the work directory back before it would hold the job.
 
@@ -194,10 +195,16 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 class HubRelay:
     """The server's hub-API port: each connection from this user's own processes to the
-    newest live tunnel socket (on a shared loopback another user's job could connect)."""
+    newest live tunnel socket (on a shared loopback another user's job could connect).
 
-    def __init__(self, directory: Path) -> None:
+    A connection made while there is no live tunnel (the hub is still opening the first
+    one on a slow pool, or a new one after a fault) is held up to ``patience`` seconds
+    for the next: jupyterhub-singleuser gives up on its hub after five quick tries.
+    """
+
+    def __init__(self, directory: Path, patience: float = 0) -> None:
         self.directory = directory
+        self.patience = patience
         self.server: asyncio.base_events.Server | None = None
 
     async def start(self) -> int:
@@ -210,17 +217,28 @@ class HubRelay:
         if peer_uid(peer[:2], me[:2]) != os.getuid():
             writer.close()
             return
-        for path in hub_sockets(self.directory):
-            try:
-                up_reader, up_writer = await asyncio.open_unix_connection(str(path))
-            except ConnectionRefusedError:
-                path.unlink(missing_ok=True)  # its tunnel is gone
-                continue
-            except OSError:
-                continue
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        upstream = await self._tunnel()
+        if upstream is None:
+            writer.close()
             return
-        writer.close()
+        up_reader, up_writer = upstream
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    async def _tunnel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the newest live tunnel, waiting up to ``patience`` for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience
+        while True:
+            for path in hub_sockets(self.directory):
+                try:
+                    return await asyncio.open_unix_connection(str(path))
+                except ConnectionRefusedError:
+                    path.unlink(missing_ok=True)  # its tunnel is gone
+                except OSError:
+                    pass
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.1)
 
     def tunnel_arrived(self) -> bool:
         return bool(hub_sockets(self.directory))
@@ -236,7 +254,7 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{SOCKET_SERVICE_PORT}{prefix}"
     relay = None
     if secret.hub_api == "tunnel":
-        relay = HubRelay(directory)
+        relay = HubRelay(directory, patience=args.wait_for_hub)
         port = await relay.start()
         hub_api = env.get("JUPYTERHUB_API_URL", "")
         local_api = f"http://127.0.0.1:{port}/hub/api"
@@ -253,7 +271,7 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
         extra.append(f"--ServerApp.root_dir={cwd}")
         extra += terminal_settings(cwd, env)
     # The server starts at once: its start-up overlaps the hub opening the tunnel
-    # (jupyterhub-singleuser retries its first hub API call while that happens).
+    # (the relay holds its first hub API call until the tunnel is there).
     server = await asyncio.create_subprocess_exec(
         *server_command(meeting.notebook_socket, extra, args.server, hub=secret.hub_api != "none"),
         env=env,

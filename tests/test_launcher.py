@@ -156,6 +156,30 @@ async def test_the_relay_follows_the_newest_live_tunnel(tmp_path):
     assert not (tmp_path / "hub-bbbbbbbbbbbbbbbb.sock").exists()
 
 
+async def test_a_hub_call_before_the_tunnel_waits_for_it(tmp_path):
+    """jupyterhub-singleuser gives up on the hub after five tries (about 45 s): a call made
+    while the hub is still opening a slow pool's tunnel is held until the tunnel comes."""
+    relay = HubRelay(tmp_path, patience=20)
+    port = await relay.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /hub/api HTTP/1.0\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.3)
+
+    async def hub(reader, writer):
+        asked = await reader.read(100)
+        writer.write(b"hub saw " + asked.split(b"\r")[0])
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(hub, str(tmp_path / "hub-aaaaaaaaaaaaaaaa.sock"))
+    try:
+        assert await asyncio.wait_for(reader.read(), 10) == b"hub saw GET /hub/api HTTP/1.0"
+    finally:
+        writer.close()
+        server.close()
+
+
 async def test_the_relay_serves_only_its_own_users_processes(tmp_path):
     """On a shared loopback another account's process reaches nothing through the relay."""
     relay = HubRelay(tmp_path)

@@ -72,6 +72,14 @@ def split(pool, users: list[str]) -> dict[str, dict[str, list[str]]]:
     return found
 
 
+def collector_caught_up(pool) -> bool:
+    """The collector's schedd ads count every job the two queues hold (the load measure)."""
+    out = pool.run("condor_status", "-schedd", "-af", "TotalRunningJobs", "TotalIdleJobs")
+    counted = sum(int(n) for line in out.stdout.splitlines() for n in line.split())
+    queued = sum(1 for s in (S1, S2) for j in jobs_on(pool, s) if j["status"] in (1, 2))
+    return out.returncode == 0 and counted == queued
+
+
 def notebook_job(pool, schedd: str, user: str) -> str | None:
     for job in jobs_on(pool, schedd):
         if job["owner"] == user and job["notebook"]:
@@ -113,18 +121,20 @@ def test_two_schedds_spread_by_load_one_stops_a_restart_reattaches(
     print(f"\n{NOTEBOOKS} notebooks in {spawned:.0f} s: {counts}", flush=True)
     assert sum(counts.values()) == NOTEBOOKS
     assert abs(counts[S1] - counts[S2]) <= 1, notebooks
-    # two batch jobs from each notebook's terminal (condorsub picks the schedd too)
-    for user in users:
+    # two batch jobs from each notebook's terminal (condorsub picks the schedd too, by
+    # the collector's ads, which a real schedd refreshes a moment after each submission)
+    for user in users + users:
         screen = asyncio.run(
             run_in_terminal(
                 hub,
                 user,
-                "condorsub submit /bin/sleep 900 && condorsub submit /bin/sleep 900; echo DONE-$?",
+                "condorsub submit /bin/sleep 900; echo DONE-$?",
                 until=r"DONE-\d+",
                 timeout=120,
             )
         )
         assert "DONE-0" in screen, screen
+        wait_until(lambda: collector_caught_up(pool), 30, "the schedds' ads count every job")
     spread = split(pool, users)
     batch = {s: len(spread[s]["batch"]) for s in (S1, S2)}
     load = {s: counts[s] + batch[s] for s in (S1, S2)}
