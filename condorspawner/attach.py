@@ -1,13 +1,17 @@
 """The hub's way into one running notebook job: one tunnel generation at a time.
 
 Used by ``start`` (first attach) and by ``poll`` (the hub restarted, the job
-runs again after an eviction, the tunnel gave up). Each generation forwards
-``127.0.0.1:L`` on the hub to the notebook's socket in the job's rendezvous
-directory and, in tunnel mode, a socket of its own there back to the hub API,
-so it never collides with an earlier generation still alive. L is kept when
-it is still free (the proxy routes to it); when it is not, the caller moves
-the route. Tunnels a previous hub left behind for this spawn are found by the
-rendezvous marker on their command lines and ended before a new one opens.
+runs again after an eviction, the tunnel gave up). The session's local port
+``127.0.0.1:L`` (the proxy routes to it) is held by this process from the first
+attach to the end of the session, across every tunnel, and relayed to the
+current tunnel (:mod:`proxy_tunnel.relay`): no other local account can take it
+between two of them. Each generation forwards to the notebook's socket in the
+job's rendezvous directory and, in tunnel mode, a socket of its own there back
+to the hub API, so it never collides with an earlier generation still alive.
+Only a new process (a restarted hub) can find L taken; it then holds any free
+port and the caller moves the route. Tunnels a previous hub left behind for
+this spawn are found by the rendezvous marker on their command lines and ended
+before a new one opens.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from condorspawner.protocol import Rendezvous, new_generation
-from proxy_tunnel import LocalPortTaken, Tunnel, TunnelError, port_bindable
+from proxy_tunnel import SocketRelay, Tunnel, TunnelError
 from proxy_tunnel.procs import alive, processes_carrying, signal_all
+from proxy_tunnel.sockets import socket_directory
 
 log = logging.getLogger("condorspawner.attach")
 
@@ -55,52 +60,78 @@ class Attachment:
     hub_api: tuple[str, int] | None  # (host, port) on the hub, when the job uses the tunnel
     env: dict[str, str] = field(default_factory=dict)
     owners: set[int] = field(default_factory=lambda: {os.getuid()})  # whose leftovers to end
+    ssh_uid: int | None = None  # the account the tunnel's ssh runs as (default: ours)
     local_port: int = 0
     max_restarts: int = 5
     ready_timeout: float = 120.0
     on_give_up: Callable[[str], Awaitable[None]] | None = None
     config_writer: Callable[[str], Awaitable[str]] | None = None
     tunnel: Tunnel | None = None
+    relay: SocketRelay | None = None  # holds local_port for the session's life
     run: int | None = None  # JobCurrentStartDate of the run it reaches
     current: Rendezvous | None = None  # the rendezvous of that run
     swept: bool = False
+    _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def healthy(self) -> bool:
         return self.tunnel is not None and not self.tunnel.failed
 
     @property
+    def busy(self) -> bool:
+        """A tunnel is being opened now (by start or another poll)."""
+        return self._opening.locked()
+
+    @property
     def failure(self) -> str | None:
         return self.tunnel.failure if self.tunnel is not None else None
+
+    async def hold(self) -> int:
+        """Hold the session's local port from now until :meth:`close`; returns it. When
+        another process has it (this hub is new), any free port: the route must follow."""
+        if self.relay is None:
+            relay = SocketRelay(lambda: [])
+            try:
+                await relay.listen(self.local_port)
+            except OSError as err:
+                log.warning(
+                    "local port %s of %s is taken (%s): the session moves to another",
+                    self.local_port,
+                    self.job_id,
+                    err,
+                )
+                await relay.listen(0)
+            self.relay, self.local_port = relay, relay.port
+        return self.local_port
 
     async def open(self, run: int | None, on_listening: Callable[[], None] | None = None) -> int:
         """A new generation to the job's current run; returns the local port.
 
         ``on_listening`` is told once, when the forward listens (the server may still
-        be starting)."""
-        await self.close()
+        be starting). One at a time: callers at once each get their own, in turn, and
+        only the last stays."""
+        async with self._opening:
+            return await self._open(run, on_listening)
+
+    async def _open(self, run: int | None, on_listening: Callable[[], None] | None) -> int:
+        await self._end_tunnel()
         self.current = self.rendezvous.for_run(run)
         if not self.swept:
             ended = await end_leftovers(self.rendezvous.tag, self.owners)
             if ended:
                 log.info("ended %d tunnel processes an earlier hub left for %s", ended, self.job_id)
             self.swept = True
-        local = self.local_port if self.local_port and await port_bindable(self.local_port) else 0
+        await self.hold()
         try:
-            tunnel = await self._start(local, on_listening)
-        except LocalPortTaken:
-            try:
-                tunnel = await self._start(0, on_listening)  # taken since we looked: any free
-            except LocalPortTaken as err:
-                raise AttachError(f"No local port for the tunnel to {self.job_id}: {err}") from None
-        self.tunnel, self.run, self.local_port = tunnel, run, tunnel.local_port
-        return self.local_port
-
-    async def _start(self, local_port: int, on_listening: Callable[[], None] | None) -> Tunnel:
+            socket_dir = str(socket_directory(self.ssh_uid))
+        except OSError as err:
+            raise AttachError(f"No place for the tunnel to {self.job_id}: {err}") from None
         tunnel = Tunnel(
             job_id=self.job_id,
             remote=self.current.notebook_socket,
-            local_port=local_port,
+            local_port=self.local_port,
+            relay=self.relay,
+            socket_dir=socket_dir,
             fresh_reverse=self._reverse if self.hub_api is not None else None,
             program=self.program,
             env=self.env,
@@ -108,25 +139,30 @@ class Attachment:
             ready_timeout=self.ready_timeout,
             mark=self.rendezvous.tag,
             ssh_options=(f"-oSetEnv=CONDORSPAWNER_TUNNEL={self.rendezvous.tag}",),
-            owners=frozenset(self.owners),
             on_give_up=self.on_give_up,
             config_writer=self.config_writer,
             on_listening=on_listening,
         )
         try:
             await tunnel.start()
-        except LocalPortTaken:
-            raise
         except TunnelError as err:
             raise AttachError(f"Could not reach the notebook in job {self.job_id}: {err}") from None
-        return tunnel
+        self.tunnel, self.run = tunnel, run
+        return self.local_port
 
     def _reverse(self) -> tuple[str, str, int]:
         assert self.hub_api is not None
         host, port = self.hub_api
         return (self.current.hub_socket(new_generation()), host, port)
 
-    async def close(self) -> None:
+    async def _end_tunnel(self) -> None:
         if self.tunnel is not None:
             tunnel, self.tunnel = self.tunnel, None
             await tunnel.close()
+
+    async def close(self) -> None:
+        """The session is over: its tunnel, and then its port."""
+        await self._end_tunnel()
+        if self.relay is not None:
+            relay, self.relay = self.relay, None
+            await relay.close()

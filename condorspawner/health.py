@@ -51,7 +51,9 @@ class HealthMixin:
         if status == HELD:
             return await self._end(f"HTCondor held job {self.job_id}: {ad.get('HoldReason')}")
         if status == IDLE:
-            waited = time.time() - (ad.get("EnteredCurrentStatus") or time.time())
+            # the schedd's clock (ServerTime, from the same answer), not the hub's
+            now = ad.get("ServerTime") or time.time()
+            waited = now - (ad.get("EnteredCurrentStatus") or now)
             if waited > self.site.notebook.start_timeout:
                 return await self._end(
                     f"job {self.job_id} was evicted and waited {waited:.0f} s to run again"
@@ -63,21 +65,19 @@ class HealthMixin:
 
     async def _stand_in(self) -> None:
         """No tunnel yet in this hub (it was restarted) and the schedd does not answer:
-        the server's port answers for it, or JupyterHub's start-up check ends it. When
-        someone else holds that port now, any free one (``get_url`` reports it, and the
-        route follows): never leave the user's traffic to whoever took it."""
+        the server's port answers for it, or JupyterHub's start-up check ends it. The
+        port is held from here on (:meth:`Attachment.hold`); when someone else had taken
+        it while no hub ran, any free one (``get_url`` reports it, and the route follows):
+        never leave the user's traffic to whoever took it."""
         if self._standby is not None or not self.local_port or self.server is None:
             return
-        if self._attachment is not None and self._attachment.tunnel is not None:
+        attachment = self._attach()
+        if attachment.tunnel is not None:
             return  # a tunnel of this hub's: its failures have their own course
-        standby = Standby(self.local_port, self.job_id, self.schedd)
-        if not await standby.start():
-            standby = Standby(0, self.job_id, self.schedd)
-            if not await standby.start():
-                return
-            self.local_port = standby.port
-            if self._attachment is not None:
-                self._attachment.local_port = standby.port
+        self.local_port = await attachment.hold()
+        standby = Standby(self.job_id, self.schedd)
+        assert attachment.relay is not None
+        attachment.relay.fallback = standby.answer
         self._standby = standby
         self.log.warning(
             "%s: the schedd of job %s does not answer; 127.0.0.1:%s answers for the "
@@ -90,6 +90,8 @@ class HealthMixin:
     async def _stand_down(self) -> None:
         if self._standby is not None:
             standby, self._standby = self._standby, None
+            if self._attachment is not None and self._attachment.relay is not None:
+                self._attachment.relay.fallback = None
             await standby.close()
 
     async def _settle_missing(self, missing_for: float) -> int | None:
@@ -135,6 +137,8 @@ class HealthMixin:
         """Running job: the tunnel must reach this run, or be made to (restart, eviction)."""
         attachment = self._attach()
         run = job_start(ad)
+        if attachment.busy:
+            return None  # start or another poll is attaching right now
         if attachment.tunnel is not None and attachment.run == run:
             if attachment.healthy:
                 return None
@@ -169,14 +173,16 @@ class HealthMixin:
         self.server.port = self.local_port
         self._commit()
         proxy = self.user.settings.get("proxy")
-        if proxy is not None and not self.pending:
+        if proxy is None or self.pending:  # JupyterHub's start-up check routes it itself
+            self.log.info("%s: server moved to port %s", self._log_name, self.local_port)
+        else:
             await proxy.add_user(self.user, self.name)
             self._route_removed = False
             self.log.info("%s: proxy route moved to port %s", self._log_name, self.local_port)
 
     async def _route_down(self, why: str) -> None:
-        """The tunnel gave up: no more traffic to its local port, which anyone on the hub
-        could take now; the next poll attaches again and puts the route back."""
+        """The tunnel gave up: the proxy says so (its held local port leads nowhere now);
+        the next poll attaches again and puts the route back."""
         proxy = self.user.settings.get("proxy")
         if proxy is None or self.pending or self.server is None:
             return
@@ -197,5 +203,7 @@ class HealthMixin:
         except JobNotFinished as err:
             self.log.error("%s: %s", self._log_name, err)
             return None  # still ours, still followed: the next poll tries again
+        self._forget_job()  # ended by this hub: no later poll may take it for unknown
         self.last_end = why
+        self._persist_state()
         return 1

@@ -46,10 +46,10 @@ from condorspawner.protocol import (
     ProtocolError,
 )
 from proxy_tunnel.procs import die_with_parent, peer_uid
+from proxy_tunnel.relay import SocketRelay
 
 # jupyter_server refuses --sock with any port but its default (8888)
 SOCKET_SERVICE_PORT = 8888
-COPY_CHUNK = 65536
 
 
 def read_secret(path: Path) -> JobSecret:
@@ -149,6 +149,50 @@ def job_ad_number(*attrs: str) -> int | None:
     return None
 
 
+def job_owner() -> str | None:
+    """The job's ``Owner`` from its own ad (None outside HTCondor)."""
+    path = os.environ.get("_CONDOR_JOB_AD")
+    if not path:
+        return None
+    with contextlib.suppress(OSError):
+        match = re.search(r'^Owner = "([^"\\]*)"$', Path(path).read_text(), re.MULTILINE)
+        if match:
+            return match.group(1)
+    return None
+
+
+def check_own_account(shared_ok: bool) -> None:
+    """The server's isolation (its 0700 directory, ``nb.sock``, the relay's peer check,
+    its ``/proc`` entries) is by uid: a job that does not run as its Owner's account
+    (nobody, slot users, a pilot) may share its uid with other users' jobs, which could
+    then read the API token and reach the server. Refused unless the site accepts it."""
+    owner = job_owner()
+    if owner is None:
+        return
+    try:
+        expected: int | None = pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        expected = None
+    if expected == os.getuid():
+        return
+    account = f"uid {os.getuid()}"
+    with contextlib.suppress(KeyError):
+        account += f" ({pwd.getpwuid(os.getuid()).pw_name})"
+    message = (
+        f"this job runs as {account}, not as its owner {owner}: other users' jobs on this "
+        "execute point may run as the same account and could read the server's token"
+    )
+    if not shared_ok:
+        raise SystemExit(
+            f"condorspawner-singleuser: {message}. The server was not started; a site "
+            "that accepts this sets notebook.shared_job_accounts = true (docs/admin.md)."
+        )
+    print(
+        f"condorspawner-singleuser: {message} (accepted: notebook.shared_job_accounts)",
+        file=sys.stderr,
+    )
+
+
 def runtime_limit() -> int | None:
     """Seconds the job may execute (MaxRuntime, else AllowedExecuteDuration)."""
     return job_ad_number("MaxRuntime", "AllowedExecuteDuration")
@@ -181,67 +225,21 @@ def hub_sockets(directory: Path) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(COPY_CHUNK):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
+def hub_relay(directory: Path, patience: float = 0) -> SocketRelay:
+    """The server's hub-API port: each connection from this user's own processes (the
+    execute point's loopback may be shared with other users' jobs) to the newest live
+    tunnel socket in ``directory``, waiting up to ``patience`` while there is none."""
 
-
-class HubRelay:
-    """The server's hub-API port: each connection from this user's own processes to the
-    newest live tunnel socket (on a shared loopback another user's job could connect).
-
-    A connection made while there is no live tunnel (the hub is still opening the first
-    one on a slow pool, or a new one after a fault) is held up to ``patience`` seconds
-    for the next: jupyterhub-singleuser gives up on its hub after five quick tries.
-    """
-
-    def __init__(self, directory: Path, patience: float = 0) -> None:
-        self.directory = directory
-        self.patience = patience
-        self.server: asyncio.base_events.Server | None = None
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # the execute point's loopback may be shared: only this user's processes get through
+    def own_process(writer: asyncio.StreamWriter) -> bool:
         peer, me = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
-        if peer_uid(peer[:2], me[:2]) != os.getuid():
-            writer.close()
-            return
-        upstream = await self._tunnel()
-        if upstream is None:
-            writer.close()
-            return
-        up_reader, up_writer = upstream
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        return peer_uid(peer[:2], me[:2]) == os.getuid()
 
-    async def _tunnel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        """A connection to the newest live tunnel, waiting up to ``patience`` for one."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.patience
-        while True:
-            for path in hub_sockets(self.directory):
-                try:
-                    return await asyncio.open_unix_connection(str(path))
-                except ConnectionRefusedError:
-                    path.unlink(missing_ok=True)  # its tunnel is gone
-                except OSError:
-                    pass
-            if loop.time() >= deadline:
-                return None
-            await asyncio.sleep(0.1)
-
-    def tunnel_arrived(self) -> bool:
-        return bool(hub_sockets(self.directory))
+    return SocketRelay(
+        lambda: [str(path) for path in hub_sockets(directory)],
+        patience=patience,
+        admit=own_process,
+        forget_refused=True,
+    )
 
 
 async def run(args: argparse.Namespace, secret: JobSecret) -> int:
@@ -254,8 +252,8 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{SOCKET_SERVICE_PORT}{prefix}"
     relay = None
     if secret.hub_api == "tunnel":
-        relay = HubRelay(directory, patience=args.wait_for_hub)
-        port = await relay.start()
+        relay = hub_relay(directory, patience=args.wait_for_hub)
+        port = await relay.listen()
         hub_api = env.get("JUPYTERHUB_API_URL", "")
         local_api = f"http://127.0.0.1:{port}/hub/api"
         for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
@@ -293,7 +291,7 @@ async def run(args: argparse.Namespace, secret: JobSecret) -> int:
         loop.call_later(max(1, limit - args.grace), stop, "runtime limit")
     if relay is not None:
         deadline = loop.time() + args.wait_for_hub
-        while server.returncode is None and not relay.tunnel_arrived():
+        while server.returncode is None and not hub_sockets(directory):
             if loop.time() > deadline:
                 print(
                     f"condorspawner-singleuser: the hub's tunnel did not arrive within "
@@ -326,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", help="another server command line (gets --sock=PATH)")
     parser.add_argument("extra", nargs="*", help="more jupyterhub-singleuser arguments")
     args = parser.parse_args(argv)
-    return asyncio.run(run(args, read_secret(args.secret)))
+    secret = read_secret(args.secret)
+    check_own_account(secret.shared_account)
+    return asyncio.run(run(args, secret))
 
 
 if __name__ == "__main__":

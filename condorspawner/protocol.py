@@ -115,6 +115,9 @@ class JobSecret:
     # an HTCondor IDTOKEN fetched as the user (site switch notebook.submit_token), so
     # condorsub in the job can submit and query on a pool without a shared file system
     token: str | None = None
+    # the site accepts jobs that run as another account than their Owner's (nobody, slot
+    # users, a pilot): then the server's uid-based isolation is shared with other users
+    shared_account: bool = False
 
     def __post_init__(self) -> None:
         if self.hub_api not in HUB_API_MODES:
@@ -132,6 +135,8 @@ class JobSecret:
         }
         if self.token:
             data["token"] = self.token
+        if self.shared_account:
+            data["shared_account"] = True
         return json.dumps(data)
 
     @classmethod
@@ -153,7 +158,17 @@ class JobSecret:
         token = data.get("token")
         if token is not None and (not isinstance(token, str) or not _TOKEN_RE.match(token)):
             raise ProtocolError("the private file's token is malformed")
-        return cls(env=env, rendezvous=meeting, site=site, hub_api=hub_api, token=token)
+        shared = data.get("shared_account", False)
+        if not isinstance(shared, bool):
+            raise ProtocolError("the private file's shared_account is malformed")
+        return cls(
+            env=env,
+            rendezvous=meeting,
+            site=site,
+            hub_api=hub_api,
+            token=token,
+            shared_account=shared,
+        )
 
 
 def job_start(ad: dict[str, Any]) -> int | None:

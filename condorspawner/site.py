@@ -90,6 +90,9 @@ class Notebook:
     hub_api: str = "tunnel"
     # fetch an IDTOKEN as the user for each notebook, so condorsub works in it on a real pool
     submit_token: bool = False
+    # accept execute points that run jobs as another account than the Owner's (see
+    # docs/admin.md): the server's isolation is then shared with other users' jobs
+    shared_job_accounts: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,14 @@ def _notebook(raw: Any) -> Notebook:
     t = _table(
         "notebook",
         raw,
-        {"work_directory", "grace_period", "start_timeout", "hub_api", "submit_token"},
+        {
+            "work_directory",
+            "grace_period",
+            "start_timeout",
+            "hub_api",
+            "submit_token",
+            "shared_job_accounts",
+        },
     )
     durations = {}
     for key, default in (("grace_period", "5m"), ("start_timeout", "10m")):
@@ -274,6 +284,9 @@ def _notebook(raw: Any) -> Notebook:
         ),
         hub_api=hub_api,
         submit_token=_check_type("notebook.submit_token", t.get("submit_token", False), _BOOL),
+        shared_job_accounts=_check_type(
+            "notebook.shared_job_accounts", t.get("shared_job_accounts", False), _BOOL
+        ),
         **durations,
     )
 

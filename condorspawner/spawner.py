@@ -253,6 +253,7 @@ class CondorSpawner(
                 hub_api=self._hub_api() if self.site.notebook.hub_api == "tunnel" else None,
                 env=dict(self.site.pool.environment),
                 owners=self._tunnel_owners(),
+                ssh_uid=self._account_uid(),
                 local_port=self.local_port or 0,
                 max_restarts=self.tunnel_max_restarts,
                 ready_timeout=float(self.http_timeout),
@@ -267,15 +268,21 @@ class CondorSpawner(
         await self.files.prepare(dirs=[], files=[(path, text, 0o600)])
         return path
 
+    def _account_uid(self) -> int | None:
+        """The uid the server's tools run as through run-as (None: the hub's own)."""
+        if not self.run_as:
+            return None
+        try:
+            return pwd.getpwnam(self.run_as).pw_uid
+        except KeyError:
+            return None
+
     def _tunnel_owners(self) -> set[int]:
         """Who runs this server's tunnel processes: the hub, and the user through run-as."""
         import os
 
-        owners = {os.getuid()}
-        if self.run_as:
-            with contextlib.suppress(KeyError):
-                owners.add(pwd.getpwnam(self.run_as).pw_uid)
-        return owners
+        uid = self._account_uid()
+        return {os.getuid()} | ({uid} if uid is not None else set())
 
     async def _connect(self) -> None:
         """Open the tunnel while the server starts in the job; fail fast if the job ends."""

@@ -5,9 +5,10 @@ an HTTP request (``app.py`` ``check_spawner`` -> ``User._wait_up``) and stops
 each one that gives no answer below 500 within ``http_timeout``. A tunnel needs
 the job's schedd (``condor_ssh_to_job``), so a hub restarted while a schedd does
 not answer would end every session on it although the jobs run on. Until the
-schedd answers and the tunnel takes the port back, this stand-in answers every
-request with ``424 Failed Dependency`` and a page saying what goes on (no
-secret: job id and schedd name, which ``condor_q`` shows to anyone).
+schedd answers and a tunnel is there, this stand-in answers every request on
+the session's held port (the relay's fallback, :class:`~proxy_tunnel.SocketRelay`)
+with ``424 Failed Dependency`` and a page saying what goes on (no secret: job
+id and schedd name, which ``condor_q`` shows to anyone).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import logging
-
-log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 15
 READ_TIMEOUT = 10.0  # a client that sends no request head in time is dropped
@@ -48,46 +46,19 @@ def page(job_id: str, schedd: str | None) -> bytes:
 
 
 class Standby:
-    """The stand-in on 127.0.0.1:``port`` (see the module's docstring)."""
+    """The stand-in's answer (see the module's docstring), for a relay's ``fallback``."""
 
-    def __init__(self, port: int, job_id: str, schedd: str | None) -> None:
-        self.port = port
+    def __init__(self, job_id: str, schedd: str | None) -> None:
         self.response = page(job_id, schedd)
-        self.server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
 
-    @property
-    def serving(self) -> bool:
-        return self.server is not None
-
-    async def start(self) -> bool:
-        """Listen (port 0: any free one, then ``port`` says which); False when taken."""
-        if self.server is None:
-            try:
-                self.server = await asyncio.start_server(
-                    self._answer, "127.0.0.1", self.port, reuse_address=True
-                )
-            except OSError as err:
-                log.warning("no stand-in on 127.0.0.1:%s: %s", self.port, err)
-                return False
-            self.port = self.server.sockets[0].getsockname()[1]
-        return True
-
     async def close(self) -> None:
-        """Give the port back (the tunnel takes it next), keeping nothing of the stand-in.
+        """Stand down: its clients are dropped, not waited for (one a local user holds
+        open would otherwise keep the page going after the tunnel is back)."""
+        for writer in list(self._clients):
+            writer.transport.abort()
 
-        Its clients are dropped, not waited for: one a local user holds open would
-        otherwise keep the page going, and on Python 3.12+ ``wait_closed`` would wait for
-        it while the port is free for anyone to take before the tunnel does."""
-        if self.server is not None:
-            server, self.server = self.server, None
-            server.close()  # the listening socket: the port is free from here on
-            for writer in list(self._clients):
-                writer.transport.abort()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5.0)
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._clients.add(writer)
         try:
             with contextlib.suppress(TimeoutError, asyncio.LimitOverrunError, ValueError):

@@ -106,6 +106,7 @@ class SubmissionMixin:
             site=job_site_text(site),
             hub_api=site.notebook.hub_api,
             token=await self._job_token(request) if site.notebook.submit_token else None,
+            shared_account=site.notebook.shared_job_accounts,
         )
         try:
             job = notebook_job(

@@ -43,6 +43,7 @@ ATTRIBUTES = (
     "ExitBySignal",
     "ExitSignal",
     "EnteredCurrentStatus",
+    "ServerTime",  # the schedd's clock when it answered (the schedd adds it to each ad)
     "NumJobStarts",
     "JobCurrentStartDate",
     "RemoveReason",

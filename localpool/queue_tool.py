@@ -54,8 +54,11 @@ def condor_q(argv: Sequence[str], store: Store, caller: Account) -> int:
     config = store.config()
     procs, clusters, owners = job_filter(opts["ids"])
     me = caller.name
+    now = int(time.time())  # the schedd's clock, added to every ad it sends (ServerTime)
     jobs = [
-        visible(ad) for ad in store.read().jobs.values() if selected(ad, procs, clusters, owners)
+        {**visible(ad), "ServerTime": now}
+        for ad in store.read().jobs.values()
+        if selected(ad, procs, clusters, owners)
     ]
     if not (opts["allusers"] or procs or clusters or owners):
         jobs = [ad for ad in jobs if ad.get("Owner") == me]

@@ -127,17 +127,6 @@ def tcp_sockets() -> list[tuple[tuple[str, int], tuple[str, int], int, int]]:
     return found
 
 
-TCP_LISTEN = 0x0A
-
-
-def listener_uid(port: int, host: str = "127.0.0.1") -> int | None:
-    """Whose socket listens on host:port (None if nobody's, as far as we can see)."""
-    for local, _remote, state, uid in tcp_sockets():
-        if state == TCP_LISTEN and local[1] == port and local[0] in (host, "0.0.0.0"):  # noqa: S104
-            return uid
-    return None
-
-
 def peer_uid(peer: tuple[str, int], me: tuple[str, int]) -> int | None:
     """Whose process holds the other end of a loopback connection that reached ``me``."""
     for local, remote, _state, uid in tcp_sockets():

@@ -1,12 +1,17 @@
 """A supervised port forward into an HTCondor job through ``condor_ssh_to_job``.
 
-``condor_ssh_to_job -ssh "ssh -N -L 127.0.0.1:L:TARGET [-R SOURCE:HOST:PORT] ..." JOB``
+``condor_ssh_to_job -ssh "ssh -N -L SOCK:TARGET [-R SOURCE:HOST:PORT] ..." JOB``
 reaches the job over CCB / shared port, so neither side needs an inbound
 path to the other. TARGET is a port on the job's loopback or, better, a Unix
 socket in a directory only the job's owner can enter (no other user's job can
-answer there); SOURCE likewise. The tunnel counts as up only when a request
-through L is answered by the server inside the job; when the forward drops it
-is started again with backoff. Each forward runs under a keeper
+answer there); SOURCE likewise. SOCK is a Unix socket of this generation in a
+private directory on this host (:mod:`proxy_tunnel.sockets`); the local port
+``127.0.0.1:L`` the proxy routes to is held by this process for the tunnel's
+whole life and relayed to SOCK (:mod:`proxy_tunnel.relay`), so no other local
+account can take L while ``ssh`` is restarted. The tunnel counts as up only
+when a request through SOCK is answered by the server inside the job; when the
+forward drops it is started again with backoff, at most ``max_restarts`` times
+in ``restart_window``. Each forward runs under a keeper
 (:mod:`proxy_tunnel.keeper`) that ends the whole tree, whatever the run-as
 prefix (``sudo``) did to sessions and parent-death signals, when the tunnel is
 closed or the process that opened it dies.
@@ -25,13 +30,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from proxy_tunnel.procs import alive, descendants, listener_uid, signal_all
+from proxy_tunnel.procs import alive, descendants, signal_all
+from proxy_tunnel.relay import SocketRelay
+from proxy_tunnel.sockets import socket_directory
 
 log = logging.getLogger("proxy_tunnel")
 
 RETRY_MARK = "Use -auto-retry"
-# OpenSSH's words when the local end cannot be bound (the ssh_forward_busy recording)
-LOCAL_PORT_TAKEN = ("Could not request local forwarding", "Address already in use")
+HOLD_WHILE_DOWN = 15.0  # seconds a request waits for a dropped forward to come back
 
 
 class TunnelError(RuntimeError):
@@ -39,7 +45,7 @@ class TunnelError(RuntimeError):
 
 
 class LocalPortTaken(TunnelError):
-    """Something else listens on the tunnel's local port: only a new port helps."""
+    """Something else holds the tunnel's local port: only a new port helps."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -49,29 +55,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-async def port_bindable(port: int, wait: float = 3.0) -> bool:
-    """Can a forward listen on 127.0.0.1:port again (ssh binds with SO_REUSEADDR)?
-
-    Waits a little for a closing tunnel to let go of it: a re-opened tunnel keeps
-    the local port the proxy routes to.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-                return True
-            except OSError:
-                if time.monotonic() > deadline:
-                    return False
-        await asyncio.sleep(0.1)
-
-
-async def answers_http(port: int, timeout: float = 2.0) -> bool:
-    """Does something answer HTTP on 127.0.0.1:port (i.e. the forward reaches a server)?"""
+async def answers_http(where: int | str, timeout: float = 2.0) -> bool:
+    """Does something answer HTTP on 127.0.0.1:``where`` (a port) or at ``where`` (a Unix
+    socket), i.e. does the forward reach a server?"""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        if isinstance(where, str):
+            opening = asyncio.open_unix_connection(where)
+        else:
+            opening = asyncio.open_connection("127.0.0.1", where)
+        reader, writer = await asyncio.wait_for(opening, timeout)
     except (OSError, TimeoutError):
         return False
     try:
@@ -122,6 +114,10 @@ class Tunnel:
     path) back to host:port here (the notebook's way to the hub API).
     ``program`` is how to run condor_ssh_to_job: a run-as-user prefix and schedd
     options may come with it (``["sudo", "-n", "-u", "alice", "condor_ssh_to_job"]``).
+    ``socket_dir`` is where ssh, as the account ``program`` runs as, listens: only
+    that account may enter it (:func:`proxy_tunnel.sockets.socket_directory`).
+    ``relay`` holds the local port; given one, it outlives the tunnel (the session's
+    port across tunnels), else the tunnel holds ``local_port`` itself until closed.
     ``fresh_reverse``, when given, makes a new ``reverse`` for every (re)start:
     a socket path per generation never collides with one an ended ssh left.
     ``mark`` labels the tunnel's keeper, so leftovers can be found later.
@@ -136,10 +132,12 @@ class Tunnel:
     server_alive_interval: int = 15
     server_alive_count: int = 3
     ready_timeout: float = 60.0
-    max_restarts: int = 5
+    max_restarts: int = 5  # drops within restart_window before the supervisor gives up
+    restart_window: float = 600.0
     ssh_options: Sequence[str] = ()
     mark: str = ""
-    owners: frozenset[int] | None = None  # who may listen on the local port (proof of ours)
+    socket_dir: str | None = None
+    relay: SocketRelay | None = None
     on_give_up: Callable[[str], Awaitable[None]] | None = None  # when the supervisor stops
     # called once, at the first start, when the forward listens (ssh is in; the server may
     # still be starting); never at the supervisor's restarts
@@ -152,18 +150,25 @@ class Tunnel:
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
     _closing: bool = field(default=False, repr=False)
+    _own_relay: bool = field(default=False, repr=False)
+    _drops: list[float] = field(default_factory=list, repr=False)
+    forward: str | None = None  # this generation's socket, where ssh listens
     restarts: int = 0
     failure: str | None = None
 
-    def __post_init__(self) -> None:
-        if not self.local_port:
-            self.local_port = free_port()
-
     # --- the command --------------------------------------------------------
+
+    def _forward_socket(self) -> str:
+        if self.forward is None:
+            if self.socket_dir is None:
+                self.socket_dir = str(socket_directory())
+            self.forward = f"{self.socket_dir}/fwd-{os.urandom(8).hex()}.sock"
+        return self.forward
 
     def ssh_config(self) -> str:
         """The forwards and options as an ssh_config file (see ``config_writer``)."""
-        lines = [f"LocalForward 127.0.0.1:{self.local_port} {forward_end(self.remote)}"]
+        local = forward_end(self._forward_socket())
+        lines = [f"LocalForward {local} {forward_end(self.remote)}"]
         if self.reverse is not None:
             q, host, port = self.reverse
             lines.append(f"RemoteForward {forward_end(q)} {host}:{int(port)}")
@@ -177,7 +182,8 @@ class Tunnel:
     def ssh_command(self) -> str:
         if self._config_path is not None:  # the forwards stay off every command line
             return " ".join(["ssh", "-N", "-F", self._config_path, *self.ssh_options])
-        parts = ["ssh", "-N", "-L", f"127.0.0.1:{self.local_port}:{forward_end(self.remote)}"]
+        local = forward_end(self._forward_socket())
+        parts = ["ssh", "-N", "-L", f"{local}:{forward_end(self.remote)}"]
         if self.reverse is not None:
             q, host, port = self.reverse
             parts += ["-R", f"{forward_end(q)}:{host}:{int(port)}"]
@@ -203,13 +209,36 @@ class Tunnel:
         return self._process is not None and self._process.returncode is None
 
     async def start(self) -> None:
-        """Start the forward and wait until it reaches the server in the job."""
+        """Hold the local port, start the forward and wait until it reaches the server."""
         self._closing = False
-        await self._open_until_ready(self.ready_timeout)
+        await self._hold_port()
+        try:
+            await self._open_until_ready(self.ready_timeout)
+        except BaseException:  # cancelled too: no process, no socket left behind
+            await self._terminate()
+            await self._let_go()
+            raise
         self.on_listening = None  # the supervisor's restarts are not starts
         self._supervisor = asyncio.create_task(self._supervise())
 
+    async def _hold_port(self) -> None:
+        if self.relay is None:
+            self.relay, self._own_relay = SocketRelay(lambda: []), True
+        try:
+            self.local_port = await self.relay.listen(self.local_port)
+        except OSError as err:
+            raise LocalPortTaken(f"local port {self.local_port} is taken ({err})") from None
+        self.relay.targets = self._targets
+        self.relay.patience = HOLD_WHILE_DOWN
+
+    def _targets(self) -> list[str]:
+        """Where the held port's connections go: this generation's socket, while alive."""
+        if self.failure is not None or self.forward is None or not self.running:
+            return []
+        return [self.forward]
+
     async def _spawn(self) -> asyncio.subprocess.Process:
+        self._discard_forward()  # a new generation: a new socket, never an old one's
         if self.fresh_reverse is not None:
             self.reverse = self.fresh_reverse()
         if self.config_writer is not None:
@@ -221,6 +250,7 @@ class Tunnel:
                     "tunnel to %s: no ssh_config file (%s); forwards inline", self.job_id, err
                 )
                 self._config_path = None
+        self._forward_socket()
         return await asyncio.create_subprocess_exec(
             *self.command(),
             stdin=asyncio.subprocess.DEVNULL,
@@ -229,6 +259,12 @@ class Tunnel:
             start_new_session=True,
             env={**os.environ, **(self.env or {})},
         )
+
+    def _discard_forward(self) -> None:
+        if self.forward is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.forward)
+            self.forward = None
 
     async def _open_until_ready(self, timeout: float) -> None:
         """(Re)start the process, retrying the schedd's early "retry" answers, until ready."""
@@ -239,14 +275,11 @@ class Tunnel:
         while time.monotonic() < deadline:
             self._process = await self._spawn()
             while time.monotonic() < deadline and self._process.returncode is None:
-                listener = listener_uid(self.local_port)
-                if not self._ours(listener):
-                    await self._terminate()
-                    raise LocalPortTaken(f"another account listens on local port {self.local_port}")
-                if listener is not None and announce is not None:
+                listening = self.forward is not None and os.path.exists(self.forward)
+                if listening and announce is not None:
                     announce()
                     announce = None
-                if await answers_http(self.local_port, timeout=1.0):
+                if listening and await answers_http(self.forward, timeout=1.0):
                     log.info("tunnel to %s up on 127.0.0.1:%s", self.job_id, self.local_port)
                     return
                 await asyncio.sleep(0.1)
@@ -256,8 +289,6 @@ class Tunnel:
             last_error = stderr.splitlines()[-1] if stderr else f"exit {self._process.returncode}"
             if "Unable to fetch job ad" in stderr:
                 raise TunnelError(f"job {self.job_id} is no longer in the queue")
-            if any(mark in stderr for mark in LOCAL_PORT_TAKEN):
-                raise LocalPortTaken(f"local port {self.local_port} is taken by another process")
             await asyncio.sleep(delay if RETRY_MARK in stderr else delay * 2)
             delay = min(delay * 2, 2.0)
         await self._terminate()
@@ -265,10 +296,20 @@ class Tunnel:
             f"tunnel to job {self.job_id} not ready within {timeout:g} s (last: {last_error})"
         )
 
-    def _ours(self, listener: int | None) -> bool:
-        """The hub's loopback is shared with every account on it: whatever listens on the
-        local port must be the tunnel's own ssh (run as the hub or the user), or nobody yet."""
-        return self.owners is None or listener is None or listener in self.owners
+    def _dropped_too_often(self) -> bool:
+        """One more drop than ``max_restarts`` within ``restart_window``: the forward keeps
+        failing once up (each restart alone succeeds), so restarting forever helps nobody."""
+        now = time.monotonic()
+        self._drops = [t for t in self._drops if now - t < self.restart_window] + [now]
+        return len(self._drops) > self.max_restarts
+
+    async def _give_up(self, why: str) -> None:
+        self.failure = why
+        if self.relay is not None:
+            self.relay.patience = 0  # nothing to wait for
+        log.error("giving up on the tunnel to %s: %s", self.job_id, why)
+        if self.on_give_up is not None:
+            await self.on_give_up(self.failure)
 
     async def _supervise(self) -> None:
         """Restart the forward when it drops, with backoff, until closed or out of tries."""
@@ -279,12 +320,17 @@ class Tunnel:
                 return
             self.restarts += 1
             log.warning(
-                "tunnel to %s dropped (exit %s); restart %d of %d",
+                "tunnel to %s dropped (exit %s); restart %d (at most %d in %g s)",
                 self.job_id,
                 self._process.returncode,
                 self.restarts,
                 self.max_restarts,
+                self.restart_window,
             )
+            if self._dropped_too_often():
+                minutes = self.restart_window / 60
+                await self._give_up(f"it dropped {len(self._drops)} times in {minutes:g} min")
+                return
             failures = 0
             while not self._closing:
                 try:
@@ -292,12 +338,9 @@ class Tunnel:
                     break
                 except TunnelError as err:
                     failures += 1
-                    final = isinstance(err, LocalPortTaken) or "no longer in the queue" in str(err)
+                    final = "no longer in the queue" in str(err)
                     if failures >= self.max_restarts or final:
-                        self.failure = str(err)
-                        log.error("giving up on the tunnel to %s: %s", self.job_id, err)
-                        if self.on_give_up is not None:
-                            await self.on_give_up(self.failure)
+                        await self._give_up(str(err))
                         return
                     await asyncio.sleep(min(2.0**failures * 0.25, 5.0))
 
@@ -322,6 +365,14 @@ class Tunnel:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), 3.0)
 
+    async def _let_go(self) -> None:
+        """No more traffic through this tunnel; the port goes too when it is ours alone."""
+        if self.relay is not None and self.relay.targets == self._targets:
+            self.relay.targets = lambda: []
+        if self._own_relay and self.relay is not None:
+            await self.relay.close()
+        self._discard_forward()
+
     async def close(self) -> None:
         """Stop supervising; the keeper ends the tunnel's tree (what it cannot, we kill)."""
         self._closing = True
@@ -331,3 +382,4 @@ class Tunnel:
                 await self._supervisor
             self._supervisor = None
         await self._terminate()
+        await self._let_go()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from condorspawner.launcher import (
-    HubRelay,
+    hub_relay,
+    hub_sockets,
     private_directory,
     read_secret,
     server_command,
@@ -88,6 +89,42 @@ def test_the_private_file_is_read_once_and_checked(tmp_path):
             JobSecret.loads(bad)
 
 
+def shared_account_job(tmp_path, monkeypatch, accept: bool) -> list[str]:
+    """The launcher's arguments for a job whose ad names another account as its Owner
+    (the site runs jobs as nobody, as slot users or under a pilot)."""
+    ad = tmp_path / ".job.ad"
+    ad.write_text('Owner = "somebody-else"\nJobCurrentStartDate = 1700000000\n')
+    monkeypatch.setenv("_CONDOR_JOB_AD", str(ad))
+    monkeypatch.chdir(tmp_path)
+    meeting = Rendezvous.new()  # its directory goes when the server ends
+    secret = JobSecret(
+        env={"JUPYTERHUB_API_TOKEN": "t0k3n"},
+        rendezvous=meeting,
+        hub_api="direct",
+        shared_account=accept,
+    )
+    (tmp_path / "secret").write_text(secret.dumps())
+    return ["--secret", str(tmp_path / "secret"), "--server", "true"]
+
+
+def test_a_job_not_running_as_its_owner_is_refused(tmp_path, monkeypatch, capsys):
+    """Issue 22.2: the server's isolation (its 0700 directory, its socket, the relay's
+    peer check) is by uid; when the job's uid is not its Owner's account, another user's
+    job may share it, so the server does not start unless the site accepts that."""
+    from condorspawner.launcher import main
+
+    with pytest.raises(SystemExit, match="not as its owner somebody-else"):
+        main(shared_account_job(tmp_path, monkeypatch, accept=False))
+    assert not (tmp_path / "secret").exists()  # nothing of the secret left behind either
+
+
+def test_a_site_may_accept_jobs_in_a_shared_account(tmp_path, monkeypatch, capsys):
+    from condorspawner.launcher import main
+
+    assert main(shared_account_job(tmp_path, monkeypatch, accept=True)) == 0
+    assert "notebook.shared_job_accounts" in capsys.readouterr().err  # said, not silent
+
+
 def test_a_private_file_without_a_hub_must_carry_the_labs_token():
     """hub_api "none" (condorsub lab): JupyterLab's only guard is JUPYTER_TOKEN; without it
     the server would make a token of its own that nobody on the submit side knows."""
@@ -121,8 +158,8 @@ def test_a_rendezvous_directory_that_is_not_ours_is_refused(tmp_path):
 
 async def test_the_relay_follows_the_newest_live_tunnel(tmp_path):
     """Each tunnel generation has its own socket; a dead one is skipped and removed."""
-    relay = HubRelay(tmp_path)
-    port = await relay.start()
+    relay = hub_relay(tmp_path)
+    port = await relay.listen()
     answers = []
 
     async def hub(name: str):
@@ -139,7 +176,7 @@ async def test_the_relay_follows_the_newest_live_tunnel(tmp_path):
         writer.close()
         return data
 
-    assert not relay.tunnel_arrived()
+    assert not hub_sockets(tmp_path)
     old = await hub("aaaaaaaaaaaaaaaa")
     answers.append(await ask())
     await asyncio.sleep(0.05)
@@ -159,8 +196,8 @@ async def test_the_relay_follows_the_newest_live_tunnel(tmp_path):
 async def test_a_hub_call_before_the_tunnel_waits_for_it(tmp_path):
     """jupyterhub-singleuser gives up on the hub after five tries (about 45 s): a call made
     while the hub is still opening a slow pool's tunnel is held until the tunnel comes."""
-    relay = HubRelay(tmp_path, patience=20)
-    port = await relay.start()
+    relay = hub_relay(tmp_path, patience=20)
+    port = await relay.listen()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /hub/api HTTP/1.0\r\n\r\n")
     await writer.drain()
@@ -182,8 +219,8 @@ async def test_a_hub_call_before_the_tunnel_waits_for_it(tmp_path):
 
 async def test_the_relay_serves_only_its_own_users_processes(tmp_path):
     """On a shared loopback another account's process reaches nothing through the relay."""
-    relay = HubRelay(tmp_path)
-    port = await relay.start()
+    relay = hub_relay(tmp_path)
+    port = await relay.listen()
 
     async def hub(reader, writer):
         writer.write(b"hub answer")

@@ -45,17 +45,24 @@ for p in ports:
     if 1024 < p < 65536:
         threading.Thread(target=listen, args=(p,), daemon=True).start()
 deadline = time.time() + 25
+def try_socket(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path); s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        tried[path] = "connected"
+    except OSError as err:
+        tried[path] = type(err).__name__
+    finally:
+        s.close()
 while time.time() < deadline:
     for path in glob.glob("/tmp/condorspawner-*"):
         for name in ("nb.sock", "hub-0000000000000000.sock"):
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(path + "/" + name); s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                tried[path + "/" + name] = "connected"
-            except OSError as err:
-                tried[path + "/" + name] = type(err).__name__
-            finally:
-                s.close()
+            try_socket(path + "/" + name)
+    # every socket the machine lists (the tunnels' hub-side ends among them)
+    for line in open("/proc/net/unix").read().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and "condorspawner" in fields[7]:
+            try_socket(fields[7])
     time.sleep(0.5)
 print(json.dumps({"heard": heard, "tried": tried, "ports": sorted(ports)}))
 """
@@ -229,6 +236,7 @@ def test_another_users_job_on_the_same_loopback_gets_nothing(sudo_hub, system_po
     report = json.loads((Path(pwd.getpwnam(bob).pw_dir) / "spy.out").read_text())
     assert report["heard"] == [], report
     assert "connected" not in report["tried"].values(), report
+    assert any("/fwd-" in path for path in report["tried"]), report  # the hub-side ends
     alice_dirs = [p for p in Path("/tmp").glob("condorspawner-*") if owner_of(p) == alice]
     assert alice_dirs, "alice's notebook has no rendezvous directory"
     for directory in alice_dirs:

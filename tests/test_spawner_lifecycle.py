@@ -9,6 +9,7 @@ import os
 import pwd
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -276,47 +277,61 @@ def test_the_notebook_listens_on_no_port_of_the_execute_point(sudo_hub, system_p
     assert any("python" in line for line in servers), servers
 
 
-def test_the_route_follows_a_new_local_port(sudo_hub, system_pool, unix_users):
-    """Issue 16.8: the tunnel's local port is taken while it restarts: the hub attaches
-    again on another port and the proxy's route follows; the job lives on."""
-    import socket
+SQUAT = """\
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+until = time.monotonic() + float(sys.argv[2])
+while True:
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+        break
+    except OSError:
+        if time.monotonic() > until:
+            sys.exit(3)
+        time.sleep(0.005)
+s.listen()
+print("bound", flush=True)
+while True:  # what reaches the squatter is cut off at once
+    s.accept()[0].close()
+"""
 
+
+def test_the_local_port_is_held_and_the_route_follows_a_new_one(sudo_hub, system_pool, unix_users):
+    """Issues 16.8 and 22.1: another account waits for the tunnel's local port while the
+    tunnel is killed: the hub holds it, the session comes back on it. Only while no hub
+    runs is it free; a squatter who takes it then is left behind: the restarted hub
+    attaches on another port and the proxy's route follows; the job lives on."""
     user = unix_users("q")
     sudo_hub.spawn(user, {})
     job = sudo_hub.job_of(user)
     _, model = sudo_hub.api("GET", f"/users/{user}")
     old_port = model["servers"][""]["state"]["local_port"]
-    squatter = socket.socket()
-    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+    def squatter(seconds: float) -> subprocess.Popen:
+        command = [*nobody, sys.executable, "-c", SQUAT, str(old_port), str(seconds)]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd="/")
+
+    waiting = squatter(8)
     for pid in tunnel_pids([nonce(user)]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-    def squat() -> bool:  # taken before the restarted tunnel binds it
-        try:
-            squatter.bind(("127.0.0.1", old_port))
-            squatter.listen()
-            return True
-        except OSError:
-            return False
-
-    wait_until(squat, 5, "the old local port taken")
-    squatter.settimeout(0.2)
-
-    def refuse() -> None:  # what reaches the squatter is cut off at once
-        while squatter.fileno() >= 0:
-            with contextlib.suppress(OSError):
-                connection, _ = squatter.accept()
-                connection.close()
-
-    import threading
-
-    threading.Thread(target=refuse, daemon=True).start()
+    assert waiting.wait(timeout=30) == 3, "another account bound the held port"
+    wait_ready(sudo_hub, user, timeout=90)
+    assert sudo_hub.api("GET", f"/users/{user}")[1]["servers"][""]["state"]["local_port"] == (
+        old_port
+    )
+    sudo_hub.stop()
+    squat = squatter(10)
     try:
+        assert squat.stdout.readline().strip() == "bound"
+        sudo_hub.start()
         wait_ready(sudo_hub, user, timeout=90)
         _, model = sudo_hub.api("GET", f"/users/{user}")
         assert model["servers"][""]["state"]["local_port"] != old_port, model
         assert sudo_hub.job_of(user) == job
-        assert "proxy route moved" in sudo_hub.log_tail(300)
+        assert "moved to port" in sudo_hub.log_tail(300)
     finally:
-        squatter.close()
+        squat.kill()
+        squat.wait()

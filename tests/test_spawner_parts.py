@@ -240,6 +240,8 @@ async def test_poll_never_raises():
 
 
 def silent_schedd_spawner(monkeypatch, port: int):
+    from condorspawner.protocol import Rendezvous
+
     """A spawner after a hub restart (no tunnel yet) whose job's schedd does not answer:
     its watcher knows no ad until the test gives one (``spawner.state.ad``)."""
     from types import SimpleNamespace
@@ -255,6 +257,8 @@ def silent_schedd_spawner(monkeypatch, port: int):
     monkeypatch.setattr(CondorSpawner, "server", property(lambda self: object()))
     spawner = CondorSpawner()
     spawner.job_id, spawner.local_port, spawner.schedd = "7.0", port, "ap2.example.org"
+    spawner.nonce = Rendezvous.new().nonce
+    spawner.hub = SimpleNamespace(api_url="http://127.0.0.1:8081/hub/api")
     spawner._watcher = lambda: watcher
     spawner.state = state
     return spawner
@@ -286,6 +290,7 @@ def free_local_port() -> int:
 async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(monkeypatch):
     """After a hub restart (no tunnel yet) an unknown job's port gives the 424 page; once
     the schedd answers and the job is not running, that page (no longer true) goes."""
+    import socket
     import urllib.error
 
     from condorspawner.watcher import IDLE
@@ -297,8 +302,59 @@ async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(m
     assert status == 424 and "job 7.0" in page and "ap2.example.org" in page
     spawner.state.ad = {"JobStatus": IDLE, "EnteredCurrentStatus": time.time()}
     assert await spawner.poll() is None
-    with pytest.raises(urllib.error.URLError):
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
         await fetch_local(port)
+    with socket.socket() as other, pytest.raises(OSError):  # the port stays the session's
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", port))
+    await spawner._close_tunnel()
+
+
+async def test_an_evicted_jobs_wait_is_measured_on_the_schedds_clock(monkeypatch):
+    """Issue 23.7: the hub's clock is a day ahead of the schedd's; the job was evicted 10 s
+    ago by the schedd's clock (``ServerTime`` from the same query): it is kept waiting,
+    not ended for a day-long wait; one that really waited too long is ended."""
+    from condorspawner.watcher import IDLE
+
+    spawner = silent_schedd_spawner(monkeypatch, free_local_port())
+    ended: list[str] = []
+
+    async def end(why: str) -> int:
+        ended.append(why)
+        return 1
+
+    spawner._end = end
+    schedd_now = time.time() - 86400
+    spawner.state.ad = {"JobStatus": IDLE, "EnteredCurrentStatus": schedd_now - 10}
+    spawner.state.ad["ServerTime"] = int(schedd_now)
+    assert await spawner.poll() is None and ended == []
+    late = spawner.site.notebook.start_timeout + 60
+    spawner.state.ad["EnteredCurrentStatus"] = schedd_now - late
+    spawner.state.ad["ServerTime"] = int(schedd_now)
+    assert await spawner.poll() == 1 and ended and f"waited {late} s" in ended[0]
+
+
+async def test_a_held_job_this_hub_ended_is_not_a_silent_schedd(monkeypatch, caplog):
+    """Issue 23.8: once poll has ended a held job, the next poll (the watcher no longer
+    follows it) must not call its schedd silent and start the stand-in's page."""
+    from condorspawner.watcher import HELD
+
+    spawner = silent_schedd_spawner(monkeypatch, free_local_port())
+    finished: list[str] = []
+
+    async def finish(reason: str) -> None:
+        finished.append(reason)
+
+    spawner._finish = finish
+    spawner.state.ad = {"JobStatus": HELD, "HoldReason": "disk quota"}
+    assert await spawner.poll() == 1 and len(finished) == 1
+    assert "disk quota" in spawner.last_end
+    spawner.state.ad = None  # forgotten by the watcher
+    await spawner.poll()
+    assert spawner._standby is None
+    assert "does not answer" not in caplog.text
+    assert "disk quota" in spawner.last_end  # the reason is kept for the next start
+    await spawner._close_tunnel()
 
 
 async def test_the_stand_in_never_leaves_the_route_to_whoever_took_the_port(monkeypatch):
@@ -389,21 +445,21 @@ def test_a_phase_is_repeated_only_after_a_quiet_poll_interval():
 # --- review: the stand-in's hand-back, a given-up child -----------------------------------
 
 
-async def test_the_stand_in_keeps_no_connection_once_it_gives_the_port_back():
+async def test_the_stand_in_keeps_no_connection_once_it_stands_down():
     """A local user holding a connection to the stand-in open (no request head) must not
-    hold the hand-back: once close() returns, that connection is gone too (Python 3.12's
-    ``wait_closed`` waits for every client, with the port free for anyone to take)."""
-    import socket
-
+    keep the page going: once it stands down, that connection is gone, and the session's
+    held port (never given up) leads to the tunnel."""
     from condorspawner.standby import Standby
+    from proxy_tunnel import SocketRelay
 
-    standby = Standby(0, "7.0", None)
-    assert await standby.start()
-    port = standby.server.sockets[0].getsockname()[1]
+    relay, standby = SocketRelay(lambda: []), Standby("7.0", None)
+    relay.fallback = standby.answer
+    port = await relay.listen()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         await asyncio.sleep(0.2)  # accepted: the stand-in waits for a request head
         started = time.monotonic()
+        relay.fallback = None
         await standby.close()
         try:
             got = await asyncio.wait_for(reader.read(), 3.0)
@@ -412,10 +468,7 @@ async def test_the_stand_in_keeps_no_connection_once_it_gives_the_port_back():
         assert got == b"" and time.monotonic() - started < 3  # dropped, no late page
     finally:
         writer.close()
-    with socket.socket() as s:  # and the port is free for the tunnel
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
-        s.listen()
+        await relay.close()
 
 
 async def test_a_child_outside_a_group_of_its_own_is_still_killed_when_given_up_on():

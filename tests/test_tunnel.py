@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +19,7 @@ import pytest
 from condorspawner.protocol import Rendezvous, new_generation
 from proxy_tunnel import LocalPortTaken, Tunnel, TunnelError, answers_http, free_port
 from proxy_tunnel.procs import alive, descendants
+from tests.sessions import cmdline
 
 SERVER = """\
 import glob, http.client, http.server, os, socket, socketserver, sys
@@ -124,6 +128,168 @@ async def test_forward_reverse_restart_and_close(pool, web_job, host_server):
     assert not await answers_http(tunnel.local_port, 0.5)
 
 
+SQUATTER = """\
+import socket, sys, time
+port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+ways = [
+    (socket.AF_INET, ("127.0.0.1", port), None),
+    (socket.AF_INET6, ("::", port), 0),  # dual-stack: 0.0.0.0 and [::] at once
+    (socket.AF_INET6, ("::ffff:127.0.0.1", port), 0),
+]
+while time.monotonic() < until:
+    for family, address, v6only in ways:
+        s = socket.socket(family)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past closed connections
+        if v6only is not None:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        try:
+            s.bind(address)
+            s.listen()
+            print("GOT", address, flush=True)
+            time.sleep(until - time.monotonic())
+            sys.exit(0)
+        except OSError:
+            s.close()
+    time.sleep(0.001)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the squatter runs as another account")
+async def test_another_account_never_gets_the_local_port_when_the_ssh_dies(pool, web_job):
+    """Issue 22.1: another local account waits for the tunnel's port to be free (IPv4,
+    dual-stack IPv6, v4-mapped) while the tunnel's ssh is killed: it never binds it, and
+    the proxy's requests still reach the job once the tunnel is back."""
+    job, meeting = web_job
+    tunnel = Tunnel(job, meeting.notebook_socket, env=pool.env)
+    await tunnel.start()
+    squatter = await asyncio.create_subprocess_exec(
+        *("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"),
+        *(sys.executable, "-c", SQUATTER, str(tunnel.local_port), "8"),
+        stdout=asyncio.subprocess.PIPE,
+        cwd="/",
+    )
+    try:
+        await asyncio.sleep(0.5)
+        (ssh,) = ssh_children(tunnel)
+        os.kill(ssh, signal.SIGKILL)
+        for _ in range(100):
+            if tunnel.restarts == 1 and await answers_http(tunnel.local_port, 0.5):
+                break
+            await asyncio.sleep(0.1)
+        got, _ = await asyncio.wait_for(squatter.communicate(), 20)
+        assert got == b"", got
+        assert (await asyncio.to_thread(fetch, tunnel.local_port)).startswith(b"in-job:")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            squatter.kill()
+        await tunnel.close()
+
+
+FLAKY = """\
+import socket, sys, time
+ssh = sys.argv[sys.argv.index("-ssh") + 1].split()
+local = ssh[ssh.index("-L") + 1]
+if not local.startswith("/"):  # before issue 22.1: 127.0.0.1:PORT:REMOTE
+    family, address = socket.AF_INET, ("127.0.0.1", int(local.split(":")[1]))
+else:
+    family, address = socket.AF_UNIX, local.split(":")[0]
+s = socket.socket(family)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(address)
+s.listen()
+s.settimeout(0.2)
+until = time.monotonic() + 0.8
+while time.monotonic() < until:
+    try:
+        c, _ = s.accept()
+    except TimeoutError:
+        continue
+    c.recv(1000)
+    c.sendall(b"HTTP/1.0 200 OK\\r\\n\\r\\n")
+    c.close()
+sys.exit(1)
+"""
+
+
+async def test_a_forward_that_keeps_dropping_is_given_up_at_its_limit():
+    """Issue 22.1: each restart succeeds and the forward drops again soon after: the
+    supervisor stops after max_restarts drops (the review saw "restart 15 of 5")."""
+    gave_up: list[str] = []
+
+    async def give_up(why: str) -> None:
+        gave_up.append(why)
+
+    tunnel = Tunnel(
+        "7.0",
+        "/tmp/x/nb.sock",
+        program=[sys.executable, "-c", FLAKY],
+        max_restarts=2,
+        on_give_up=give_up,
+        ready_timeout=10,
+    )
+    await tunnel.start()
+    try:
+        for _ in range(150):
+            if tunnel.failed or tunnel.restarts > 4:
+                break
+            await asyncio.sleep(0.1)
+        assert tunnel.failed and tunnel.restarts == 3, (tunnel.restarts, tunnel.failure)
+        assert gave_up == [tunnel.failure] and "dropped 3 times" in tunnel.failure
+    finally:
+        await tunnel.close()
+
+
+async def test_attaches_at_once_leave_one_tunnel(pool, web_job):
+    """Issue 23.1: JupyterHub may poll while another poll (or start) attaches: the
+    attachment opens one tunnel at a time, and none is left running unowned."""
+    from condorspawner.attach import Attachment
+    from proxy_tunnel.procs import processes_carrying
+
+    job, meeting = web_job
+    attachment = Attachment(
+        job_id=job, rendezvous=meeting, program=["condor_ssh_to_job"], hub_api=None, env=pool.env
+    )
+    try:
+        ports = await asyncio.gather(*(attachment.open(None) for _ in range(3)))
+        assert len(set(ports)) == 1
+        keepers = [
+            pid
+            for pid in processes_carrying(meeting.tag, {os.getuid()})
+            if "proxy_tunnel.keeper" in cmdline(pid)
+        ]
+        assert len(keepers) == 1, keepers
+        assert (await asyncio.to_thread(fetch, ports[0])).startswith(b"in-job:")
+    finally:
+        await attachment.close()
+
+
+async def test_a_cancelled_start_leaves_no_process_and_no_port():
+    """Issue 23.1: a spawn cancelled while its tunnel comes up (JupyterHub's start
+    timeout, a stop) leaves neither the keeper's tree nor the local port behind."""
+    tunnel = Tunnel(
+        "7.0", "/tmp/x/nb.sock", program=[sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    starting = asyncio.create_task(tunnel.start())
+    for _ in range(50):
+        if tunnel._process is not None:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    keeper, port = tunnel._process.pid, tunnel.local_port
+    tree = descendants(keeper)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    for _ in range(50):
+        if not any(alive(p) for p in [keeper, *tree]):
+            break
+        await asyncio.sleep(0.1)
+    assert not [p for p in [keeper, *tree] if alive(p)]
+    with socket.socket() as again:  # the port is free again
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+
+
 async def test_a_job_that_is_not_there_fails_clearly(pool):
     tunnel = Tunnel("4242.0", free_port(), env=pool.env, ready_timeout=5)
     with pytest.raises(TunnelError, match="no longer in the queue"):
@@ -133,14 +299,21 @@ async def test_a_job_that_is_not_there_fails_clearly(pool):
 async def test_the_command_is_an_argument_list():
     program = ["sudo", "-n", "-u", "alice", "condor_ssh_to_job", "-name", "ap1"]
     tunnel = Tunnel(
-        "7.0", "/tmp/d/nb.sock", local_port=9999, reverse=(7777, "127.0.0.1", 8081), program=program
+        "7.0",
+        "/tmp/d/nb.sock",
+        local_port=9999,
+        reverse=(7777, "127.0.0.1", 8081),
+        program=program,
+        socket_dir="/run/cs/1000",
     )
     command = tunnel.command()
     assert command[-3:] == ["-ssh", tunnel.ssh_command(), "7.0"]
     assert command[-3 - len(program) : -3] == program
     assert command[1:4] == ["-I", "-m", "proxy_tunnel.keeper"]
+    # ssh listens on a socket of this generation in the private directory, not on 9999
+    assert tunnel.forward.startswith("/run/cs/1000/fwd-") and tunnel.forward.endswith(".sock")
     assert tunnel.ssh_command().startswith(
-        "ssh -N -L 127.0.0.1:9999:/tmp/d/nb.sock -R 127.0.0.1:7777:127.0.0.1:8081 "
+        f"ssh -N -L {tunnel.forward}:/tmp/d/nb.sock -R 127.0.0.1:7777:127.0.0.1:8081 "
         "-oExitOnForwardFailure=yes -oServerAliveInterval=15 -oServerAliveCountMax=3"
     )
 
@@ -182,7 +355,6 @@ async def test_a_local_port_held_by_another_account_is_never_taken_for_ready():
             "/tmp/x/nb.sock",
             local_port=port,
             program=[sys.executable, "-c", "import time; time.sleep(30)"],
-            owners=frozenset({os.getuid()}),
             ready_timeout=10,
         )
         started = time.monotonic()
@@ -204,7 +376,6 @@ async def test_with_a_config_file_the_forwards_stay_off_the_command_line(tmp_pat
     tunnel = Tunnel(
         "7.0",
         "/tmp/condorspawner-abc/nb.sock",
-        local_port=9999,
         reverse=("/tmp/condorspawner-abc/hub-1.sock", "127.0.0.1", 8081),
         program=[sys.executable, "-c", "import time; time.sleep(30)"],
         ssh_options=("-oSetEnv=TAG=x",),
@@ -216,7 +387,9 @@ async def test_with_a_config_file_the_forwards_stay_off_the_command_line(tmp_pat
     command = " ".join(tunnel.command())
     assert f"-F {written}" in command and "-oSetEnv=TAG=x" in command
     assert "condorspawner-abc" not in command
-    assert written.read_text().splitlines()[:2] == [
-        "LocalForward 127.0.0.1:9999 /tmp/condorspawner-abc/nb.sock",
-        "RemoteForward /tmp/condorspawner-abc/hub-1.sock 127.0.0.1:8081",
-    ]
+    local, remote = written.read_text().splitlines()[:2]
+    assert re.fullmatch(
+        r"LocalForward /\S+/fwd-[0-9a-f]{16}\.sock /tmp/condorspawner-abc/nb.sock", local
+    )
+    assert "fwd-" not in command
+    assert remote == "RemoteForward /tmp/condorspawner-abc/hub-1.sock 127.0.0.1:8081"

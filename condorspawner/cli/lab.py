@@ -104,6 +104,7 @@ def lab(args: Any) -> int:
         rendezvous=Rendezvous.new(),
         site=job_site_text(the_site),
         hub_api="none",
+        shared_account=the_site.notebook.shared_job_accounts,
     )
     spawn = uuid.uuid4().hex
     try:
