@@ -89,3 +89,26 @@ def test_missing_file_is_an_error(tmp_path):
 def test_image_paths_are_checked():
     with pytest.raises(SiteError, match=r"containers\.os\[0\]\.image"):
         parse_site({"containers": {"os": [{"name": "A", "image": "/a\nb", "default": True}]}})
+
+
+def test_the_admin_guide_and_the_example_name_every_key_the_site_file_accepts():
+    """docs/admin.md's key table and hub_config/site.example.toml (where every admin
+    starts) hold every key of [pool], [jobs] and [notebook] that the site file accepts."""
+    import dataclasses
+    import re
+
+    from condorspawner.site import Jobs, Notebook, Pool
+
+    project = EXAMPLE.parents[1]
+    table = (project / "docs" / "admin.md").read_text()
+    example = EXAMPLE.read_text()
+    sections = dict(re.findall(r"(?ms)^\[(\w+)\]\n(.*?)(?=^\[|\Z)", example))
+    missing = []
+    for section, kind in (("pool", Pool), ("jobs", Jobs), ("notebook", Notebook)):
+        for field in dataclasses.fields(kind):
+            key = f"{section}.{field.name}"
+            if f"| `{key}` |" not in table:
+                missing.append(f"docs/admin.md: {key}")
+            if not re.search(rf"(?m)^#? ?{field.name} = ", sections.get(section, "")):
+                missing.append(f"site.example.toml: {key}")
+    assert not missing, missing
