@@ -65,20 +65,12 @@ class HealthMixin:
 
     async def _stand_in(self) -> None:
         """No tunnel yet in this hub (it was restarted) and the schedd does not answer:
-        the server's port answers for it, or JupyterHub's start-up check ends it. The
-        port is held from here on (:meth:`Attachment.hold`); when someone else had taken
-        it while no hub ran, any free one (``get_url`` reports it, and the route follows):
-        never leave the user's traffic to whoever took it."""
+        the server's port answers for it, or JupyterHub's start-up check ends it."""
         if self._standby is not None or not self.local_port or self.server is None:
             return
-        attachment = self._attach()
-        if attachment.tunnel is not None:
+        if self._attach().tunnel is not None:
             return  # a tunnel of this hub's: its failures have their own course
-        self.local_port = await attachment.hold()
-        standby = Standby(self.job_id, self.schedd)
-        assert attachment.relay is not None
-        attachment.relay.fallback = standby.answer
-        self._standby = standby
+        await self._answer_for(Standby(self.job_id, self.schedd))
         self.log.warning(
             "%s: the schedd of job %s does not answer; 127.0.0.1:%s answers for the "
             "server until it does",
@@ -86,6 +78,18 @@ class HealthMixin:
             self.job_id,
             self.local_port,
         )
+
+    async def _answer_for(self, standby: Standby) -> None:
+        """The server's port gives ``standby``'s page until a tunnel is there. The port is
+        held from here on (:meth:`Attachment.hold`); when someone else had taken it while
+        no hub ran, any free one (``get_url`` reports it, and the route follows): never
+        leave the user's traffic to whoever took it."""
+        await self._stand_down()
+        attachment = self._attach()
+        self.local_port = await attachment.hold()
+        assert attachment.relay is not None
+        attachment.relay.fallback = standby.answer
+        self._standby = standby
 
     async def _stand_down(self) -> None:
         if self._standby is not None:
@@ -142,7 +146,6 @@ class HealthMixin:
         if attachment.tunnel is not None and attachment.run == run:
             if attachment.healthy:
                 return None
-            # it gave up (e.g. its local port was taken): one fresh attach before ending
             self.log.warning(
                 "%s: tunnel to job %s failed (%s); attaching again",
                 self._log_name,
@@ -150,11 +153,12 @@ class HealthMixin:
                 attachment.failure,
             )
         before = attachment.local_port
-        await self._stand_down()
         try:
             self.local_port = await attachment.open(run)
         except AttachError as err:
-            return await self._end(str(err))
+            return await self._without_tunnel(str(err))
+        await self._stand_down()
+        self._tunnel_lost_at = None
         self.log.info(
             "%s: tunnel to job %s (run %s) on 127.0.0.1:%s",
             self._log_name,
@@ -162,12 +166,34 @@ class HealthMixin:
             run,
             self.local_port,
         )
-        if (before and self.local_port != before) or self._route_removed:
+        if before and self.local_port != before:
             await self._move_route()
         return None
 
+    async def _without_tunnel(self, why: str) -> int | None:
+        """The job runs but no tunnel reaches it (a CCB hiccup, a slow sshd in the job, a
+        partitioned execute point): the job and its kernels are kept and the port gives a
+        page, for ``notebook.reattach_timeout``; only then is the job ended, saying why."""
+        now = time.monotonic()
+        if self._tunnel_lost_at is None:
+            self._tunnel_lost_at = now
+        lost_for = now - self._tunnel_lost_at
+        limit = self.site.notebook.reattach_timeout
+        if lost_for >= limit:
+            return await self._end(f"{why} (no tunnel for {lost_for:.0f} s)")
+        if self._standby is None or not self._standby.tunnel:
+            await self._answer_for(Standby(self.job_id, self.schedd, tunnel=True))
+        self.log.warning(
+            "%s: %s; the job is kept, its port answers with a page (%.0f of %d s)",
+            self._log_name,
+            why,
+            lost_for,
+            limit,
+        )
+        return None
+
     async def _move_route(self) -> None:
-        """The tunnel had to take another local port: the proxy's route follows it."""
+        """The session had to take another local port: the proxy's route follows it."""
         if self.server is None:
             return
         self.server.port = self.local_port
@@ -177,22 +203,15 @@ class HealthMixin:
             self.log.info("%s: server moved to port %s", self._log_name, self.local_port)
         else:
             await proxy.add_user(self.user, self.name)
-            self._route_removed = False
             self.log.info("%s: proxy route moved to port %s", self._log_name, self.local_port)
 
-    async def _route_down(self, why: str) -> None:
-        """The tunnel gave up: the proxy says so (its held local port leads nowhere now);
-        the next poll attaches again and puts the route back."""
-        proxy = self.user.settings.get("proxy")
-        if proxy is None or self.pending or self.server is None:
-            return
-        try:
-            await proxy.delete_user(self.user, self.name)
-        except Exception:
-            self.log.exception("%s: could not take the route down", self._log_name)
-            return
-        self._route_removed = True
-        self.log.warning("%s: route taken down until the tunnel is back (%s)", self._log_name, why)
+    async def _tunnel_gave_up(self, why: str) -> None:
+        """The tunnel's supervisor gave up: until the next poll attaches again, its held
+        port says so (the route stays: no other account can have the port)."""
+        if self._tunnel_lost_at is None:
+            self._tunnel_lost_at = time.monotonic()
+        await self._answer_for(Standby(self.job_id, self.schedd, tunnel=True))
+        self.log.warning("%s: tunnel gave up (%s); reconnecting", self._log_name, why)
 
     async def _end(self, why: str) -> int | None:
         """poll() found the server dead: end its job safely first, then report it (1)."""

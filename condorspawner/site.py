@@ -93,6 +93,9 @@ class Notebook:
     # accept execute points that run jobs as another account than the Owner's (see
     # docs/admin.md): the server's isolation is then shared with other users' jobs
     shared_job_accounts: bool = False
+    # how long a running job may be without a tunnel before it is ended (its port shows a
+    # page meanwhile); the site file's default is the grace period
+    reattach_timeout: int = 300
 
 
 @dataclass(frozen=True)
@@ -267,10 +270,16 @@ def _notebook(raw: Any) -> Notebook:
             "hub_api",
             "submit_token",
             "shared_job_accounts",
+            "reattach_timeout",
         },
     )
     durations = {}
-    for key, default in (("grace_period", "5m"), ("start_timeout", "10m")):
+    grace = t.get("grace_period", "5m")
+    for key, default in (
+        ("grace_period", "5m"),
+        ("start_timeout", "10m"),
+        ("reattach_timeout", grace),
+    ):
         try:
             durations[key] = parse_duration_s(t.get(key, default))
         except UnitError as err:

@@ -76,7 +76,7 @@ class CondorSpawner(
         self.last_end: str | None = None
         self._attachment: Attachment | None = None
         self._standby: Standby | None = None  # answers for the server while its schedd does not
-        self._route_removed = False  # the proxy route is down while the tunnel is
+        self._tunnel_lost_at: float | None = None  # monotonic; a running job unreachable
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
         self._last_event = 0.0
@@ -257,7 +257,7 @@ class CondorSpawner(
                 local_port=self.local_port or 0,
                 max_restarts=self.tunnel_max_restarts,
                 ready_timeout=float(self.http_timeout),
-                on_give_up=self._route_down,
+                on_give_up=self._tunnel_gave_up,
                 config_writer=self._write_tunnel_config,
             )
         return self._attachment

@@ -1,4 +1,4 @@
-"""A running server's local port answers for it while its schedd does not.
+"""A running server's local port answers for it while its schedd or its tunnel does not.
 
 When JupyterHub starts it checks every server that ``poll()`` calls running with
 an HTTP request (``app.py`` ``check_spawner`` -> ``User._wait_up``) and stops
@@ -8,7 +8,9 @@ not answer would end every session on it although the jobs run on. Until the
 schedd answers and a tunnel is there, this stand-in answers every request on
 the session's held port (the relay's fallback, :class:`~proxy_tunnel.SocketRelay`)
 with ``424 Failed Dependency`` and a page saying what goes on (no secret: job
-id and schedd name, which ``condor_q`` shows to anyone).
+id and schedd name, which ``condor_q`` shows to anyone). The same page, worded
+for it, stands in while the schedd answers but no tunnel reaches the job (a CCB
+hiccup, a slow sshd in the job): the job is kept, not ended for a late tunnel.
 """
 
 from __future__ import annotations
@@ -21,16 +23,27 @@ RETRY_SECONDS = 15
 READ_TIMEOUT = 10.0  # a client that sends no request head in time is dropped
 
 
-def page(job_id: str, schedd: str | None) -> bytes:
-    """The whole HTTP response the stand-in gives to every request."""
+def page(job_id: str, schedd: str | None, tunnel: bool = False) -> bytes:
+    """The whole HTTP response the stand-in gives to every request: the schedd does not
+    answer, or (``tunnel``) it does but no tunnel reaches the job yet."""
     where = f"its access point ({schedd})" if schedd else "its access point (the schedd)"
-    text = (
-        f"Your server is still running in HTCondor job {job_id}, but {where} does not "
-        "answer, so the hub cannot reach it now. Nothing is lost: the hub connects again "
-        f"as soon as the schedd answers. This page tries again every {RETRY_SECONDS} s."
-    )
+    if tunnel:
+        what = (
+            f"Your server is still running in HTCondor job {job_id}; the hub's connection "
+            "to it (condor_ssh_to_job) is being re-established. Nothing is lost: the hub "
+            "keeps trying."
+        )
+        title = "Reconnecting to your server"
+    else:
+        what = (
+            f"Your server is still running in HTCondor job {job_id}, but {where} does not "
+            "answer, so the hub cannot reach it now. Nothing is lost: the hub connects "
+            "again as soon as the schedd answers."
+        )
+        title = "Waiting for the schedd"
+    text = f"{what} This page tries again every {RETRY_SECONDS} s."
     body = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Waiting for the schedd"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}"
         f"</title></head><body><p>{html.escape(text)}</p></body></html>\n"
     ).encode()
     head = (
@@ -48,8 +61,9 @@ def page(job_id: str, schedd: str | None) -> bytes:
 class Standby:
     """The stand-in's answer (see the module's docstring), for a relay's ``fallback``."""
 
-    def __init__(self, job_id: str, schedd: str | None) -> None:
-        self.response = page(job_id, schedd)
+    def __init__(self, job_id: str, schedd: str | None, tunnel: bool = False) -> None:
+        self.tunnel = tunnel
+        self.response = page(job_id, schedd, tunnel)
         self._clients: set[asyncio.StreamWriter] = set()
 
     async def close(self) -> None:

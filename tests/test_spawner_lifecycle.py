@@ -335,3 +335,57 @@ def test_the_local_port_is_held_and_the_route_follows_a_new_one(sudo_hub, system
     finally:
         squat.kill()
         squat.wait()
+
+
+def page_or_status(hub, user: str, path: str = "/api/status") -> tuple[int, object]:
+    try:
+        return hub.api("GET", f"/user/{user}{path}", through_proxy=True, timeout=10)
+    except OSError as err:
+        return 0, str(err)
+
+
+@pytest.mark.slow
+def test_a_tunnel_that_cannot_come_back_keeps_the_job_and_shows_a_page(sudo_hub, unix_users):
+    """Issue 23.4: every attach fails for longer than the attach timeout (condor_ssh_to_job
+    refused, as in a CCB hiccup): the job runs on, the user's URL gives the reconnecting
+    page; once attaches work again, the same kernel answers."""
+    hub = sudo_hub
+    config = hub.root / "jupyterhub_config.py"
+    config.write_text(
+        config.read_text()
+        + "c.CondorSpawner.http_timeout = 20\nc.CondorSpawner.tunnel_max_restarts = 1\n"
+    )
+    hub.stop()
+    hub.start()
+    user = unix_users("r")
+    hub.spawn(user, {})
+    job = hub.job_of(user)
+    status, kernel = hub.api("POST", f"/user/{user}/api/kernels", {}, through_proxy=True)
+    assert status == 201, kernel
+    refused = hub.flag("fail", "condor_ssh_to_job")
+    try:
+        for pid in tunnel_pids([nonce(user)]):
+            if program(pid) == "ssh":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: "re-established" in str(page_or_status(hub, user)[1]),
+            60,
+            "the reconnecting page",
+        )
+        wait_until(
+            lambda: "the job is kept, its port answers with a page" in hub.log_tail(200),
+            60,
+            "a failed re-attach that keeps the job",
+        )
+        time.sleep(25)  # longer than the attach timeout again
+        assert page_or_status(hub, user)[0] == 424
+        assert hub.job_of(user) == job, hub.log_tail(80)
+    finally:
+        refused.unlink()
+    wait_until(
+        lambda: page_or_status(hub, user, f"/api/kernels/{kernel['id']}")[0] == 200,
+        120,
+        "the same kernel through a new tunnel",
+    )
+    assert hub.job_of(user) == job

@@ -324,7 +324,7 @@ async def test_an_evicted_jobs_wait_is_measured_on_the_schedds_clock(monkeypatch
         return 1
 
     spawner._end = end
-    schedd_now = time.time() - 86400
+    schedd_now = int(time.time()) - 86400
     spawner.state.ad = {"JobStatus": IDLE, "EnteredCurrentStatus": schedd_now - 10}
     spawner.state.ad["ServerTime"] = int(schedd_now)
     assert await spawner.poll() is None and ended == []
@@ -354,6 +354,37 @@ async def test_a_held_job_this_hub_ended_is_not_a_silent_schedd(monkeypatch, cap
     assert spawner._standby is None
     assert "does not answer" not in caplog.text
     assert "disk quota" in spawner.last_end  # the reason is kept for the next start
+    await spawner._close_tunnel()
+
+
+async def test_a_running_job_no_tunnel_reaches_is_kept_until_the_reattach_timeout(
+    monkeypatch,
+):
+    """Issue 23.4: every attach fails: the job is not ended at the first failure; its port
+    gives the reconnecting page until ``notebook.reattach_timeout``, then it is ended."""
+    from condorspawner.attach import AttachError, Attachment
+    from condorspawner.watcher import RUNNING
+
+    async def refused(self, run, on_listening=None):
+        raise AttachError("Could not reach the notebook in job 7.0: refused")
+
+    monkeypatch.setattr(Attachment, "open", refused)
+    port = free_local_port()
+    spawner = silent_schedd_spawner(monkeypatch, port)
+    ended: list[str] = []
+
+    async def end(why: str) -> int:
+        ended.append(why)
+        return 1
+
+    spawner._end = end
+    spawner.state.ad = {"JobStatus": RUNNING, "JobCurrentStartDate": 1700000000}
+    assert await spawner.poll() is None and ended == []
+    status, page = await fetch_local(port)
+    assert status == 424 and "re-established" in page
+    spawner._tunnel_lost_at -= spawner.site.notebook.reattach_timeout
+    assert await spawner.poll() == 1
+    assert "refused" in ended[0] and "no tunnel for" in ended[0]
     await spawner._close_tunnel()
 
 

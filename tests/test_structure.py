@@ -203,3 +203,31 @@ def test_the_condor_tools_clients_need_only_the_standard_library():
             and not any(dotted == c or dotted.startswith(f"{c}.") for c in CLIENT_MODULES)
         }
         assert not outside, f"{name} imports {sorted(outside)}"
+
+
+def test_the_design_docs_tables_name_what_exists():
+    """docs/design.md's parts table names every module of the product (and no module that
+    is gone), and every test its attack catalogue cites exists."""
+    import re
+
+    design = (ROOT / "docs" / "design.md").read_text()
+    parts = design[design.index("## The parts") : design.index("## From the form")]
+    named = set(re.findall(r"`((?:condorspawner|proxy_tunnel)/[\w/]*?\w+\.py)`", parts))
+    for cell in re.findall(r"`((?:condorspawner|proxy_tunnel)/[\w/]*)`", parts):
+        named |= {p.relative_to(ROOT).as_posix() for p in (ROOT / cell).glob("*.py")}
+    shorthand = re.findall(r"`(\w+\.py)`", parts)  # "`options.py`, `pool_status.py`"
+    modules = {
+        p.relative_to(ROOT).as_posix()
+        for package in ("condorspawner", "proxy_tunnel")
+        for p in (ROOT / package).rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    }
+    missing = sorted(m for m in modules if m not in named and Path(m).name not in shorthand)
+    assert not missing, f"modules the parts table does not name: {missing}"
+    gone = sorted(m for m in named if not (ROOT / m).exists())
+    assert not gone, f"the parts table names modules that do not exist: {gone}"
+    cited = re.findall(r"`(test_\w+\.py)::(test_\w+)`", design)
+    assert cited
+    for module, test in cited:
+        text = (ROOT / "tests" / module).read_text()
+        assert re.search(rf"def {test}\(", text), f"{module}::{test} is cited but not there"
