@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from condorspawner.condor import Condor
+from condorspawner.jobad import HUB_ATTR, config_string
 from condorspawner.site import Pool
 from condorspawner.watcher import QueueWatcher
 
@@ -54,7 +55,7 @@ def names(root: Path) -> list[str]:
 def submit(root: Path, schedd: str, count: int, work: Path) -> None:
     (work / "s.sub").write_text(
         "executable = /bin/sleep\narguments = 3600\nrequest_memory = 1\n"
-        f'MY.CondorSpawnerHub = "{HUB}"\nqueue {count}\n'
+        f"MY.{HUB_ATTR} = {config_string(HUB)}\nqueue {count}\n"
     )
     subprocess.run(
         [str(root / "bin" / "condor_submit"), "-name", schedd, "s.sub"],

@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -357,8 +357,3 @@ def _classify(cmd: Sequence[str], returncode: int, stderr: str) -> CondorError:
     if any(marker in stderr for marker in _UNAVAILABLE_MARKERS):
         return ScheddUnavailable(cmd, returncode, stderr)
     return CondorError(cmd, returncode, stderr)
-
-
-def ad_ids(ads: Iterable[Mapping[str, Any]]) -> list[str]:
-    """``C.P`` ids of ads carrying ClusterId and ProcId."""
-    return [f"{ad['ClusterId']}.{ad['ProcId']}" for ad in ads]

@@ -17,15 +17,8 @@ import time
 from typing import Any
 
 from condorspawner.condor import Condor, CondorError, JobNotFound
-from condorspawner.watcher import (
-    COMPLETED,
-    HELD,
-    IDLE,
-    REMOVED,
-    RUNNING,
-    SUSPENDED,
-    QueueWatcher,
-)
+from condorspawner.jobad import COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSPENDED
+from condorspawner.watcher import QueueWatcher
 
 
 class JobNotFinished(RuntimeError):

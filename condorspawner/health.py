@@ -9,10 +9,10 @@ from typing import Any
 from condorspawner.attach import AttachError
 from condorspawner.condor import CondorError
 from condorspawner.finish import JobNotFinished
+from condorspawner.jobad import COMPLETED, HELD, IDLE, REMOVED, RUNNING
 from condorspawner.joblog import ended_in_log
 from condorspawner.protocol import job_start
 from condorspawner.standby import Standby
-from condorspawner.watcher import COMPLETED, HELD, IDLE, REMOVED, RUNNING
 
 
 class HealthMixin:

@@ -34,11 +34,6 @@ from typing import Any
 SECRET_FILE = "condorspawner.secret"  # noqa: S105 (a file name)
 NOTEBOOK_SOCKET = "nb.sock"
 HUB_SOCKET_RE = re.compile(r"^hub-([0-9a-f]{8,32})\.sock\Z")
-# job-ad marks set at submission (public: anyone may read the queue)
-HUB_ATTR = "CondorSpawnerHub"
-USER_ATTR = "CondorSpawnerUser"
-SERVER_ATTR = "CondorSpawnerServer"
-SPAWN_ATTR = "CondorSpawnerSpawn"
 
 HUB_API_MODES = ("tunnel", "direct", "none")
 _NONCE_RE = re.compile(r"^[0-9a-f]{32}\Z")
@@ -178,11 +173,7 @@ def job_start(ad: dict[str, Any]) -> int | None:
 
 
 __all__ = [
-    "HUB_ATTR",
     "SECRET_FILE",
-    "SERVER_ATTR",
-    "SPAWN_ATTR",
-    "USER_ATTR",
     "JobSecret",
     "ProtocolError",
     "Rendezvous",

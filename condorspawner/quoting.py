@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 
 import classad2
 
+from condorspawner.jobad import config_string
+
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _V2_SPACE = " \t\n\r\v\f"
@@ -76,7 +78,7 @@ def check_text(value: str, *, classad_string: bool = False) -> str:
 def submit_classad_string(value: str) -> Quoted:
     """A ClassAd string literal for ``MY.Attr = ...`` (any text but NUL and ``$$``)."""
     check_text(value, classad_string=True)
-    return Quoted(classad2.quote(value).replace("$", "\\044"))
+    return Quoted(config_string(value))
 
 
 def submit_classad_expr(value: str) -> Quoted:

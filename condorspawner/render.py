@@ -26,6 +26,7 @@ from typing import Any
 import jinja2
 
 from condorspawner import quoting
+from condorspawner.jobad import MARKS
 from condorspawner.quoting import Quoted, QuotingError
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.site import Site
@@ -226,6 +227,9 @@ class Renderer:
                 keep_trailing_newline=True,
             )
             env.filters.update(filters)
+            # the job-ad marks' names (condorspawner.jobad): the template's own commands,
+            # the same in both modes
+            env.globals["attr"] = {key: Quoted(name) for key, name in MARKS.items()}
             self._envs[mode] = env
 
     def _requirements(self, request: JobRequest) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from condorspawner.condor import Condor, CondorError, ScheddUnavailable
+from condorspawner.jobad import string
 from condorspawner.site import SCHEDD_NAME_RE, Pool
 
 STATUS_TTL = 5.0  # seconds a condor_status -schedd answer is reused
@@ -75,7 +76,7 @@ class ScheddChooser:
         pool = self.condor.pool
         if pool.schedd_constraint:
             return pool.schedd_constraint
-        return " || ".join(f"Name == {_quote(name)}" for name in pool.schedds)
+        return " || ".join(f"Name == {string(name)}" for name in pool.schedds)
 
     async def ads(self) -> list[dict[str, Any]]:
         """The schedds' ads, at most ``ttl`` seconds old (concurrent callers share a query).
@@ -117,10 +118,6 @@ class ScheddChooser:
         name = random.choice([n for n in usable if loads[n] == least])  # noqa: S311
         self._sent[name] = self._sent.get(name, 0) + 1  # counted until the next answer
         return name
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 async def submit_somewhere(

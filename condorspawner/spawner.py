@@ -34,6 +34,7 @@ from condorspawner.condor import Condor
 from condorspawner.errors import SpawnError
 from condorspawner.finish import JobNotFinished, finish_job
 from condorspawner.health import HealthMixin
+from condorspawner.jobad import RUNNING
 from condorspawner.jobfiles import JobPaths
 from condorspawner.options import OptionsMixin
 from condorspawner.progress import ANSWERS, OPENING, QUEUED, ProgressMixin
@@ -50,7 +51,6 @@ from condorspawner.standby import Standby
 from condorspawner.submission import SubmissionMixin
 from condorspawner.userfiles import UserFiles, UserFilesError
 from condorspawner.watcher import (
-    RUNNING,
     JobEnded,
     JobHeld,
     QueueWatcher,

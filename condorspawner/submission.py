@@ -8,16 +8,10 @@ import uuid
 from condorspawner.condor import Condor, CondorError, CondorTimeout, ScheddUnavailable
 from condorspawner.errors import SpawnError
 from condorspawner.finish import JobNotFinished, finish_job
+from condorspawner.jobad import HUB_ATTR, SERVER_ATTR, SPAWN_ATTR, USER_ATTR, id_of, is_
 from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
 from condorspawner.progress import SUBMITTED
-from condorspawner.protocol import (
-    HUB_ATTR,
-    SERVER_ATTR,
-    SPAWN_ATTR,
-    USER_ATTR,
-    JobSecret,
-    Rendezvous,
-)
+from condorspawner.protocol import JobSecret, Rendezvous
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.schedds import NoSchedd, ScheddChooser, multi
 from condorspawner.userfiles import UserFilesError
@@ -32,14 +26,11 @@ class SubmissionMixin:
     def _marks(self, **more: str) -> str:
         """A constraint for this server's jobs. The marks are public and anybody can set
         them, so the job's ``Owner`` (set by the schedd) must be the user too."""
-        import classad2
-
         marks = {HUB_ATTR: self.hub_id, USER_ATTR: self.user.name, SERVER_ATTR: self.name or ""}
         if self.run_as:
             marks["Owner"] = self.run_as
         marks.update(more)
-        # =?= : ClassAd's == ignores case, and "Alice" is not "alice"
-        return " && ".join(f"{attr} =?= {classad2.quote(value)}" for attr, value in marks.items())
+        return " && ".join(is_(attr, value) for attr, value in marks.items())
 
     async def _schedds_to_search(self) -> list[tuple[str | None, bool]]:
         """(schedd, must answer) where an earlier spawn's job may be: the saved one must
@@ -78,20 +69,20 @@ class SubmissionMixin:
             found += [(schedd, ad) for ad in ads]
         for schedd, ad in found:
             self.schedd = schedd
-            job_id = f"{ad['ClusterId']}.{ad['ProcId']}"
-            self._event(f"Ending job {job_id}, left by an earlier start of this server", 5)
+            left = id_of(ad)
+            self._event(f"Ending job {left}, left by an earlier start of this server", 5)
             try:
                 await finish_job(
                     self.condor,
                     self._watcher(),
-                    job_id,
+                    left,
                     user=self.run_as,
                     reason="replaced by a new server",
                     timeout=self.stop_timeout,
                 )
             except JobNotFinished as err:
                 raise SpawnError(str(err)) from None
-            self._watcher().forget(job_id)
+            self._watcher().forget(left)
         self._forget_job()
 
     async def _submit(self, request: JobRequest, paths: JobPaths) -> None:
@@ -193,7 +184,7 @@ class SubmissionMixin:
             attributes=("ClusterId", "ProcId"),
             all_users=True,
         )
-        return f"{ads[0]['ClusterId']}.{ads[0]['ProcId']}" if ads else None
+        return id_of(ads[0]) if ads else None
 
     def _job_environment(self) -> dict[str, str]:
         """What the notebook needs from the hub (token included): into the private file."""

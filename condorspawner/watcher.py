@@ -1,7 +1,7 @@
 """One queue watcher per schedd and hub: a single ``condor_q`` per interval for every notebook.
 
 Spawners register the jobs they follow; the watcher asks the schedd for all
-of this hub's jobs at once (``CondorSpawnerHub == "<hub id>"``), faster while
+of this hub's jobs at once (``CondorSpawnerHub =?= "<hub id>"``), faster while
 some spawn is waiting, with jitter so that many hubs do not beat in step.
 A job missing from the queue is looked up in ``condor_history`` at once,
 then, while the history does not know it either, less and less often (the
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from condorspawner.condor import Condor, CondorError
+from condorspawner.jobad import COMPLETED, HELD, HUB_ATTR, IDLE, REMOVED, RUNNING, id_of, is_
 
 log = logging.getLogger("condorspawner.watcher")
 
@@ -51,8 +52,6 @@ ATTRIBUTES = (
     "Iwd",
 )
 HISTORY_RECHECK = 60.0  # at most this long between history look-ups of a missing job
-IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
-SUSPENDED = 7  # still on its execute point, its files with it
 
 
 @dataclass
@@ -151,9 +150,7 @@ class QueueWatcher:
 
     @property
     def constraint(self) -> str:
-        import classad2
-
-        return f"CondorSpawnerHub =?= {classad2.quote(self.hub_id)}"
+        return is_(HUB_ATTR, self.hub_id)
 
     # --- registration ---------------------------------------------------------
 
@@ -226,7 +223,7 @@ class QueueWatcher:
         now = time.monotonic()
         self.last_error = None
         self.last_success = now
-        seen = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in ads}
+        seen = {id_of(ad): ad for ad in ads}
         missing = []
         for job_id, state in list(self.jobs.items()):
             ad = seen.get(job_id)
@@ -265,7 +262,7 @@ class QueueWatcher:
                 state.history_checked, state.history_error = now, str(err)
                 state.history_misses += 1
             return
-        found = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in ads}
+        found = {id_of(ad): ad for ad in ads}
         now = time.monotonic()
         for job_id in ids:
             state = self.jobs.get(job_id)

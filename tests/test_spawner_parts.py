@@ -293,7 +293,7 @@ async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(m
     import socket
     import urllib.error
 
-    from condorspawner.watcher import IDLE
+    from condorspawner.jobad import IDLE
 
     port = free_local_port()
     spawner = silent_schedd_spawner(monkeypatch, port)
@@ -314,7 +314,7 @@ async def test_an_evicted_jobs_wait_is_measured_on_the_schedds_clock(monkeypatch
     """Issue 23.7: the hub's clock is a day ahead of the schedd's; the job was evicted 10 s
     ago by the schedd's clock (``ServerTime`` from the same query): it is kept waiting,
     not ended for a day-long wait; one that really waited too long is ended."""
-    from condorspawner.watcher import IDLE
+    from condorspawner.jobad import IDLE
 
     spawner = silent_schedd_spawner(monkeypatch, free_local_port())
     ended: list[str] = []
@@ -337,7 +337,7 @@ async def test_an_evicted_jobs_wait_is_measured_on_the_schedds_clock(monkeypatch
 async def test_a_held_job_this_hub_ended_is_not_a_silent_schedd(monkeypatch, caplog):
     """Issue 23.8: once poll has ended a held job, the next poll (the watcher no longer
     follows it) must not call its schedd silent and start the stand-in's page."""
-    from condorspawner.watcher import HELD
+    from condorspawner.jobad import HELD
 
     spawner = silent_schedd_spawner(monkeypatch, free_local_port())
     finished: list[str] = []
@@ -363,7 +363,7 @@ async def test_a_running_job_no_tunnel_reaches_is_kept_until_the_reattach_timeou
     """Issue 23.4: every attach fails: the job is not ended at the first failure; its port
     gives the reconnecting page until ``notebook.reattach_timeout``, then it is ended."""
     from condorspawner.attach import AttachError, Attachment
-    from condorspawner.watcher import RUNNING
+    from condorspawner.jobad import RUNNING
 
     async def refused(self, run, on_listening=None):
         raise AttachError("Could not reach the notebook in job 7.0: refused")

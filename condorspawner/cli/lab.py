@@ -41,16 +41,15 @@ from condorspawner.cli.context import condor, job_dir, job_request, site
 from condorspawner.cli.exits import FAILED, USAGE, CliError
 from condorspawner.condor import Condor, CondorError, CondorTimeout
 from condorspawner.finish import JobNotFinished, finish_job
+from condorspawner.jobad import REMOVED, RUNNING, SPAWN_ATTR, id_of, is_
 from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
-from condorspawner.protocol import SPAWN_ATTR, JobSecret, Rendezvous, job_start
+from condorspawner.protocol import JobSecret, Rendezvous, job_start
 from condorspawner.render import RenderedJob
 from condorspawner.request import RequestError
 from condorspawner.schedds import submit_somewhere
 from condorspawner.site import Site
 from condorspawner.userfiles import UserFiles, UserFilesError
 from condorspawner.watcher import (
-    REMOVED,
-    RUNNING,
     JobEnded,
     JobHeld,
     QueueWatcher,
@@ -203,10 +202,10 @@ class LabSession:
         """The job, when condor_submit's answer was lost (as the spawner finds its own)."""
         with contextlib.suppress(CondorError):
             ads = await tools.q(
-                constraint=f'{SPAWN_ATTR} =?= "{self.spawn}"', attributes=("ClusterId", "ProcId")
+                constraint=is_(SPAWN_ATTR, self.spawn), attributes=("ClusterId", "ProcId")
             )
             if ads:
-                return f"{ads[0]['ClusterId']}.{ads[0]['ProcId']}"
+                return id_of(ads[0])
         return None
 
     async def _session(self, open_browser: bool) -> int:

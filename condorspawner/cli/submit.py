@@ -14,12 +14,13 @@ from typing import Any
 from condorspawner.cli.context import condor, job_dir, job_request, run, site
 from condorspawner.cli.display import WaitView, print_outputs
 from condorspawner.cli.exits import USAGE, CliError
+from condorspawner.jobad import COMPLETED, HELD, IDLE, REMOVED, RUNNING, id_of
 from condorspawner.render import BatchPayload, Renderer
 from condorspawner.request import RequestError
 from condorspawner.schedds import submit_somewhere
 
 _DIR_NAME = re.compile(r"^[A-Za-z0-9._-]+\Z")
-HELD, DONE_STATES = 5, (3, 4)
+DONE_STATES = (REMOVED, COMPLETED)
 
 
 def job_command(executable: str, args: list[str]) -> tuple[list[str], list[str]]:
@@ -164,11 +165,11 @@ async def _follow(tools: Any, cluster: int, total: int, view: WaitView) -> dict[
         counts = {"idle": 0, "running": 0, "held": 0}
         for ad in ads:
             status = ad.get("JobStatus")
-            key = {1: "idle", 2: "running", 5: "held"}.get(status)
+            key = {IDLE: "idle", RUNNING: "running", HELD: "held"}.get(status)
             if key:
                 counts[key] += 1
             if status == HELD:
-                job = f"{ad['ClusterId']}.{ad['ProcId']}"
+                job = id_of(ad)
                 if job not in held:
                     view.note(f"job {job} is held: {ad.get('HoldReason')}")
                 held[job] = 1
@@ -179,9 +180,6 @@ async def _follow(tools: Any, cluster: int, total: int, view: WaitView) -> dict[
         await asyncio.sleep(1.0)
     done = await tools.history(constraint=f"ClusterId == {cluster}", attributes=attrs)
     codes = {
-        f"{ad['ClusterId']}.{ad['ProcId']}": (
-            ad.get("ExitCode") if isinstance(ad.get("ExitCode"), int) else 1
-        )
-        for ad in done
+        id_of(ad): (ad.get("ExitCode") if isinstance(ad.get("ExitCode"), int) else 1) for ad in done
     }
     return {**codes, **held}

@@ -1,0 +1,52 @@
+"""The HTCondor words this product speaks, defined once.
+
+The job attributes it sets on its jobs (public: anyone may read the queue, and
+set the same names on their own jobs), the ``JobStatus`` codes it reads, a
+job's id from its ad, and ClassAd string literals: for constraints, and for
+submit descriptions and configuration files, where ``$`` would start a macro.
+Templates get the attribute names as ``attr`` (``MY.{{ attr.hub }} = ...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import classad2
+
+KIND_ATTR = "CondorSpawnerKind"  # "notebook", "batch" or "interactive"
+HUB_ATTR = "CondorSpawnerHub"  # the hub's id: one query finds all of a hub's notebooks
+USER_ATTR = "CondorSpawnerUser"
+SERVER_ATTR = "CondorSpawnerServer"  # the named server ("" for the default one)
+SPAWN_ATTR = "CondorSpawnerSpawn"  # one spawn: found again when condor_submit's answer is lost
+MARKS = {
+    "kind": KIND_ATTR,
+    "hub": HUB_ATTR,
+    "user": USER_ATTR,
+    "server": SERVER_ATTR,
+    "spawn": SPAWN_ATTR,
+}
+
+# JobStatus
+IDLE, RUNNING, REMOVED, COMPLETED, HELD, TRANSFERRING_OUTPUT, SUSPENDED = 1, 2, 3, 4, 5, 6, 7
+
+
+def id_of(ad: Mapping[str, Any]) -> str:
+    """``Cluster.Proc`` of a job ad."""
+    return f"{ad['ClusterId']}.{ad['ProcId']}"
+
+
+def string(text: str) -> str:
+    """A ClassAd string literal (for a constraint on a command line)."""
+    return classad2.quote(text)
+
+
+def config_string(text: str) -> str:
+    """A ClassAd string literal inside a submit description or a configuration file,
+    where ``$`` would start a macro: it is written as its octal escape."""
+    return classad2.quote(text).replace("$", "\\044")
+
+
+def is_(attr: str, value: str) -> str:
+    """``attr =?= "value"``: ClassAd's ``==`` ignores case, ``=?=`` does not."""
+    return f"{attr} =?= {string(value)}"
