@@ -205,6 +205,23 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
+def start_jupyterhub(
+    config: Path, cwd: Path, log: object, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """JupyterHub with ``config``, in a session of its own, its files private (umask 077):
+    its database holds every session's state, the rendezvous secrets among it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        umask=0o077,
+    )
+
+
 def _wait_up(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -289,14 +306,7 @@ def run(root: Path, port: int) -> int:
         )
         step(f"starting JupyterHub as root on {url} (log: {log_path})")
         with open(log_path, "ab") as log:
-            hub = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(config)],
-                cwd=root,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+            hub = start_jupyterhub(config, root, log)
         step("waiting for JupyterHub to answer")
         _wait_up(url, hub, timeout=90)
         print(

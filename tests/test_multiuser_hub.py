@@ -8,18 +8,30 @@ a prefix and run by root, and its tools identify callers by their uid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.sessions import cmdline, nonce, server_gone, tunnel_pids, wait_ready, wait_until
+from tests.sessions import (
+    cmdline,
+    nonce,
+    program,
+    server_gone,
+    submit_dir,
+    tunnel_pids,
+    wait_ready,
+    wait_until,
+)
 from tests.test_spawner import run_in_kernel, start_kernel
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
@@ -248,3 +260,108 @@ def test_another_users_job_on_the_same_loopback_gets_nothing(sudo_hub, system_po
     )["env"]["JUPYTERHUB_API_TOKEN"]
     assert token not in json.dumps(report)
     wait_ready(sudo_hub, alice)
+
+
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+LOCAL_ATTACKER = r"""
+import json, os, socket, sys, time
+port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+got = {"read": {}, "sockets": {}, "bound": [], "tried": 0}
+def attempt(what):
+    got["tried"] += 1
+    try:
+        return what()
+    except OSError as err:
+        return type(err).__name__
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(1 << 20).decode("latin-1")
+def bind(family, address):
+    s = socket.socket(family)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        s.bind(address); s.listen()
+        return "bound"
+    finally:
+        s.close()
+def ask(path):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(1)
+    try:
+        s.connect(path); s.sendall(b"GET /api/status HTTP/1.0\r\n\r\n")
+        return s.recv(4096).decode("latin-1")
+    finally:
+        s.close()
+while time.monotonic() < until:
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+        for name in ("cmdline", "environ"):
+            text = attempt(lambda: read(f"/proc/{pid}/{name}"))
+            if text and "Error" not in text:
+                got["read"][f"/proc/{pid}/{name} ({read(f'/proc/{pid}/comm').strip()})"] = text
+    for top in ("/tmp", "/run/condorspawner", "/dev/shm"):
+        for folder, _, names in os.walk(top):
+            for name in names:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    text = attempt(lambda: read(path))
+                    if "Error" not in text:
+                        got["read"][path] = text
+    for line in read("/proc/net/unix").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[7].startswith("/"):
+            got["sockets"][fields[7]] = attempt(lambda: ask(fields[7]))
+    for family, address in (
+        (socket.AF_INET, ("127.0.0.1", port)),
+        (socket.AF_INET6, ("::", port)),
+        (socket.AF_INET6, ("::ffff:127.0.0.1", port)),
+    ):
+        if attempt(lambda: bind(family, address)) == "bound":
+            got["bound"].append(str(address))
+    time.sleep(0.2)
+print(json.dumps(got))
+"""
+
+
+def test_another_local_account_gets_no_secret_and_no_request(sudo_hub, unix_users):
+    """Issue 22 (actor c): while alice works through the hub and her tunnel is killed
+    once, another account on the hub reads every process's command line and environment
+    and every file it can under /tmp, /run/condorspawner and /dev/shm, asks every Unix
+    socket the machine lists, and tries to bind alice's port: it gets none of alice's
+    secrets (API token, rendezvous nonce) and none of her requests."""
+    alice = unix_users("l")
+    sudo_hub.spawn(alice, {})
+    secret = json.loads((submit_dir(alice) / "condorspawner.secret").read_text())
+    secrets = {
+        "API token": secret["env"]["JUPYTERHUB_API_TOKEN"],
+        "rendezvous nonce": secret["rendezvous"]["nonce"],
+    }
+    _, model = sudo_hub.api("GET", f"/users/{alice}")
+    port = model["servers"][""]["state"]["local_port"]
+    attacker = subprocess.Popen(
+        [*NOBODY, sys.executable, "-c", LOCAL_ATTACKER, str(port), "12"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+    for pid in tunnel_pids([secrets["rendezvous nonce"]]):
+        if program(pid) == "ssh":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for _ in range(20):  # alice works on: her token and cookies travel to her server
+        sudo_hub.api("GET", f"/user/{alice}/api/contents", through_proxy=True)
+        time.sleep(0.3)
+    out, _ = attacker.communicate(timeout=120)
+    report = json.loads(out)
+    print(f"\nattacks tried: {report['tried']}, sockets asked: {len(report['sockets'])}")
+    found = {
+        name: [where for where, text in report["read"].items() if value in text]
+        for name, value in secrets.items()
+        if value in out
+    }
+    assert found == {}, f"the attacker found {found}"
+    assert report["bound"] == [], report["bound"]
+    assert any("/fwd-" in path for path in report["sockets"]), report["sockets"]  # it tried
+    answered = {p: r for p, r in report["sockets"].items() if r.startswith("HTTP/")}
+    assert not [p for p in answered if "condorspawner" in p], answered
+    wait_ready(sudo_hub, alice, timeout=60)
