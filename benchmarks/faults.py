@@ -1,7 +1,10 @@
 """Fault injection on localpool, as a site runs the hub: root acting through sudo for N users.
 
-One run: N sessions; their tunnels killed; the hub restarted; condor_q failing for a
-while; one job held and one removed behind the hub's back; then every server stopped.
+One run: N sessions; their tunnels killed; the hub restarted, then SIGKILLed and
+restarted (never more than one tunnel per session meanwhile, none of the killed hub's
+left, no job twice); condor_q failing for a while; condor_history failing for a while
+(a server stopped meanwhile all the same); one job held and one removed behind the
+hub's back; then every server stopped.
 It checks what must hold (no server lost that should live, no job or tunnel process
 left that should be gone, no work directory lost) and prints how long each recovery
 took. ``python -m benchmarks.faults [--sessions 5] [--outage 60] [--json FILE]``
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.common import site_hub
 from tests.harness import Hub
-from tests.sessions import nonce, program, server_gone, tunnel_pids
+from tests.sessions import cmdline, nonce, program, server_gone, tunnel_pids
 
 
 def _until(predicate: Callable[[], object], timeout: float, what: str) -> float:
@@ -38,6 +41,16 @@ def _until(predicate: Callable[[], object], timeout: float, what: str) -> float:
 
 def _answers(hub: Hub, user: str) -> bool:
     return hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)[0] == 200
+
+
+def _keepers(session_nonce: str) -> int:
+    """The session's tunnels now (one keeper each)."""
+    return sum("proxy_tunnel.keeper" in cmdline(p) for p in tunnel_pids([session_nonce]))
+
+
+def _jobs(pool) -> list[str]:
+    out = pool.run("condor_q", "-allusers", "-af", "ClusterId", "ProcId").stdout
+    return [".".join(line.split()) for line in out.splitlines() if line.strip()]
 
 
 def _work_file(user: str) -> Path:
@@ -80,9 +93,27 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
         _until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
         restarted = time.monotonic()
         hub.start()
-        for user in users:
-            _until(lambda u=user: _answers(hub, u), 120, f"{user} re-attached")
+        most = 0
+
+        def all_back() -> bool:  # one tunnel per session at every look, however many polls
+            nonlocal most
+            most = max([most, *(_keepers(n) for n in nonces.values())])
+            return all(_answers(hub, u) for u in users)
+
+        _until(all_back, 120, "every session re-attached")
         figures["re-attach after a hub restart, s (all sessions)"] = time.monotonic() - restarted
+
+        # 2b. the hub SIGKILLed: its tunnels end with it; a new hub re-attaches every session
+        hub.kill()
+        gone = _until(lambda: not tunnel_pids(list(nonces.values())), 60, "killed hub's tunnels")
+        figures["tunnels of a SIGKILLed hub gone after, s"] = gone
+        restarted = time.monotonic()
+        hub.start()
+        _until(all_back, 120, "every session re-attached after a SIGKILL")
+        figures["re-attach after a SIGKILLed hub, s (all sessions)"] = time.monotonic() - restarted
+        figures["most tunnels of one session at once while re-attaching"] = most
+        assert most == 1, f"a session had {most} tunnels at once"
+        assert sorted(_jobs(pool)) == sorted(jobs.values()), "a job lost or started twice"
 
         # 3. condor_q fails for a while: no server lost
         flag = hub.flag("fail", "condor_q")
@@ -93,6 +124,20 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
         for user in users:
             _until(lambda u=user: _answers(hub, u), 60, f"{user} after the outage")
         figures[f"servers lost during a {outage:g} s condor_q outage"] = len(lost)
+
+        # 3b. condor_history fails for a while: only what left the queue is in doubt; a
+        # running server is stopped all the same (its job held, its files back, removed)
+        stopped = users[-1]
+        flag = hub.flag("fail", "condor_history")
+        t = time.monotonic()
+        hub.api("DELETE", f"/users/{stopped}/server")
+        _until(lambda: server_gone(hub, stopped), 90, "a stop while condor_history fails")
+        figures["stop while condor_history fails, s"] = time.monotonic() - t
+        time.sleep(min(outage, 15))
+        lost = [u for u in users if u != stopped and server_gone(hub, u)]
+        flag.unlink()
+        assert not lost, f"servers lost while condor_history failed: {lost}"
+        assert jobs[stopped] not in _jobs(pool), "the stopped server's job is still queued"
 
         # 4. a hold behind the hub's back: noticed, the job ended safely, the tunnel closed
         held, removed = users[0], users[1]
@@ -111,11 +156,12 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
         _until(lambda: not tunnel_pids([nonces[removed]]), 30, "the removed job's tunnel closed")
 
         # 6. the others still live; then every server stops and nothing is left
-        for user in users[2:]:
+        rest = [u for u in users[2:] if u != stopped]
+        for user in rest:
             assert _answers(hub, user), f"{user} lost"
-        for user in users[2:]:
+        for user in rest:
             hub.api("DELETE", f"/users/{user}/server")
-        for user in users[2:]:
+        for user in rest:
             _until(lambda u=user: server_gone(hub, u), 90, f"{user} stopped")
         assert pool.run("condor_q", "-allusers", "-json").stdout == "", "jobs left behind"
         assert not tunnel_pids(list(nonces.values())), "tunnel processes left behind"

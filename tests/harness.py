@@ -5,6 +5,7 @@ Used by tests/conftest.py (fixtures) and benchmarks/ alike.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -197,6 +198,7 @@ class Hub:
         """``site``: the site file's text (default: the demo's, tools as the hub's account)."""
         self.root = root
         self.pool = pool
+        self.killed: list[int] = []  # process groups of JupyterHubs killed by kill()
         root.mkdir(parents=True, exist_ok=True)
         self.work_root = root / "work"
         from proxy_tunnel import free_port
@@ -267,20 +269,15 @@ class Hub:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
-        import subprocess
         import time
         import urllib.request
 
-        log = open(self.root / "jupyterhub.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(self.root / "jupyterhub_config.py")],
-            cwd=self.root,
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
+        from hub_config.demo import start_jupyterhub
+
+        with open(self.root / "jupyterhub.log", "ab") as log:
+            self.process = start_jupyterhub(
+                self.root / "jupyterhub_config.py", self.root, log, self.env
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -292,10 +289,19 @@ class Hub:
                 time.sleep(0.2)
         raise AssertionError(f"jupyterhub did not answer within {timeout} s: {self.log_tail()}")
 
+    def kill(self) -> None:
+        """SIGKILL JupyterHub alone, as a fault would (what it started lives on)."""
+        self.process.kill()
+        self.process.wait()
+        self.killed.append(self.process.pid)  # its process group: ended by stop()
+
     def stop(self) -> None:
         import signal
         import subprocess
 
+        for group in self.killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, signal.SIGTERM)

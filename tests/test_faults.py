@@ -16,3 +16,4 @@ def test_five_sessions_survive_every_fault_and_leave_nothing_behind():
     figures = faults.run(sessions=5, outage=15)
     assert figures["servers lost during a 15 s condor_q outage"] == 0
     assert figures["notice a hold, s"] < 30 and figures["notice a removal, s"] < 30
+    assert figures["most tunnels of one session at once while re-attaching"] == 1
