@@ -77,7 +77,7 @@ def start(args: argparse.Namespace, store: Store) -> int:
 
         return daemon_main([str(store.root)])
     log = os.open(store.root / "pool.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, "-m", "localpool.daemon", str(store.root)],
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -87,7 +87,10 @@ def start(args: argparse.Namespace, store: Store) -> int:
     os.close(log)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if pool_pid(store):
+        # our child's own pid: the file still names a pool just stopped (or is being
+        # rewritten) while the new process takes it over
+        running = pool_pid(store)
+        if running == child.pid or (running and child.poll() is not None):
             return status(args, store)
         time.sleep(0.05)
     print(
