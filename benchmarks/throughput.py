@@ -19,12 +19,14 @@ import asyncio
 import contextlib
 import http.client
 import os
+import pwd
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,7 @@ from pathlib import Path
 from localpool.sshclient import keygen
 from localpool.sshd import SSHD, SSHD_CONFIG
 from proxy_tunnel import Tunnel, answers_http, free_port
+from proxy_tunnel.sockets import socket_directory
 from tests.harness import Pool, UnixUsers
 from tests.realpool import AccountPool, RealPool
 
@@ -189,9 +192,17 @@ def _measure(root: Path, pool, data: Path, program: list[str], requests: int, re
             queue
         """)
         pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-        tunnel = Tunnel(job, job_port, env=pool.env, program=program)
-        loop = asyncio.new_event_loop()  # the tunnel's process belongs to this loop
-        loop.run_until_complete(tunnel.start())
+        account = getattr(pool, "user", None)  # the real pool's ordinary account runs ssh
+        uid = pwd.getpwnam(account).pw_uid if account else None
+        tunnel = Tunnel(
+            job, job_port, env=pool.env, program=program, socket_dir=str(socket_directory(uid))
+        )
+        # the tunnel's process and the relay of its held port run in this loop, in a
+        # thread of its own: the measurements below block this one
+        loop = asyncio.new_event_loop()
+        running = threading.Thread(target=loop.run_forever, daemon=True)
+        running.start()
+        asyncio.run_coroutine_threadsafe(tunnel.start(), loop).result(timeout=180)
         raw, raw_port = raw_ssh(root, host_port)
         paths = {"ours": tunnel.local_port, "raw_ssh": raw_port, "direct": host_port}
         for name, port in paths.items():
@@ -201,7 +212,9 @@ def _measure(root: Path, pool, data: Path, program: list[str], requests: int, re
             }
         os.killpg(raw.pid, signal.SIGTERM)
         raw.wait(timeout=10)
-        loop.run_until_complete(tunnel.close())
+        asyncio.run_coroutine_threadsafe(tunnel.close(), loop).result(timeout=60)
+        loop.call_soon_threadsafe(loop.stop)
+        running.join(timeout=10)
         loop.close()
     finally:
         host_server.terminate()
