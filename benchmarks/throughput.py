@@ -34,7 +34,6 @@ from pathlib import Path
 from localpool.sshclient import keygen
 from localpool.sshd import SSHD, SSHD_CONFIG
 from proxy_tunnel import Tunnel, answers_http, free_port
-from proxy_tunnel.sockets import socket_directory
 from tests.harness import Pool, UnixUsers
 from tests.realpool import AccountPool, RealPool
 
@@ -194,9 +193,7 @@ def _measure(root: Path, pool, data: Path, program: list[str], requests: int, re
         pool.wait_for(job, lambda a: a["JobStatus"] == 2)
         account = getattr(pool, "user", None)  # the real pool's ordinary account runs ssh
         uid = pwd.getpwnam(account).pw_uid if account else None
-        tunnel = Tunnel(
-            job, job_port, env=pool.env, program=program, socket_dir=str(socket_directory(uid))
-        )
+        tunnel = Tunnel(job, job_port, env=pool.env, program=program, ssh_uid=uid)
         # the tunnel's process and the relay of its held port run in this loop, in a
         # thread of its own: the measurements below block this one
         loop = asyncio.new_event_loop()

@@ -127,6 +127,7 @@ class Attachment:
         except OSError as err:
             raise AttachError(f"No place for the tunnel to {self.job_id}: {err}") from None
         tunnel = Tunnel(
+            ssh_uid=self.ssh_uid,
             job_id=self.job_id,
             remote=self.current.notebook_socket,
             local_port=self.local_port,

@@ -239,6 +239,7 @@ def hub_relay(directory: Path, patience: float = 0) -> SocketRelay:
         patience=patience,
         admit=own_process,
         forget_refused=True,
+        owner=os.getuid(),
     )
 
 

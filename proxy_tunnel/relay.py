@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +23,25 @@ COPY_CHUNK = 65536
 POLL = 0.1  # seconds between looks for a socket while there is none
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+async def open_socket(
+    path: str, owner: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the Unix socket at ``path``; with ``owner``, only if a process of
+    that uid listens there (``SO_PEERCRED``): the directory's owner may put a symlink
+    in the socket's place, and root connecting through it must not reach someone else."""
+    reader, writer = await asyncio.open_unix_connection(path)
+    if owner is not None:
+        sock = writer.get_extra_info("socket")
+        _pid, uid, _gid = _UCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        )
+        if uid != owner:
+            writer.close()
+            raise PermissionError(f"{path}: uid {uid} listens there, not {owner}")
+    return reader, writer
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -42,7 +63,8 @@ class SocketRelay:
     ended) and removed; else its owner tidies up. A connection
     that finds none waits up to ``patience`` seconds for one (a tunnel coming up or
     back), then goes to ``fallback`` if there is one (a page saying why), else is
-    closed. ``admit`` decides who may connect at all (on a shared loopback).
+    closed. ``admit`` decides who may connect at all (on a shared loopback);
+    ``owner``, whose process must listen on a target (see :func:`open_socket`).
     """
 
     def __init__(
@@ -52,18 +74,16 @@ class SocketRelay:
         patience: float = 0.0,
         admit: Callable[[asyncio.StreamWriter], bool] | None = None,
         forget_refused: bool = False,
+        owner: int | None = None,
     ) -> None:
         self.targets = targets
+        self.owner = owner
         self.forget_refused = forget_refused
         self.patience = patience
         self.admit = admit
         self.fallback: Handler | None = None
         self.port = 0
         self._server: asyncio.Server | None = None
-
-    @property
-    def listening(self) -> bool:
-        return self._server is not None
 
     async def listen(self, port: int = 0) -> int:
         """Hold ``port`` (0: any free one); OSError when someone else has it."""
@@ -89,7 +109,7 @@ class SocketRelay:
         while True:
             for path in self.targets():
                 try:
-                    return await asyncio.open_unix_connection(path)
+                    return await open_socket(path, self.owner)
                 except ConnectionRefusedError:
                     if self.forget_refused:
                         Path(path).unlink(missing_ok=True)  # its listener is gone

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from proxy_tunnel.procs import alive, descendants, signal_all
-from proxy_tunnel.relay import SocketRelay
+from proxy_tunnel.relay import SocketRelay, open_socket
 from proxy_tunnel.sockets import socket_directory
 
 log = logging.getLogger("proxy_tunnel")
@@ -55,12 +55,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-async def answers_http(where: int | str, timeout: float = 2.0) -> bool:
+async def answers_http(where: int | str, timeout: float = 2.0, owner: int | None = None) -> bool:
     """Does something answer HTTP on 127.0.0.1:``where`` (a port) or at ``where`` (a Unix
-    socket), i.e. does the forward reach a server?"""
+    socket, listened on by ``owner``'s process if given), i.e. does the forward reach a
+    server?"""
     try:
         if isinstance(where, str):
-            opening = asyncio.open_unix_connection(where)
+            opening = open_socket(where, owner)
         else:
             opening = asyncio.open_connection("127.0.0.1", where)
         reader, writer = await asyncio.wait_for(opening, timeout)
@@ -137,6 +138,7 @@ class Tunnel:
     ssh_options: Sequence[str] = ()
     mark: str = ""
     socket_dir: str | None = None
+    ssh_uid: int | None = None  # the account ``program`` runs ssh as (default: ours)
     relay: SocketRelay | None = None
     on_give_up: Callable[[str], Awaitable[None]] | None = None  # when the supervisor stops
     # called once, at the first start, when the forward listens (ssh is in; the server may
@@ -161,7 +163,7 @@ class Tunnel:
     def _forward_socket(self) -> str:
         if self.forward is None:
             if self.socket_dir is None:
-                self.socket_dir = str(socket_directory())
+                self.socket_dir = str(socket_directory(self.ssh_uid))
             self.forward = f"{self.socket_dir}/fwd-{os.urandom(8).hex()}.sock"
         return self.forward
 
@@ -229,7 +231,12 @@ class Tunnel:
         except OSError as err:
             raise LocalPortTaken(f"local port {self.local_port} is taken ({err})") from None
         self.relay.targets = self._targets
+        self.relay.owner = self._ssh_uid
         self.relay.patience = HOLD_WHILE_DOWN
+
+    @property
+    def _ssh_uid(self) -> int:
+        return os.geteuid() if self.ssh_uid is None else self.ssh_uid
 
     def _targets(self) -> list[str]:
         """Where the held port's connections go: this generation's socket, while alive."""
@@ -279,7 +286,8 @@ class Tunnel:
                 if listening and announce is not None:
                     announce()
                     announce = None
-                if listening and await answers_http(self.forward, timeout=1.0):
+                ready = listening and await answers_http(self.forward, 1.0, self._ssh_uid)
+                if ready:
                     log.info("tunnel to %s up on 127.0.0.1:%s", self.job_id, self.local_port)
                     return
                 await asyncio.sleep(0.1)
