@@ -28,7 +28,8 @@ MARKS = {
 }
 
 # JobStatus
-IDLE, RUNNING, REMOVED, COMPLETED, HELD, TRANSFERRING_OUTPUT, SUSPENDED = 1, 2, 3, 4, 5, 6, 7
+IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
+SUSPENDED = 7  # still on its execute point, its files with it
 
 
 def id_of(ad: Mapping[str, Any]) -> str:

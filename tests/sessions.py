@@ -75,3 +75,47 @@ def wait_ready(hub, user: str, timeout: float = 15) -> float:
             return time.monotonic() - started
         time.sleep(0.1)
     raise AssertionError(f"{user}'s server not reachable within {timeout} s\n{hub.log_tail()}")
+
+
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")  # another account
+SQUATTER = """\
+import socket, sys, time
+port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+ways = [
+    (socket.AF_INET, ("127.0.0.1", port), None),
+    (socket.AF_INET6, ("::", port), 0),  # dual-stack: 0.0.0.0 and [::] at once
+    (socket.AF_INET6, ("::ffff:127.0.0.1", port), 0),
+]
+while time.monotonic() < until:
+    for family, address, v6only in ways:
+        s = socket.socket(family)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past closed connections
+        if v6only is not None:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        try:
+            s.bind(address)
+            s.listen()
+        except OSError:
+            s.close()
+            continue
+        print("bound", address, flush=True)
+        while time.monotonic() < until:  # what reaches the squatter is cut off at once
+            s.settimeout(max(0.01, until - time.monotonic()))
+            try:
+                s.accept()[0].close()
+            except OSError:
+                pass
+        sys.exit(0)
+    time.sleep(0.001)
+sys.exit(3)
+"""
+
+
+def squatter(port: int, seconds: float):
+    """Another account trying, for ``seconds``, to bind ``port`` on 127.0.0.1, dual-stack
+    ``[::]`` and v4-mapped; it prints ``bound ...`` if it gets it, else exits 3."""
+    import subprocess
+    import sys
+
+    command = [*NOBODY, sys.executable, "-c", SQUATTER, str(port), str(seconds)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd="/")

@@ -20,6 +20,7 @@ from condorspawner.launcher import (
 )
 from condorspawner.protocol import JobSecret, ProtocolError, Rendezvous
 from condorspawner.quoting import submit_arguments
+from tests.sessions import NOBODY
 
 STANDIN = Path(__file__).resolve().parents[1] / "benchmarks" / "standin_server.py"
 
@@ -242,8 +243,7 @@ async def test_the_relay_serves_only_its_own_users_processes(tmp_path):
 
     try:
         assert await ask() == "b'hub answer'"
-        stranger = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-        assert await ask(*stranger) == "b''"
+        assert await ask(*NOBODY) == "b''"
     finally:
         server.close()
 

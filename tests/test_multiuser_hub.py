@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.sessions import (
+    NOBODY,
     cmdline,
     nonce,
     program,
@@ -262,7 +263,6 @@ def test_another_users_job_on_the_same_loopback_gets_nothing(sudo_hub, system_po
     wait_ready(sudo_hub, alice)
 
 
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 LOCAL_ATTACKER = r"""
 import json, os, socket, sys, time
 port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])

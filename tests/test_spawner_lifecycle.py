@@ -9,7 +9,6 @@ import os
 import pwd
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.sessions import (
     nonce,
     program,
     server_gone,
+    squatter,
     ssh_session_dirs,
     submit_dir,
     tunnel_pids,
@@ -277,26 +277,6 @@ def test_the_notebook_listens_on_no_port_of_the_execute_point(sudo_hub, system_p
     assert any("python" in line for line in servers), servers
 
 
-SQUAT = """\
-import socket, sys, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-until = time.monotonic() + float(sys.argv[2])
-while True:
-    try:
-        s.bind(("127.0.0.1", int(sys.argv[1])))
-        break
-    except OSError:
-        if time.monotonic() > until:
-            sys.exit(3)
-        time.sleep(0.005)
-s.listen()
-print("bound", flush=True)
-while True:  # what reaches the squatter is cut off at once
-    s.accept()[0].close()
-"""
-
-
 def test_the_local_port_is_held_and_the_route_follows_a_new_one(sudo_hub, system_pool, unix_users):
     """Issues 16.8 and 22.1: another account waits for the tunnel's local port while the
     tunnel is killed: the hub holds it, the session comes back on it. Only while no hub
@@ -307,13 +287,7 @@ def test_the_local_port_is_held_and_the_route_follows_a_new_one(sudo_hub, system
     job = sudo_hub.job_of(user)
     _, model = sudo_hub.api("GET", f"/users/{user}")
     old_port = model["servers"][""]["state"]["local_port"]
-    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-
-    def squatter(seconds: float) -> subprocess.Popen:
-        command = [*nobody, sys.executable, "-c", SQUAT, str(old_port), str(seconds)]
-        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd="/")
-
-    waiting = squatter(8)
+    waiting = squatter(old_port, 8)
     for pid in tunnel_pids([nonce(user)]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -323,9 +297,9 @@ def test_the_local_port_is_held_and_the_route_follows_a_new_one(sudo_hub, system
         old_port
     )
     sudo_hub.stop()
-    squat = squatter(10)
+    squat = squatter(old_port, 10)
     try:
-        assert squat.stdout.readline().strip() == "bound"
+        assert squat.stdout.readline().startswith("bound")
         sudo_hub.start()
         wait_ready(sudo_hub, user, timeout=90)
         _, model = sudo_hub.api("GET", f"/users/{user}")

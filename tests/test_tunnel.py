@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
@@ -19,7 +18,7 @@ import pytest
 from condorspawner.protocol import Rendezvous, new_generation
 from proxy_tunnel import LocalPortTaken, Tunnel, TunnelError, answers_http, free_port
 from proxy_tunnel.procs import alive, descendants
-from tests.sessions import cmdline
+from tests.sessions import NOBODY, cmdline, squatter
 
 SERVER = """\
 import glob, http.client, http.server, os, socket, socketserver, sys
@@ -128,32 +127,6 @@ async def test_forward_reverse_restart_and_close(pool, web_job, host_server):
     assert not await answers_http(tunnel.local_port, 0.5)
 
 
-SQUATTER = """\
-import socket, sys, time
-port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-ways = [
-    (socket.AF_INET, ("127.0.0.1", port), None),
-    (socket.AF_INET6, ("::", port), 0),  # dual-stack: 0.0.0.0 and [::] at once
-    (socket.AF_INET6, ("::ffff:127.0.0.1", port), 0),
-]
-while time.monotonic() < until:
-    for family, address, v6only in ways:
-        s = socket.socket(family)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past closed connections
-        if v6only is not None:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
-        try:
-            s.bind(address)
-            s.listen()
-            print("GOT", address, flush=True)
-            time.sleep(until - time.monotonic())
-            sys.exit(0)
-        except OSError:
-            s.close()
-    time.sleep(0.001)
-"""
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="the squatter runs as another account")
 async def test_another_account_never_gets_the_local_port_when_the_ssh_dies(pool, web_job):
     """Issue 22.1: another local account waits for the tunnel's port to be free (IPv4,
@@ -162,12 +135,7 @@ async def test_another_account_never_gets_the_local_port_when_the_ssh_dies(pool,
     job, meeting = web_job
     tunnel = Tunnel(job, meeting.notebook_socket, env=pool.env)
     await tunnel.start()
-    squatter = await asyncio.create_subprocess_exec(
-        *("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"),
-        *(sys.executable, "-c", SQUATTER, str(tunnel.local_port), "8"),
-        stdout=asyncio.subprocess.PIPE,
-        cwd="/",
-    )
+    squat = squatter(tunnel.local_port, 8)
     try:
         await asyncio.sleep(0.5)
         (ssh,) = ssh_children(tunnel)
@@ -176,12 +144,12 @@ async def test_another_account_never_gets_the_local_port_when_the_ssh_dies(pool,
             if tunnel.restarts == 1 and await answers_http(tunnel.local_port, 0.5):
                 break
             await asyncio.sleep(0.1)
-        got, _ = await asyncio.wait_for(squatter.communicate(), 20)
-        assert got == b"", got
+        got, _ = await asyncio.to_thread(squat.communicate, timeout=30)
+        assert (squat.returncode, got) == (3, ""), got
         assert (await asyncio.to_thread(fetch, tunnel.local_port)).startswith(b"in-job:")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            squatter.kill()
+        squat.kill()
+        squat.wait()
         await tunnel.close()
 
 
@@ -290,6 +258,56 @@ async def test_a_cancelled_start_leaves_no_process_and_no_port():
         again.bind(("127.0.0.1", port))
 
 
+STRANGER = """\
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen()
+print("ready", flush=True)
+while True:
+    c = s.accept()[0]
+    c.recv(100)
+    c.sendall(b"stranger")
+    c.close()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stranger runs as another account")
+async def test_a_symlink_in_the_sockets_place_leads_the_hub_nowhere(public_tmp):
+    """The tunnel's socket directory is the user's own: they may put a symlink where their
+    ssh listens, pointing at another account's socket, which root (the hub) could reach.
+    The relay connects only where the expected account's process listens (SO_PEERCRED)."""
+    from proxy_tunnel import SocketRelay
+
+    shared = public_tmp / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    theirs, link = shared / "theirs.sock", public_tmp / "fwd-0123456789abcdef.sock"
+    stranger = subprocess.Popen(
+        [*NOBODY, sys.executable, "-c", STRANGER, str(theirs)], stdout=subprocess.PIPE, cwd="/"
+    )
+    try:
+        assert stranger.stdout.readline() == b"ready\n"
+        link.symlink_to(theirs)
+
+        async def through(owner):
+            relay = SocketRelay(lambda: [str(link)], owner=owner)
+            port = await relay.listen()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            got = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            await relay.close()
+            return got
+
+        assert await through(None) == b"stranger"  # what an unchecked relay reaches
+        assert await through(os.getuid()) == b""
+        assert not await answers_http(str(link), 2.0, os.getuid())
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 async def test_a_job_that_is_not_there_fails_clearly(pool):
     tunnel = Tunnel("4242.0", free_port(), env=pool.env, ready_timeout=5)
     with pytest.raises(TunnelError, match="no longer in the queue"):
@@ -329,12 +347,9 @@ async def test_a_local_port_held_by_another_account_is_never_taken_for_ready():
     """Another account on the hub listens on the local port and answers HTTP first:
     the tunnel refuses it at once instead of routing a user's traffic there."""
     port = free_port()
-    squatter = subprocess.Popen(
+    listener = subprocess.Popen(
         [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
+            *NOBODY,
             sys.executable,
             "-m",
             "http.server",
@@ -362,8 +377,8 @@ async def test_a_local_port_held_by_another_account_is_never_taken_for_ready():
             await tunnel.start()
         assert time.monotonic() - started < 5
     finally:
-        squatter.kill()
-        squatter.wait()
+        listener.kill()
+        listener.wait()
 
 
 async def test_with_a_config_file_the_forwards_stay_off_the_command_line(tmp_path):

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from condorspawner.condor import ScheddUnavailable
 from condorspawner.watcher import QueueWatcher
 
@@ -94,3 +96,22 @@ async def test_a_job_in_neither_queue_nor_history_is_not_looked_up_every_interva
         condor.history_calls,
     )
     await watcher.stop()
+
+
+@pytest.mark.both_pools
+def test_the_schedd_sends_its_clock_with_the_watchers_query(pool):
+    """Issue 23.7 measures an evicted job's wait on the schedd's clock: the query the
+    watcher makes gets ``ServerTime`` with every ad, from real HTCondor as from localpool."""
+    import json
+    import time
+
+    from condorspawner.watcher import ATTRIBUTES
+
+    job = pool.submit("executable = /bin/sleep\narguments = 300\nqueue\n")
+    try:
+        out = pool.run("condor_q", "-json", "-attributes", ",".join(ATTRIBUTES), job)
+        assert out.returncode == 0, out.stderr
+        (ad,) = json.loads(out.stdout)
+        assert isinstance(ad["ServerTime"], int) and abs(ad["ServerTime"] - time.time()) < 60
+    finally:
+        pool.run("condor_rm", job)
