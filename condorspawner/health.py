@@ -11,7 +11,7 @@ from condorspawner.condor import CondorError
 from condorspawner.finish import JobNotFinished
 from condorspawner.jobad import COMPLETED, HELD, IDLE, REMOVED, RUNNING
 from condorspawner.joblog import ended_in_log
-from condorspawner.protocol import job_start
+from condorspawner.protocol import job_start, run_dated
 from condorspawner.standby import Standby
 
 
@@ -141,8 +141,8 @@ class HealthMixin:
         """Running job: the tunnel must reach this run, or be made to (restart, eviction)."""
         attachment = self._attach()
         run = job_start(ad)
-        if attachment.busy:
-            return None  # start or another poll is attaching right now
+        if attachment.busy or not run_dated(ad):
+            return None  # another call is attaching; the schedd has not dated the run yet
         if attachment.tunnel is not None and attachment.run == run:
             if attachment.healthy:
                 return None

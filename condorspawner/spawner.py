@@ -43,6 +43,7 @@ from condorspawner.protocol import (
     SECRET_FILE,
     Rendezvous,
     job_start,
+    run_dated,
 )
 from condorspawner.request import RequestError
 from condorspawner.site import Site, cached_site
@@ -197,7 +198,7 @@ class CondorSpawner(
             await self._settle_leftovers()
             await self._submit(request, paths)
             self._timings["submitted"] = time.monotonic()
-            await self._follow(lambda ad: ad.get("JobStatus") == RUNNING)
+            await self._follow(lambda ad: ad.get("JobStatus") == RUNNING and run_dated(ad))
             self._timings["running"] = time.monotonic()
             await self._connect()
             self._timings["ready"] = time.monotonic()

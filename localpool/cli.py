@@ -54,6 +54,7 @@ def start(args: argparse.Namespace, store: Store) -> int:
         "gpus",
         "network_namespaces",
         "ssh_ready_delay",
+        "shadow_delay",
         "cycle_seconds",
         "periodic_seconds",
         "schedds",
@@ -245,6 +246,11 @@ def parser() -> argparse.ArgumentParser:
         "--ssh-ready-delay",
         type=float,
         help="seconds after a job starts during which condor_ssh_to_job says retry",
+    )
+    s.add_argument(
+        "--shadow-delay",
+        type=float,
+        help="seconds a started job shows its last run's JobCurrentStartDate (default: a cycle)",
     )
     s.add_argument(
         "--schedds", type=int, choices=range(1, 9), metavar="N", help="access points (1-8)"

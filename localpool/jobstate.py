@@ -22,6 +22,20 @@ STOP_FILE, RESULT_FILE, STARTER_FILE, JOB_PID_FILE = (
 HOLD_BY_USER, HOLD_PERIODIC, HOLD_DURATION = 1, 3, 47
 
 
+def shadow_spawned(ad: Ad) -> None:
+    """The run's dates, as the real schedd sets them when it spawns the shadow
+    (``add_shadow_birthdate``), after it marked the job running: a query in between
+    sees ``JobStatus == 2`` with the previous run's ``JobCurrentStartDate``, or none."""
+    start = ad.pop("LocalpoolRunStart", None)
+    ad.pop("LocalpoolShadowDue", None)
+    if start is None:
+        return
+    if "JobCurrentStartDate" in ad:
+        ad["JobLastStartDate"] = ad["JobCurrentStartDate"]
+    ad.setdefault("JobStartDate", start)
+    ad.update(JobCurrentStartDate=start, JobCurrentStartExecutingDate=start)
+
+
 def schedd_address(config: PoolConfig) -> str:
     """The address string the pool's schedd shows in events (shared-port style)."""
     return f"<127.0.0.1:9618?addrs=127.0.0.1-9618&alias={config.host}&noUDP&sock=schedd_localpool>"

@@ -33,6 +33,7 @@ from localpool.jobstate import (
     STARTER_FILE,
     STOP_FILE,
     schedd_address,
+    shadow_spawned,
 )
 from localpool.matchmaker import machine_ad, matches, requested, used_resources
 from localpool.store import PoolConfig, Queue, Store
@@ -103,6 +104,8 @@ class Scheduler:
         with self.store.update() as queue:
             for job_id, ad in list(queue.jobs.items()):
                 if "LocalpoolStarterPid" in ad:
+                    if ad.get("LocalpoolShadowDue", now) <= now:
+                        shadow_spawned(ad)
                     self._follow_starter(queue, job_id, ad, now)
                 elif ad["JobStatus"] == REMOVED:
                     self._leave_queue(queue, job_id, ad, now)
@@ -160,6 +163,7 @@ class Scheduler:
     def _starter_done(
         self, queue: Queue, job_id: str, ad: Ad, result: Mapping[str, Any], now: float
     ) -> None:
+        shadow_spawned(ad)
         stop = ad.pop("LocalpoolStop", None)
         ad.pop("LocalpoolStopSent", None)
         ad.pop("LocalpoolStarterPid", None)
@@ -259,8 +263,8 @@ class Scheduler:
             JobStatus=RUNNING,
             LastJobStatus=IDLE,
             EnteredCurrentStatus=int(now),
-            JobCurrentStartDate=int(now),
-            JobCurrentStartExecutingDate=int(now),
+            LocalpoolRunStart=int(now),  # the dates follow when the "shadow" spawns
+            LocalpoolShadowDue=now + self.config.shadow_delay,
             LastMatchTime=int(now),
             NumJobStarts=ad.get("NumJobStarts", 0) + 1,
             JobRunCount=ad.get("JobRunCount", 0) + 1,
@@ -276,7 +280,6 @@ class Scheduler:
             StartdIpAddr=schedd_address(self.config).replace("schedd_", "startd_"),
         )
         if first:
-            ad["JobStartDate"] = int(now)
             ad["FirstJobMatchDate"] = int(now)
         command = [
             sys.executable,

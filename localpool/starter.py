@@ -31,7 +31,14 @@ from typing import Any
 from localpool import eventlog, privs, transfer
 from localpool.ads import Ad, format_long
 from localpool.chirp import ChirpServer
-from localpool.jobstate import JOB_PID_FILE, RESULT_FILE, STARTER_FILE, STOP_FILE, schedd_address
+from localpool.jobstate import (
+    JOB_PID_FILE,
+    RESULT_FILE,
+    STARTER_FILE,
+    STOP_FILE,
+    schedd_address,
+    shadow_spawned,
+)
 from localpool.matchmaker import machine_ad
 from localpool.schedds import name_of
 from localpool.store import Store
@@ -246,6 +253,7 @@ class Starter:
 
     def _write_ads(self, env: dict[str, str]) -> None:
         job = dict(self.ad)
+        shadow_spawned(job)  # the shadow hands the starter the ad with this run's dates
         for key in list(job):
             if key.startswith("Localpool"):
                 del job[key]

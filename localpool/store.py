@@ -46,6 +46,10 @@ class PoolConfig:
     cycle_seconds: float = 0.2  # how often the pool process matches and reaps
     periodic_seconds: float = 2.0  # PERIODIC_EXPR_INTERVAL
     ssh_ready_delay: float = 0.0  # "retry" answers from condor_ssh_to_job just after start
+    # a started job shows JobStatus 2 with the previous run's JobCurrentStartDate (or none)
+    # until its shadow spawns, at the first cycle this long after the match: the real
+    # schedd marks a job running and sets the date only when it spawns the shadow
+    shadow_delay: float = 0.0
     emulate: str = "25.0"  # the HTCondor version whose submit commands the pool knows
     schedds: int = 1  # access points in the pool, each with its own queue (localpool.schedds)
 

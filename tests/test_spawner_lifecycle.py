@@ -363,3 +363,23 @@ def test_a_tunnel_that_cannot_come_back_keeps_the_job_and_shows_a_page(sudo_hub,
         "the same kernel through a new tunnel",
     )
     assert hub.job_of(user) == job
+
+
+# localpool shows the window for 3 s; the real schedd for a moment (its start-job timer)
+DATED_LATE = {"network": "isolated", "start_options": ("--shadow-delay", "3")}
+
+
+@pytest.mark.parametrize("system_pool", [DATED_LATE], indirect=True)
+def test_the_tunnel_goes_to_the_run_the_schedd_dated(sudo_hub, system_pool, unix_users):
+    """The schedd marks a started job running (JobStatus 2) before it dates the run
+    (JobCurrentStartDate, when it spawns the shadow): an ad in between names no run, or
+    the previous one. The hub waits for the date, on the first run and after an eviction
+    (real pool, CI: a spawn's tunnel went to the undated run's directory for 60 s)."""
+    hub, pool = sudo_hub, system_pool
+    ivan = unix_users("i")
+    hub.spawn(ivan, {})
+    job = hub.job_of(ivan)
+    first = pool.wait_for(job, lambda a: a.get("JobCurrentStartDate"))["JobCurrentStartDate"]
+    assert pool.run("condor_vacate_job", job).returncode == 0
+    pool.wait_for(job, lambda a: a.get("JobCurrentStartDate", first) > first, timeout=90)
+    wait_ready(hub, ivan, timeout=60)

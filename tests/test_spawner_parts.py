@@ -310,6 +310,32 @@ async def test_a_server_whose_schedd_is_silent_is_answered_for_until_it_speaks(m
     await spawner._close_tunnel()
 
 
+async def test_poll_attaches_only_to_a_run_the_schedd_dated(monkeypatch):
+    """After a hub restart the job runs again, its ad still dated by the run before (the
+    schedd dates a run when it spawns the shadow): no tunnel to that run's directory."""
+    from condorspawner.attach import Attachment
+
+    opened: list[int | None] = []
+
+    async def record(self, run, on_listening=None) -> int:
+        opened.append(run)
+        return self.local_port
+
+    monkeypatch.setattr(Attachment, "open", record)
+    spawner = silent_schedd_spawner(monkeypatch, free_local_port())
+    t = int(time.time())
+    spawner.state.ad = {
+        "JobStatus": 2,
+        "JobCurrentStartDate": t - 100,
+        "EnteredCurrentStatus": t,
+        "ServerTime": t,
+    }
+    assert await spawner.poll() is None and opened == []
+    spawner.state.ad["JobCurrentStartDate"] = t
+    assert await spawner.poll() is None and opened == [t]
+    await spawner._close_tunnel()
+
+
 async def test_an_evicted_jobs_wait_is_measured_on_the_schedds_clock(monkeypatch):
     """Issue 23.7: the hub's clock is a day ahead of the schedd's; the job was evicted 10 s
     ago by the schedd's clock (``ServerTime`` from the same query): it is kept waiting,
@@ -418,6 +444,20 @@ def test_each_run_has_its_own_directory_and_the_tag_reveals_none():
     assert first.for_run(1700000000).directory == first.directory  # both sides derive it alike
     for text in (first.directory, second.directory, meeting.nonce):
         assert text.rsplit("-", 1)[-1] not in first.tag
+
+
+def test_a_run_counts_as_dated_only_once_the_schedd_dated_it():
+    from condorspawner.protocol import RUN_DATED_WITHIN, run_dated
+
+    t = 1796236912  # recorded on the real pool: running again, the previous run's date
+    stale = {"JobStatus": 2, "JobCurrentStartDate": t - 14, "EnteredCurrentStatus": t}
+    assert not run_dated({**stale, "ServerTime": t + 1})
+    first = {"JobStatus": 2, "EnteredCurrentStatus": t, "ServerTime": t + 1}  # none yet
+    assert not run_dated(first)
+    assert run_dated({**stale, "JobCurrentStartDate": t, "ServerTime": t + 1})
+    # resumed after a suspension: entered "running" after the run began; in time, trusted
+    assert run_dated({**stale, "ServerTime": t + RUN_DATED_WITHIN + 1})
+    assert run_dated({"JobStatus": 2})  # an HTCondor that says neither: nothing to wait for
 
 
 # --- progress -------------------------------------------------------------------------

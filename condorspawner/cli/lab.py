@@ -43,7 +43,7 @@ from condorspawner.condor import Condor, CondorError, CondorTimeout
 from condorspawner.finish import JobNotFinished, finish_job
 from condorspawner.jobad import REMOVED, RUNNING, SPAWN_ATTR, id_of, is_
 from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
-from condorspawner.protocol import JobSecret, Rendezvous, job_start
+from condorspawner.protocol import JobSecret, Rendezvous, job_start, run_dated
 from condorspawner.render import RenderedJob
 from condorspawner.request import RequestError
 from condorspawner.schedds import submit_somewhere
@@ -213,7 +213,9 @@ class LabSession:
         say(f"job {self.job_id} submitted{where}; waiting for a slot (Ctrl-C to give up)")
         url = None
         while True:
-            ad = await self._follow(lambda ad: ad.get("JobStatus") == RUNNING, pending=True)
+            ad = await self._follow(
+                lambda ad: ad.get("JobStatus") == RUNNING and run_dated(ad), pending=True
+            )
             if ad is None:
                 return 0
             host = ad.get("RemoteHost", "a worker")
