@@ -96,7 +96,7 @@ def site_pool(
 
 
 def sudo_hub(
-    root: Path, pool: SystemPool, extra_config: str = "", start_timeout: str = "30s"
+    root: Path, pool: SystemPool | RealPool, extra_config: str = "", start_timeout: str = "30s"
 ) -> Hub:
     """A hub (not started) whose site file runs every tool as the user:
     ``run_as = ["sudo", "-n", "-u", "{user}"]``, ``bin_dir`` the hub's counting shim
@@ -134,10 +134,16 @@ def site_hub(
     network: str = "isolated",
     extra_config: str = "",
     cycle_seconds: float = 0.1,
-) -> Iterator[tuple[Hub, SitePool, list[str]]]:
-    """A running sudo hub on a system pool with ``sessions`` real accounts."""
+    backend: str = "localpool",
+) -> Iterator[tuple[Hub, SitePool | RealPool, list[str]]]:
+    """A running sudo hub on a system pool (``backend``, as :func:`site_pool`) with
+    ``sessions`` real accounts."""
     with (
-        site_pool(sessions, network=network, cycle_seconds=cycle_seconds) as (base, pool, names),
+        site_pool(sessions, network=network, cycle_seconds=cycle_seconds, backend=backend) as (
+            base,
+            pool,
+            names,
+        ),
         running(sudo_hub(base / "hub", pool, extra_config)) as hub,
     ):
         yield hub, pool, names

@@ -1,13 +1,17 @@
-"""Fault injection on localpool, as a site runs the hub: root acting through sudo for N users.
+"""Fault injection as a site runs the hub: root acting through sudo for N users, on
+localpool or (``--backend htcondor``) the real HTCondor of ``CONDORSPAWNER_HTCONDOR``.
 
 One run: N sessions; their tunnels killed; the hub restarted, then SIGKILLed and
-restarted (never more than one tunnel per session meanwhile, none of the killed hub's
-left, no job twice); condor_q failing for a while; condor_history failing for a while
-(a server stopped meanwhile all the same); one job held and one removed behind the
-hub's back; then every server stopped.
+restarted, then restarted while every job's sshd is slow (the attach outlasts its
+timeout: the session is kept and comes back); through all of that the hub's pages and
+API are hammered for every session while a sampler counts each session's tunnels
+(never more than one, none of the killed hub's left, no job twice); condor_q failing
+for a while; condor_history failing for a while (a server stopped meanwhile all the
+same); one job held and one removed behind the hub's back; then every server stopped.
 It checks what must hold (no server lost that should live, no job or tunnel process
 left that should be gone, no work directory lost) and prints how long each recovery
-took. ``python -m benchmarks.faults [--sessions 5] [--outage 60] [--json FILE]``
+took. ``python -m benchmarks.faults [--sessions 5] [--outage 60] [--backend htcondor]
+[--json FILE]``
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import pwd
 import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import site_hub
 from tests.harness import Hub
+from tests.realpool import HOW_TO_RUN, release_dir
 from tests.sessions import cmdline, nonce, program, server_gone, tunnel_pids
 
 
@@ -40,7 +46,18 @@ def _until(predicate: Callable[[], object], timeout: float, what: str) -> float:
 
 
 def _answers(hub: Hub, user: str) -> bool:
-    return hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)[0] == 200
+    """The user's server answers now (a call the hub's relay holds until the tunnel is
+    back is not an answer yet)."""
+    try:
+        return hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)[0] == 200
+    except TimeoutError:
+        return False
+
+
+def _standby(hub: Hub, user: str) -> bool:
+    """The user's URL gives the page that says the connection is being re-established."""
+    status, body = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=5)
+    return status == 424 and "re-established" in str(body)
 
 
 def _keepers(session_nonce: str) -> int:
@@ -57,10 +74,74 @@ def _work_file(user: str) -> Path:
     return Path(pwd.getpwnam(user).pw_dir) / "jupyter" / "precious.txt"
 
 
-def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
+# how long the hub waits for a tunnel to answer (its http_timeout): a slowed sshd makes
+# every attach take longer than that
+ATTACH_TIMEOUT = 60
+
+
+class Hammer:
+    """While it runs: threads asking the hub about every session as fast as it answers
+    (the pending page, the hub's own user URL and the REST API, each of which a browser
+    or a script may call at any time), and a sampler of the most tunnels one session
+    had at once. JupyterHub 6.1 polls the spawner from the pending page when a server
+    turns ready while the page renders; the polls that overlap in every run are the
+    start-up check's and the periodic ones. Bounded: it stops when told or after
+    ``limit`` seconds."""
+
+    PATHS = ("/hub/spawn-pending/{user}", "/hub/user/{user}/api/status", "/hub/api/users/{user}")
+
+    def __init__(self, hub: Hub, nonces: dict[str, str], threads: int = 3, limit: float = 900):
+        self.hub, self.nonces, self.limit = hub, nonces, limit
+        self.most = 0  # tunnels of one session at once, the most seen
+        self.requests = 0
+        self._count = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._sample, daemon=True)] + [
+            threading.Thread(target=self._ask, args=(i,), daemon=True) for i in range(threads)
+        ]
+
+    def __enter__(self) -> Hammer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _running(self, deadline: float) -> bool:
+        return not self._stop.is_set() and time.monotonic() < deadline
+
+    def _ask(self, first: int) -> None:
+        users, deadline, i = list(self.nonces), time.monotonic() + self.limit, first
+        while self._running(deadline):
+            path = self.PATHS[i % len(self.PATHS)].format(user=users[i % len(users)])
+            i += 1
+            try:
+                self.hub.api("GET", path, through_proxy=True, timeout=10)
+            except OSError:  # the hub is down meanwhile
+                self._stop.wait(0.2)
+                continue
+            with self._count:
+                self.requests += 1
+
+    def _sample(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while self._running(deadline):
+            self.most = max([self.most, *(_keepers(n) for n in self.nonces.values())])
+            self._stop.wait(0.05)
+
+
+def run(sessions: int = 5, outage: float = 60.0, backend: str = "localpool") -> dict[str, float]:
     figures: dict[str, float] = {}
     # the pool's cycle as the multi-user tests have it
-    with site_hub(sessions, cycle_seconds=0.05) as (hub, pool, users):
+    hub_config = f"c.CondorSpawner.http_timeout = {ATTACH_TIMEOUT}\n"
+    with site_hub(sessions, cycle_seconds=0.05, backend=backend, extra_config=hub_config) as (
+        hub,
+        pool,
+        users,
+    ):
         for user in users:
             hub.request_spawn(user, {})
         for user in users:
@@ -75,45 +156,69 @@ def run(sessions: int = 5, outage: float = 60.0) -> dict[str, float]:
         nonces = {user: nonce(user) for user in users}
         jobs = {user: hub.job_of(user) for user in users}
 
-        # 1. every tunnel's ssh killed: each comes back by itself
-        killed = time.monotonic()
-        for user in users:
-            for pid in tunnel_pids([nonces[user]]):
-                if program(pid) == "ssh":
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        times = []
-        for user in users:
-            _until(lambda u=user: _answers(hub, u), 60, f"{user} reconnected")
-            times.append(time.monotonic() - killed)
-        figures["reconnect after killed tunnels, s (median)"] = statistics.median(times)
+        with Hammer(hub, nonces) as hammer:
+            # 1. every tunnel's ssh killed: each comes back by itself
+            killed = time.monotonic()
+            for user in users:
+                for pid in tunnel_pids([nonces[user]]):
+                    if program(pid) == "ssh":
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+            times = []
+            for user in users:
+                _until(lambda u=user: _answers(hub, u), 60, f"{user} reconnected")
+                times.append(time.monotonic() - killed)
+            figures["reconnect after killed tunnels, s (median)"] = statistics.median(times)
 
-        # 2. the hub restarts: every session re-attached
-        hub.stop()
-        _until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
-        restarted = time.monotonic()
-        hub.start()
-        most = 0
+            # 2. the hub restarts: every session re-attached
+            hub.stop()
+            _until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
+            restarted = time.monotonic()
+            hub.start()
 
-        def all_back() -> bool:  # one tunnel per session at every look, however many polls
-            nonlocal most
-            most = max([most, *(_keepers(n) for n in nonces.values())])
-            return all(_answers(hub, u) for u in users)
+            def all_back() -> bool:
+                return all(_answers(hub, u) for u in users)
 
-        _until(all_back, 120, "every session re-attached")
-        figures["re-attach after a hub restart, s (all sessions)"] = time.monotonic() - restarted
+            _until(all_back, 120, "every session re-attached")
+            figures["re-attach after a hub restart, s (all sessions)"] = (
+                time.monotonic() - restarted
+            )
 
-        # 2b. the hub SIGKILLed: its tunnels end with it; a new hub re-attaches every session
-        hub.kill()
-        gone = _until(lambda: not tunnel_pids(list(nonces.values())), 60, "killed hub's tunnels")
-        figures["tunnels of a SIGKILLed hub gone after, s"] = gone
-        restarted = time.monotonic()
-        hub.start()
-        _until(all_back, 120, "every session re-attached after a SIGKILL")
-        figures["re-attach after a SIGKILLed hub, s (all sessions)"] = time.monotonic() - restarted
-        figures["most tunnels of one session at once while re-attaching"] = most
-        assert most == 1, f"a session had {most} tunnels at once"
-        assert sorted(_jobs(pool)) == sorted(jobs.values()), "a job lost or started twice"
+            # 2b. the hub SIGKILLed: its tunnels end with it; a new hub re-attaches every session
+            hub.kill()
+            gone = _until(
+                lambda: not tunnel_pids(list(nonces.values())), 60, "killed hub's tunnels"
+            )
+            figures["tunnels of a SIGKILLed hub gone after, s"] = gone
+            restarted = time.monotonic()
+            hub.start()
+            _until(all_back, 120, "every session re-attached after a SIGKILL")
+            figures["re-attach after a SIGKILLed hub, s (all sessions)"] = (
+                time.monotonic() - restarted
+            )
+            assert sorted(_jobs(pool)) == sorted(jobs.values()), "a job lost or started twice"
+
+            # 2c. every job's sshd slow across a hub restart: each attach outlasts its timeout,
+            # so the hub keeps the job and its port gives the standby page; then back
+            late = hub.flag("late", "condor_ssh_to_job", str(ATTACH_TIMEOUT * 3))
+            hub.stop()
+            _until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
+            hub.start()
+            time.sleep(ATTACH_TIMEOUT + 10)  # the first attach of every session timed out
+            lost = [u for u in users if server_gone(hub, u)]
+            waiting = [u for u in users if _standby(hub, u)]
+            late.unlink()
+            assert not lost, f"servers lost while the sshd was slow: {lost}"
+            assert waiting == users, (
+                f"without the standby page: {sorted(set(users) - set(waiting))}"
+            )
+            t = time.monotonic()
+            _until(all_back, 120, "every session back after the sshd is quick again")
+            figures["answers again after a slowed sshd, s (all sessions)"] = time.monotonic() - t
+            assert sorted(_jobs(pool)) == sorted(jobs.values()), "a job lost or started twice"
+        figures["requests hammered at the hub meanwhile"] = hammer.requests
+        figures["most tunnels of one session at once"] = hammer.most
+        assert hammer.most == 1, f"a session had {hammer.most} tunnels at once"
 
         # 3. condor_q fails for a while: no server lost
         flag = hub.flag("fail", "condor_q")
@@ -175,9 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.faults", description=__doc__)
     parser.add_argument("--sessions", type=int, default=5)
     parser.add_argument("--outage", type=float, default=60.0, help="seconds condor_q fails")
+    parser.add_argument("--backend", choices=("localpool", "htcondor"), default="localpool")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    figures = run(args.sessions, args.outage)
+    if args.backend == "htcondor" and release_dir() is None:
+        parser.error(f"--backend htcondor: {HOW_TO_RUN}")
+    figures = run(args.sessions, args.outage, args.backend)
     for name, value in figures.items():
         print(f"{name:<55} {value:8.2f}")
     if args.json:

@@ -180,7 +180,10 @@ class Hub:
     """A real JupyterHub (with configurable-http-proxy) using CondorSpawner on a localpool."""
 
     def flag(self, kind: str, tool: str, value: str = "") -> Path:
-        """Make ``tool`` fail (kind "fail") or answer late (kind "slow", value seconds)."""
+        """Make ``tool`` fail (kind "fail"), answer late (kind "slow": its answer lost for
+        ``value`` seconds after it has done its work) or start late (kind "late": it begins once the
+        flag is gone or ``value`` whole seconds have passed, as a slowed sshd in the job or a
+        slow CCB makes a tunnel)."""
         path = self.root / f"{kind}-{tool}"
         path.write_text(value)
         path.chmod(0o644)
@@ -207,7 +210,8 @@ class Hub:
         (root / "site.toml").write_text(site or site_for_tests(self.work_root))
         # every tool through a shim that counts its calls (benchmarks), fails while a file
         # fail-TOOL exists (tests of "unknown" states) and, while slow-TOOL holds a number of
-        # seconds, answers only that long after it has done its work (a lost answer)
+        # seconds, answers only that long after it has done its work (a lost answer), and
+        # while late-TOOL holds one, begins only when that time is up or the file is gone
         self.fail_flag = root / "fail-condor_q"
         self.calls = root / "condor-calls.log"
         shim = root / "shim"
@@ -224,6 +228,10 @@ class Hub:
                 "  exit 1\nfi\n"
                 f"if [ -e {root}/slow-{tool} ]; then\n"
                 f'  {real} "$@"; rc=$?; sleep "$(cat {root}/slow-{tool})"; exit $rc\nfi\n'
+                f"if [ -e {root}/late-{tool} ]; then\n"
+                f'  n="$(cat {root}/late-{tool})"\n'
+                f'  while [ -e {root}/late-{tool} ] && [ "$n" -gt 0 ]; do\n'
+                "    sleep 1; n=$((n - 1))\n  done\nfi\n"
                 f'exec {real} "$@"\n'
             )
             (shim / tool).chmod(0o755)
