@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from condorspawner.jobad import MARKS, config_string
 from tests.sessions import (
     NOBODY,
     cmdline,
@@ -365,3 +366,47 @@ def test_another_local_account_gets_no_secret_and_no_request(sudo_hub, unix_user
     answered = {p: r for p, r in report["sockets"].items() if r.startswith("HTTP/")}
     assert not [p for p in answered if "condorspawner" in p], answered
     wait_ready(sudo_hub, alice, timeout=60)
+
+
+def test_a_job_forged_with_another_users_marks_is_never_taken_for_theirs(
+    sudo_hub, system_pool, unix_users
+):
+    """Issue 22 (actors a, d): bob may not edit alice's job (condor_qedit is refused)
+    and gives his own job every mark of alice's session (the hub's id, her name, her
+    server, her spawn): her restarted hub re-attaches her own job, her next spawn gets
+    a new job of hers, and bob's job is neither taken, ended nor reached."""
+    alice, bob = unix_users("g"), unix_users("h")
+    sudo_hub.spawn(alice, {})
+    job = sudo_hub.job_of(alice)
+    ad = system_pool.ad(job)
+    marks = {attr: ad[attr] for attr in MARKS.values() if isinstance(ad.get(attr), str)}
+    assert set(marks) == set(MARKS.values()), marks
+    tried = (*marks, "NotebookPort", "Owner", "Iwd")
+    for attr in tried:
+        edited = system_pool.run("condor_qedit", job, attr, '"bob"', user=bob)
+        assert edited.returncode != 0, (attr, edited.stdout)
+    after = system_pool.ad(job)
+    assert {attr: after.get(attr) for attr in tried} == {attr: ad.get(attr) for attr in tried}
+    forged = system_pool.submit(
+        "executable = /bin/sleep\narguments = 600\n"
+        + "".join(f"MY.{attr} = {config_string(value)}\n" for attr, value in marks.items())
+        + "queue\n",
+        user=bob,
+    )
+    system_pool.wait_for(forged, lambda a: a["JobStatus"] == 2)
+
+    sudo_hub.stop()
+    sudo_hub.start()
+    wait_ready(sudo_hub, alice, timeout=60)
+    _, model = sudo_hub.api("GET", f"/users/{alice}")
+    assert model["servers"][""]["state"]["job_id"] == job
+    assert sudo_hub.api("GET", f"/user/{alice}/api/contents", through_proxy=True)[0] == 200
+
+    sudo_hub.api("DELETE", f"/users/{alice}/server")
+    wait_until(lambda: server_gone(sudo_hub, alice), 90, "alice's server stopped")
+    sudo_hub.spawn(alice, {})
+    _, model = sudo_hub.api("GET", f"/users/{alice}")
+    again = model["servers"][""]["state"]["job_id"]
+    assert again not in (job, forged) and system_pool.ad(again)["Owner"] == alice
+    assert system_pool.ad(forged)["JobStatus"] == 2, "bob's job was touched"
+    assert "Traceback" not in sudo_hub.log_tail(300)
