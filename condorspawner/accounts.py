@@ -26,7 +26,7 @@ def check_account(name: str, *, min_uid: int, denied: Iterable[str]) -> pwd.stru
         raise AccountRefused(f"the account {name!r} may not run notebook servers on this hub")
     try:
         account = pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL in the name
         raise AccountRefused(f"there is no account {name!r} on this hub") from None
     if account.pw_uid == os.getuid() and os.getuid() != 0:
         raise AccountRefused(f"the account {name!r} is the hub's own; it may not run notebooks")

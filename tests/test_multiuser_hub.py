@@ -195,6 +195,30 @@ def test_root_and_system_accounts_get_no_job(sudo_hub, system_pool):
     assert system_pool.run("condor_q", "-allusers", "-json").stdout == ""
 
 
+HOSTILE_NAMES = ["../x", "a\nb", "a\x00b", "-n", "a b", "röot", "x;id", "%2e%2e"]
+
+
+def test_hostile_names_get_no_job_and_run_nothing(sudo_hub, system_pool):
+    """Issue 22 (actor d): a login name that is no account's (a path, a control or NUL
+    character, an option, a shell word, non-ASCII) is refused before the spawn is
+    accepted: by JupyterHub (404: it made no such user), or with our 400 naming it and
+    no error logged; no tool runs for it, no job."""
+    from urllib.parse import quote
+
+    for name in HOSTILE_NAMES:
+        url = quote(name, safe="")
+        created, _ = sudo_hub.api("POST", f"/users/{url}")
+        status, body = sudo_hub.api("POST", f"/users/{url}/server", {"user_options": {}})
+        if created == 201:
+            assert status == 400 and f"no account {name!r}" in body["message"], (name, body)
+        else:
+            assert status == 404, (name, created, status, body)
+    calls = sudo_hub.calls.read_text().split()
+    assert "condor_submit" not in calls and "condor_ssh_to_job" not in calls, calls
+    assert "Exception applying user_options" not in sudo_hub.log_tail(400)
+    assert system_pool.run("condor_q", "-allusers", "-json").stdout == ""
+
+
 def test_a_users_symlinks_make_root_touch_nothing_of_theirs(sudo_hub, system_pool, unix_users):
     """~/jupyter -> a root-only directory and ~/.condorspawner -> another: root writes,
     chowns and reads nothing there; the spawn fails with the user's own permission error."""

@@ -27,6 +27,7 @@ from tests.harness import REFERENCE
         ("root", "may not run notebook servers"),
         ("daemon", "may not run notebook servers"),
         ("nosuchuser-xyz", "there is no account"),
+        ("a\x00b", "there is no account"),  # a NUL: pwd raises ValueError, not KeyError
         ("games", "system account"),
     ],
 )
