@@ -289,9 +289,9 @@ def test_another_users_job_on_the_same_loopback_gets_nothing(sudo_hub, system_po
 
 
 LOCAL_ATTACKER = r"""
-import json, os, socket, sys, time
+import glob, json, os, socket, sys, time
 port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-got = {"read": {}, "sockets": {}, "bound": [], "tried": 0}
+got = {"read": {}, "sockets": {}, "bound": [], "replay": {}, "tried": 0}
 def attempt(what):
     got["tried"] += 1
     try:
@@ -332,6 +332,8 @@ while time.monotonic() < until:
                     text = attempt(lambda: read(path))
                     if "Error" not in text:
                         got["read"][path] = text
+    for folder in glob.glob("/tmp/*.condor_ssh_to_job_*"):  # its key, its ssh_config
+        got["replay"][folder] = attempt(lambda: sorted(os.listdir(folder)))
     for line in read("/proc/net/unix").splitlines()[1:]:
         fields = line.split()
         if len(fields) == 8 and fields[7].startswith("/"):
@@ -378,13 +380,20 @@ def test_another_local_account_gets_no_secret_and_no_request(sudo_hub, unix_user
         time.sleep(0.3)
     out, _ = attacker.communicate(timeout=120)
     report = json.loads(out)
-    print(f"\nattacks tried: {report['tried']}, sockets asked: {len(report['sockets'])}")
+    print(
+        f"\nattacks tried: {report['tried']}, sockets asked: {len(report['sockets'])}, "
+        f"ssh session directories tried: {len(report['replay'])}"
+    )
     found = {
         name: [where for where, text in report["read"].items() if value in text]
         for name, value in secrets.items()
         if value in out
     }
     assert found == {}, f"the attacker found {found}"
+    keys = [where for where, text in report["read"].items() if "PRIVATE KEY" in text]
+    assert keys == [], f"the attacker read private keys in {keys}"
+    replayed = {d: r for d, r in report["replay"].items() if r != "PermissionError"}
+    assert replayed == {}, f"the attacker opened ssh session directories: {replayed}"
     assert report["bound"] == [], report["bound"]
     assert any("/fwd-" in path for path in report["sockets"]), report["sockets"]  # it tried
     answered = {p: r for p, r in report["sockets"].items() if r.startswith("HTTP/")}
