@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import textwrap
 from http.server import BaseHTTPRequestHandler
@@ -567,3 +568,23 @@ class SystemPool(MultiUserPool):
 
     def schedd_on(self, name: str) -> bool:
         return self.localpool("schedd-on", name).returncode == 0
+
+
+EVENT = re.compile(r"^(\d{3}) \((\d+)\.(\d+)\.\d+\) (\S+ \S+) ")
+
+
+def node_log_events(path: Path) -> list[tuple[int, int, str]]:
+    """(event code, cluster, node name) of each event of a node log, in order."""
+    names: dict[int, str] = {}
+    out = []
+    for block in path.read_text().split("...\n"):
+        lines = block.strip("\n").splitlines()
+        match = EVENT.match(lines[0]) if lines else None
+        if not match:
+            continue
+        code, cluster = int(match.group(1)), int(match.group(2))
+        if code == 0:
+            note = [line.strip() for line in lines[1:] if "DAG Node:" in line]
+            names[cluster] = note[0].split(": ", 1)[1]
+        out.append((code, cluster, names.get(cluster, "?")))
+    return out

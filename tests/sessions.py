@@ -1,4 +1,5 @@
-"""A spawned session seen from outside: its files, its tunnel's processes, bounded waits.
+"""A spawned session seen from outside: its files, its tunnel's processes, bounded waits,
+and code run in it as its user would (a kernel, a terminal, through the hub's proxy).
 
 Shared by the end-to-end tests and benchmarks/faults.py; every lookup is limited to
 the sessions a test made (by their rendezvous), never the machine's other hubs.
@@ -6,12 +7,16 @@ the sessions a test made (by their rendezvous), never the machine's other hubs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pwd
+import re
 import time
+import uuid
 from pathlib import Path
 
 from proxy_tunnel.procs import alive, command_line, processes_carrying
+from tests.harness import HUB_TOKEN
 
 
 def submit_dir(user: str, server: str = "") -> Path:
@@ -119,3 +124,126 @@ def squatter(port: int, seconds: float):
 
     command = [*NOBODY, sys.executable, "-c", SQUATTER, str(port), str(seconds)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd="/")
+
+
+def _message(msg_type: str, user: str, content: dict) -> tuple[str, str]:
+    """(msg_id, the JSON of a shell-channel message)."""
+    msg_id = uuid.uuid4().hex
+    header = {
+        "msg_id": msg_id,
+        "msg_type": msg_type,
+        "username": user,
+        "session": uuid.uuid4().hex,
+        "version": "5.3",
+    }
+    return msg_id, json.dumps(
+        {
+            "header": header,
+            "parent_header": {},
+            "metadata": {},
+            "channel": "shell",
+            "content": content,
+        }
+    )
+
+
+async def run_in_kernel(hub, user: str, kernel_id: str, code: str, timeout: float = 60) -> str:
+    """Execute code in a kernel through the hub's proxy (websocket) and return its stdout.
+
+    The kernel's output channel (iopub) must be live before the code runs, or its
+    output is lost on a busy machine: a kernel_info_request is repeated until its
+    status message arrives on iopub."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel_id}/channels"
+    request = HTTPRequest(url, headers={"Authorization": f"token {HUB_TOKEN}"})
+    ws = await websocket_connect(request)
+    deadline = time.monotonic() + timeout
+    out: list[str] = []
+
+    async def read() -> dict | None:
+        raw = await asyncio.wait_for(ws.read_message(), max(0.1, deadline - time.monotonic()))
+        return None if raw is None else json.loads(raw)
+
+    try:
+        live = False
+        for _ in range(int(timeout // 5)):
+            info_id, info = _message("kernel_info_request", user, {})
+            ws.write_message(info)
+            until = min(deadline, time.monotonic() + 5)
+            while not live and time.monotonic() < until:
+                try:
+                    raw = await asyncio.wait_for(ws.read_message(), until - time.monotonic())
+                except TimeoutError:
+                    break
+                msg = json.loads(raw) if raw else {}
+                parent = msg.get("parent_header", {}).get("msg_id")
+                live = parent == info_id and msg.get("channel") == "iopub"
+            if live or time.monotonic() >= deadline:
+                break
+        msg_id, execute = _message(
+            "execute_request",
+            user,
+            {
+                "code": code,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+            },
+        )
+        ws.write_message(execute)
+        while time.monotonic() < deadline:
+            msg = await read()
+            if msg is None:
+                break
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                out.append("\n".join(msg["content"]["traceback"]))
+            elif kind == "status" and msg["content"].get("execution_state") == "idle":
+                break  # after its last output (iopub keeps order; the reply may come first)
+    finally:
+        ws.close()
+    return "".join(out)
+
+
+def start_kernel(hub, user: str) -> str:
+    status, kernel = hub.api(
+        "POST", f"/user/{user}/api/kernels", {"name": "python3"}, through_proxy=True, timeout=60
+    )
+    assert status == 201, (status, kernel)
+    return kernel["id"]
+
+
+async def run_in_terminal(hub, user: str, command: str, until: str, timeout: float = 90) -> str:
+    """Type ``command`` into a new terminal of the user's server; the screen text up to the
+    first match of the pattern ``until`` (in the output, not in the echo of the command)."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    status, term = hub.api("POST", f"/user/{user}/api/terminals", {}, through_proxy=True)
+    assert status == 200, (status, term)
+    url = f"ws://127.0.0.1:{hub.port}/user/{user}/terminals/websocket/{term['name']}"
+    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {HUB_TOKEN}"}))
+    ws.write_message(json.dumps(["stdin", command + "\r"]))
+    seen, echoed = "", len(command)
+    deadline = time.monotonic() + timeout
+    try:
+        while not re.search(until, seen[echoed:]) and time.monotonic() < deadline:
+            raw = await asyncio.wait_for(ws.read_message(), deadline - time.monotonic())
+            if raw is None:
+                break
+            kind, *rest = json.loads(raw)
+            if kind == "stdout":
+                seen += rest[0]
+    finally:
+        ws.close()
+    assert re.search(until, seen[echoed:]), (
+        f"no {until!r} on the terminal within {timeout:g} s:\n{seen}"
+    )
+    return seen

@@ -25,14 +25,14 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from hub_config.demo_auth import account_exists
 from proxy_tunnel import free_port
-from tests.test_demo_command import Demo
+from tests.commands import Demo
+from tests.sessions import wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -164,15 +164,6 @@ def read_terminals_as_text(account: str) -> None:
         check=True,
         timeout=30,
     )
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{what} (waited {timeout:g} s)")
 
 
 def test_two_users_spawn_each_as_their_own_account_run_a_cell_and_stop(demo):

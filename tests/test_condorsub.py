@@ -14,8 +14,8 @@ import pytest
 from condorspawner.render import BatchPayload, NotebookPayload, Renderer
 from condorspawner.request import JobRequest
 from condorspawner.site import load_site
+from tests.commands import QUEUE_COLUMNS
 from tests.harness import CONDORSUB, drive_terminal
-from tests.test_condorsub_display import QUEUE_COLUMNS
 
 pytestmark = pytest.mark.both_pools  # on localpool, and on the real HTCondor as an account
 

@@ -20,11 +20,11 @@ from condorspawner.cli.display import (
     queue_rows,
     workflow_counts,
 )
+from tests.commands import QUEUE_COLUMNS
 
 NOW = 1_800_000_000
 
 # condorsub q's columns, as a user reads them (piped: one line of names)
-QUEUE_COLUMNS = ["ID", "OWNER", "SUBMITTED", "RUNTIME", "STATUS", "OS", "CPUS", "MEMORY", "COMMAND"]
 
 
 def ad(cluster: int, status: int = 1, schedd: str = "vm", **extra) -> dict:

@@ -4,15 +4,11 @@ the job-following loop it shares with the spawner (``watcher.follow_job``) on it
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import select
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,45 +16,8 @@ import pytest
 from condorspawner.protocol import SECRET_FILE, JobSecret
 from condorspawner.watcher import JobEnded, JobHeld, JobState, StillQueued, follow_job
 from proxy_tunnel.procs import alive, descendants
-from tests.harness import CONDORSUB, site_for_tests
-
-
-def site_env(tmp_path: Path, base: dict[str, str]) -> dict[str, str]:
-    site_file = tmp_path / "site.toml"
-    site_file.write_text(site_for_tests(tmp_path / "work"))
-    return {**base, "CONDORSPAWNER_SITE": str(site_file)}
-
-
-def read_line(proc: subprocess.Popen, pattern: str, timeout: float, err: Path) -> str:
-    """The first line of the process's stdout that matches (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            seen += line
-            if re.search(pattern, line):
-                return line.strip()
-    raise AssertionError(
-        f"no line matching {pattern!r} (rc {proc.poll()}); stdout: {seen!r}; "
-        f"stderr: {err.read_text()}"
-    )
-
-
-def call(url: str, method: str = "GET", token: str | None = None, body: dict | None = None):
-    """(status, parsed JSON body) of one request through the tunnel."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"token {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, None
-
+from tests.commands import Lab, call, site_env
+from tests.harness import CONDORSUB
 
 # --- follow_job: the loop the lab and the spawner share -----------------------------------
 
@@ -175,45 +134,6 @@ def test_a_bad_option_gives_one_line_and_submits_nothing(tmp_path):
         assert result.stdout == ""
     assert not (tmp_path / "condorsub-jobs").exists()
     assert not (tmp_path / "my lab").exists()
-
-
-class Lab:
-    """A running ``condorsub lab`` in its own process group, and what it printed."""
-
-    def __init__(self, pool, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.err_file = tmp_path / "lab.err"
-        with self.err_file.open("w") as err:
-            self.proc = subprocess.Popen(
-                [CONDORSUB, "lab", *args],
-                cwd=pool.submit_dir,
-                env={**site_env(tmp_path, pool.env), **(env or {})},
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                start_new_session=True,  # its own process group: SIGINT to it is a Ctrl-C
-            )
-        url = read_line(self.proc, r"^http://127\.0\.0\.1:\d+/lab\?token=", 180, self.err_file)
-        self.base, self.token = url.split("/lab?token=")
-        self.job = re.search(r"job (\d+\.\d+)", self.stderr).group(1)
-        self.submit_dir = next((pool.submit_dir / "condorsub-jobs").iterdir())
-
-    @property
-    def stderr(self) -> str:
-        return self.err_file.read_text()
-
-    def write(self, name: str, text: str) -> None:
-        """A file in the job's work directory, through JupyterLab's contents API."""
-        body = {"type": "file", "format": "text", "content": text}
-        status, _ = call(f"{self.base}/api/contents/{name}", "PUT", self.token, body)
-        assert status in (200, 201)
-
-    def wait(self, timeout: float = 120) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tmp_path):

@@ -12,8 +12,7 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from tests.harness import CONDORSUB, site_for_tests
-from tests.test_localpool_dag import node_log_events
+from tests.harness import CONDORSUB, node_log_events, site_for_tests
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import secrets
-import signal
 import subprocess
 import time
 import urllib.error
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from hub_config.demo_auth import account_exists, recorded_accounts
+from hub_config.demo_auth import account_exists
 from proxy_tunnel import free_port
+from tests.commands import Demo
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "demo-command-test-token-0123456789abcdef"
@@ -31,104 +31,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="the demo creates accounts: it needs root"),
 ]
-
-
-class Demo:
-    """The demo command of a checkout (``command`` run there), its Ctrl-C and its ``--clean``."""
-
-    def __init__(
-        self,
-        command: list[str],
-        cwd: Path,
-        log: Path,
-        *,
-        demo_dir: Path | None = None,
-        port: int | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        """``demo_dir``/``port`` None: the demo's defaults (``<cwd>/.demo``, 8000)."""
-        self.command, self.cwd, self.log_path, self.env = command, cwd, log, env
-        self.options = [*(["--dir", str(demo_dir)] if demo_dir else [])]
-        self.options += ["--port", str(port)] if port else []
-        self.dir = demo_dir or cwd / ".demo"
-        self.url = f"http://127.0.0.1:{port or 8000}"
-        self.bin = self.dir / "install" / "bin"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float) -> None:
-        """Start the demo and wait (bounded) until its hub's login page answers."""
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [*self.command, *self.options],
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=self.env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(self.failure("the demo exited"))
-            try:
-                urllib.request.urlopen(f"{self.url}/hub/login", timeout=2)
-                return
-            except OSError:
-                time.sleep(1)
-        pytest.fail(self.failure(f"the demo's hub never answered at {self.url}"))
-
-    def log(self) -> str:
-        """What the demo printed so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def hub_log(self) -> str:
-        """The hub's log (in the demo directory, which --clean removes)."""
-        path = self.dir / "jupyterhub.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def failure(self, what: str) -> str:
-        """``what``, then the end of the demo's output and of the hub's log."""
-        return f"{what}\n{self.log()[-3000:]}\n--- hub log:\n{self.hub_log()[-5000:]}"
-
-    def stop(self, timeout: float = 150) -> None:
-        """Ctrl-C (SIGINT to the demo's process group, as a terminal sends it); wait for it."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-            pytest.fail(self.failure(f"the demo did not stop within {timeout:g} s"))
-
-    def clean(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """The demo's ``--clean`` on its directory."""
-        return subprocess.run(
-            [*self.command, "--clean", *self.options],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def accounts(self) -> list[str]:
-        """The accounts the demo recorded (``<demo dir>/accounts.txt``)."""
-        return recorded_accounts(self.dir / "accounts.txt")
-
-    def condor(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """An installed tool of the demo's pool, run as root with no environment."""
-        return subprocess.run(
-            [str(self.bin / args[0]), *args[1:]],
-            env={"PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
 
 
 def api(demo: Demo, method: str, path: str, body: object = None) -> tuple[int, object]:

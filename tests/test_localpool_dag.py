@@ -17,8 +17,9 @@ from pathlib import Path
 import htcondor2
 import pytest
 
+from tests.harness import node_log_events
+
 STAMP = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")
-EVENT = re.compile(r"^(\d{3}) \((\d+)\.(\d+)\.\d+\) (\S+ \S+) ")
 
 
 def node_script(directory: Path, name: str, body: str = "") -> None:
@@ -57,23 +58,6 @@ def submit_dag(pool, *args: str) -> tuple[int, str]:
     match = re.search(r"^1 job\(s\) submitted to cluster (\d+)\.$", result.stdout, re.M)
     assert match, result.stdout
     return int(match.group(1)), result.stdout
-
-
-def node_log_events(path: Path) -> list[tuple[int, int, str]]:
-    """(event code, cluster, node name) of each event of a node log, in order."""
-    names: dict[int, str] = {}
-    out = []
-    for block in path.read_text().split("...\n"):
-        lines = block.strip("\n").splitlines()
-        match = EVENT.match(lines[0]) if lines else None
-        if not match:
-            continue
-        code, cluster = int(match.group(1)), int(match.group(2))
-        if code == 0:
-            note = [line.strip() for line in lines[1:] if "DAG Node:" in line]
-            names[cluster] = note[0].split(": ", 1)[1]
-        out.append((code, cluster, names.get(cluster, "?")))
-    return out
 
 
 def test_a_diamond_runs_in_order_with_dagman_in_the_queue(pool):

@@ -28,13 +28,14 @@ from tests.sessions import (
     cmdline,
     nonce,
     program,
+    run_in_kernel,
     server_gone,
+    start_kernel,
     submit_dir,
     tunnel_pids,
     wait_ready,
     wait_until,
 )
-from tests.test_spawner import run_in_kernel, start_kernel
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 

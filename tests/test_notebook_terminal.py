@@ -7,43 +7,13 @@ a kernel inherits the server's environment, a terminal starts a shell of its own
 from __future__ import annotations
 
 import asyncio
-import json
 import pwd
 import re
 import subprocess
 import time
 from pathlib import Path
 
-from tests.harness import HUB_TOKEN
-
-
-async def run_in_terminal(hub, user: str, command: str, until: str, timeout: float = 90) -> str:
-    """Type ``command`` into a new terminal of the user's server; the screen text up to the
-    first match of the pattern ``until`` (in the output, not in the echo of the command)."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    status, term = hub.api("POST", f"/user/{user}/api/terminals", {}, through_proxy=True)
-    assert status == 200, (status, term)
-    url = f"ws://127.0.0.1:{hub.port}/user/{user}/terminals/websocket/{term['name']}"
-    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {HUB_TOKEN}"}))
-    ws.write_message(json.dumps(["stdin", command + "\r"]))
-    seen, echoed = "", len(command)
-    deadline = time.monotonic() + timeout
-    try:
-        while not re.search(until, seen[echoed:]) and time.monotonic() < deadline:
-            raw = await asyncio.wait_for(ws.read_message(), deadline - time.monotonic())
-            if raw is None:
-                break
-            kind, *rest = json.loads(raw)
-            if kind == "stdout":
-                seen += rest[0]
-    finally:
-        ws.close()
-    assert re.search(until, seen[echoed:]), (
-        f"no {until!r} on the terminal within {timeout:g} s:\n{seen}"
-    )
-    return seen
+from tests.sessions import run_in_terminal
 
 
 def test_terminal_has_condorsub_and_batch_output_comes_home(sudo_hub, system_pool, unix_users):

@@ -294,7 +294,7 @@ def test_a_lab_job_goes_to_the_less_loaded_schedd_and_is_tunnelled_and_ended_the
     import os
     import signal
 
-    from tests.test_condorsub_lab import Lab, call
+    from tests.commands import Lab, call
 
     pool.restart("--schedds", "2")
     load_schedd(pool, S1, 3)

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from tests.sessions import wait_ready, wait_until
-from tests.test_notebook_terminal import run_in_terminal
+from tests.sessions import run_in_terminal, wait_ready, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 

@@ -12,109 +12,22 @@ import os
 import pwd
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.harness import HUB_TOKEN
-from tests.sessions import nonce, program, tunnel_pids, wait_ready, wait_until
+from tests.sessions import (
+    nonce,
+    program,
+    run_in_kernel,
+    start_kernel,
+    tunnel_pids,
+    wait_ready,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="accounts, sudo, namespaces need root")
-
-
-def _message(msg_type: str, user: str, content: dict) -> tuple[str, str]:
-    """(msg_id, the JSON of a shell-channel message)."""
-    msg_id = uuid.uuid4().hex
-    header = {
-        "msg_id": msg_id,
-        "msg_type": msg_type,
-        "username": user,
-        "session": uuid.uuid4().hex,
-        "version": "5.3",
-    }
-    return msg_id, json.dumps(
-        {
-            "header": header,
-            "parent_header": {},
-            "metadata": {},
-            "channel": "shell",
-            "content": content,
-        }
-    )
-
-
-async def run_in_kernel(hub, user: str, kernel_id: str, code: str, timeout: float = 60) -> str:
-    """Execute code in a kernel through the hub's proxy (websocket) and return its stdout.
-
-    The kernel's output channel (iopub) must be live before the code runs, or its
-    output is lost on a busy machine: a kernel_info_request is repeated until its
-    status message arrives on iopub."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel_id}/channels"
-    request = HTTPRequest(url, headers={"Authorization": f"token {HUB_TOKEN}"})
-    ws = await websocket_connect(request)
-    deadline = time.monotonic() + timeout
-    out: list[str] = []
-
-    async def read() -> dict | None:
-        raw = await asyncio.wait_for(ws.read_message(), max(0.1, deadline - time.monotonic()))
-        return None if raw is None else json.loads(raw)
-
-    try:
-        live = False
-        for _ in range(int(timeout // 5)):
-            info_id, info = _message("kernel_info_request", user, {})
-            ws.write_message(info)
-            until = min(deadline, time.monotonic() + 5)
-            while not live and time.monotonic() < until:
-                try:
-                    raw = await asyncio.wait_for(ws.read_message(), until - time.monotonic())
-                except TimeoutError:
-                    break
-                msg = json.loads(raw) if raw else {}
-                parent = msg.get("parent_header", {}).get("msg_id")
-                live = parent == info_id and msg.get("channel") == "iopub"
-            if live or time.monotonic() >= deadline:
-                break
-        msg_id, execute = _message(
-            "execute_request",
-            user,
-            {
-                "code": code,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
-        ws.write_message(execute)
-        while time.monotonic() < deadline:
-            msg = await read()
-            if msg is None:
-                break
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["header"]["msg_type"]
-            if kind == "stream":
-                out.append(msg["content"]["text"])
-            elif kind == "error":
-                out.append("\n".join(msg["content"]["traceback"]))
-            elif kind == "status" and msg["content"].get("execution_state") == "idle":
-                break  # after its last output (iopub keeps order; the reply may come first)
-    finally:
-        ws.close()
-    return "".join(out)
-
-
-def start_kernel(hub, user: str) -> str:
-    status, kernel = hub.api(
-        "POST", f"/user/{user}/api/kernels", {"name": "python3"}, through_proxy=True, timeout=60
-    )
-    assert status == 201, (status, kernel)
-    return kernel["id"]
 
 
 def events(hub, user: str) -> list[str]:

@@ -206,13 +206,18 @@ async def test_a_held_or_idle_job_is_removed_at_once():
 
 
 async def test_a_job_already_gone_is_fine():
+    """condor_rm finds no such job (it left the queue meanwhile): finished, without an
+    error, and a job held already is not held again."""
     watcher = FakeWatcher({"JobStatus": 5})
 
     class Gone(FakeCondor):
         async def rm(self, job_ids, reason=None, user=None):
+            self.calls.append("rm")
             raise JobNotFound(["condor_rm"], 1, "Job 1.0 not found", ["1.0"])
 
-    await finish_job(Gone(watcher), watcher, "1.0", user="ann", reason="x", timeout=0.3, poll=0.05)
+    condor = Gone(watcher)
+    await finish_job(condor, watcher, "1.0", user="ann", reason="x", timeout=0.3, poll=0.05)
+    assert condor.calls == ["rm"]
 
 
 # --- the site at once, poll that never raises -------------------------------------------

@@ -173,6 +173,19 @@ def test_no_module_is_over_the_size_limit():
     assert not over, f"modules over {MAX_LINES} lines (split them by concern): {over}"
 
 
+def test_no_test_module_imports_another():
+    # shared helpers live in conftest's fixtures and the helper modules (harness,
+    # sessions, commands, realpool), so a test module can change without breaking others
+    graph = import_graph(ROOT, ("tests",))
+    borrowed = sorted(
+        (name, target)
+        for name, targets in graph.items()
+        for target in targets
+        if target.split(".")[-1].startswith("test_") and target != name
+    )
+    assert not borrowed, f"test modules importing other test modules: {borrowed}"
+
+
 def test_localpool_and_the_product_share_no_code():
     # The product runs only condor_* commands; the stand-in must not borrow the code under test.
     graph = import_graph(ROOT, PACKAGES)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_notebook_terminal import run_in_terminal
+from tests.sessions import run_in_terminal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 
