@@ -69,7 +69,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("args", nargs=argparse.REMAINDER)
 
     w = sub.add_parser("dag", help="a workflow: stages of jobs, run in order (DAGMan)")
-    w.add_argument("file", nargs="?", metavar="FILE", help="the workflow file (TOML, see README)")
+    w.add_argument(
+        "file", nargs="?", metavar="FILE", help="the workflow file (TOML, see docs/condorsub.md)"
+    )
     w.add_argument("--resume", metavar="DIR", help="go on with a failed workflow (its rescue file)")
     w.add_argument("--schedd", metavar="NAME", help="this schedd (default: the least loaded)")
     w.add_argument("--dry-run", action="store_true", help="write the files, submit nothing")
