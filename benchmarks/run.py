@@ -20,7 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import cli_bench, compare, faults, localpool_bench, throughput, watcher_bench
+from benchmarks import (
+    cli_bench,
+    compare,
+    faults,
+    localpool_bench,
+    ssh_window,
+    throughput,
+    watcher_bench,
+)
 from tests.realpool import release_dir
 
 
@@ -146,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     if not q:
         for name, value in faults.run(sessions=5, outage=60).items():
             rows.append(row(f"faults: {name}", value, "0" if "lost" in name else ""))
+    # the real HTCondor's wait before condor_ssh_to_job works, by starter setting (the
+    # full run only: two pools, about a minute)
+    if not q and release_dir() is not None:
+        for name, value in ssh_window.run(jobs=4).items():
+            rows.append(row(f"P1 condor_ssh_to_job refused (real), {name}", value, "", "s"))
     # P2 with several schedds: one condor_q per schedd per interval, however many sessions
     w = watcher_bench.run(sessions=20 if q else 100, window=8 if q else 20, interval=1 if q else 2)
     rows += [
