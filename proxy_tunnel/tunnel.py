@@ -37,6 +37,10 @@ from proxy_tunnel.sockets import socket_directory
 log = logging.getLogger("proxy_tunnel")
 
 RETRY_MARK = "Use -auto-retry"
+# The schedd says "retry" until the starter's first update (seconds after the job runs):
+# asked again at this steady pace, the tunnel starts within it of the moment it can,
+# where a backoff would overshoot (condor_ssh_to_job's own -auto-retry waits 5 s)
+RETRY_EVERY = 0.5
 HOLD_WHILE_DOWN = 15.0  # seconds a request waits for a dropped forward to come back
 
 
@@ -297,8 +301,11 @@ class Tunnel:
             last_error = stderr.splitlines()[-1] if stderr else f"exit {self._process.returncode}"
             if "Unable to fetch job ad" in stderr:
                 raise TunnelError(f"job {self.job_id} is no longer in the queue")
-            await asyncio.sleep(delay if RETRY_MARK in stderr else delay * 2)
-            delay = min(delay * 2, 2.0)
+            if RETRY_MARK in stderr:
+                await asyncio.sleep(RETRY_EVERY)
+            else:
+                await asyncio.sleep(delay * 2)
+                delay = min(delay * 2, 2.0)
         await self._terminate()
         raise TunnelError(
             f"tunnel to job {self.job_id} not ready within {timeout:g} s (last: {last_error})"
