@@ -169,6 +169,7 @@ def test_a_held_job_fails_the_spawn_with_its_reason(sudo_hub, system_pool, unix_
     assert hub.job_of(dave) is None
 
 
+@pytest.mark.slow  # waits out the 20 s start timeout; CI's slow tier runs it
 def test_a_request_fitting_no_slot_is_removed_at_the_start_timeout(sudo_hub, unix_users):
     hub = sudo_hub
     erin = unix_users("e")

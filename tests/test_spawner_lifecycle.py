@@ -31,6 +31,7 @@ from tests.sessions import (
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 
 
+@pytest.mark.slow  # also in benchmarks.faults (slow tier): restart, SIGKILL, re-attach
 def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool, unix_users):
     """Issue 16.1: SIGTERM, then SIGKILL of the hub; the second time an old tunnel is even
     left alive on purpose (its keeper killed first): the new hub ends it and re-attaches."""
@@ -208,6 +209,7 @@ def test_named_servers_have_their_own_directories(sudo_hub, system_pool, unix_us
     assert (submit_dir(user) / "job.sub").exists()
 
 
+@pytest.mark.slow  # 20 s of the default run's 15 minutes; CI's slow tier runs it
 def test_no_session_directories_pile_up(sudo_hub, system_pool, unix_users):
     """Issue 16.10: spawns, stops and a killed tunnel leave no condor_ssh_to_job session
     directories behind."""
