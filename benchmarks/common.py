@@ -10,11 +10,12 @@ processes, and the spawner's "spawn timings" log lines.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tests.harness import Hub, SystemPool, UnixUsers
@@ -215,3 +216,12 @@ def timings(hub: Hub) -> list[tuple[float, ...]]:
     """(submit, queue wait, start and tunnel, total) of each spawn the hub logged."""
     text = (hub.root / "jupyterhub.log").read_text(errors="replace")
     return [tuple(float(x) for x in m.groups()) for m in TIMING.finditer(text)]
+
+
+def report(figures: Mapping[str, float], json_path: Path | None) -> None:
+    """A benchmark's figures, one line each, and as JSON to ``json_path`` if given."""
+    width = max((len(name) for name in figures), default=0)
+    for name, value in figures.items():
+        print(f"{name:<{width}} {value:8.2f}")
+    if json_path:
+        json_path.write_text(json.dumps(dict(figures), indent=2))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import pwd
 import signal
@@ -29,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import site_hub
+from benchmarks.common import report, site_hub
 from tests.harness import Hub
 from tests.realpool import HOW_TO_RUN, release_dir
 from tests.sessions import cmdline, nonce, program, server_gone, tunnel_pids
@@ -286,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "htcondor" and release_dir() is None:
         parser.error(f"--backend htcondor: {HOW_TO_RUN}")
     figures = run(args.sessions, args.outage, args.backend)
-    for name, value in figures.items():
-        print(f"{name:<55} {value:8.2f}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    report(figures, args.json)
     return 0
 
 

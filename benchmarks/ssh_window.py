@@ -12,7 +12,6 @@ from JobStatus 2 to the first ``condor_ssh_to_job JOB true`` that succeeds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -21,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import report
 from tests.harness import UnixUsers
 from tests.realpool import HOW_TO_RUN, RealPool, release_dir
 
@@ -107,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if release_dir() is None:
         parser.error(HOW_TO_RUN)
     figures = run(args.jobs)
-    for name, value in figures.items():
-        print(f"condor_ssh_to_job refused after the job runs, s, {name:<38} {value:6.2f}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    report({f"condor_ssh_to_job refused, s: {k}": v for k, v in figures.items()}, args.json)
     return 0
 
 
