@@ -9,9 +9,9 @@ from typing import Any
 from condorspawner.attach import AttachError
 from condorspawner.condor import CondorError
 from condorspawner.finish import JobNotFinished
-from condorspawner.jobad import COMPLETED, HELD, IDLE, REMOVED, RUNNING
+from condorspawner.jobad import COMPLETED, HELD, IDLE, REMOVED, RUNNING, run_dated
 from condorspawner.joblog import ended_in_log
-from condorspawner.protocol import job_start, run_dated
+from condorspawner.protocol import job_start
 from condorspawner.standby import Standby
 
 

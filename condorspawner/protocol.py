@@ -28,7 +28,6 @@ import hashlib
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,7 +40,6 @@ _NONCE_RE = re.compile(r"^[0-9a-f]{32}\Z")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")  # a JWT
 TOKEN_DIR_ENV = "_CONDOR_SEC_TOKEN_DIRECTORY"  # noqa: S105 (a variable's name)
 _ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,40}\Z")
-RUN_DATED_WITHIN = 60  # s: far longer than a schedd takes from "running" to its shadow
 
 
 class ProtocolError(ValueError):
@@ -170,25 +168,12 @@ class JobSecret:
 
 def job_start(ad: dict[str, Any]) -> int | None:
     """Which run of the job an ad describes (JobCurrentStartDate, set by HTCondor)."""
-    value = ad.get("JobCurrentStartDate")
-    return value if _is_int(value) else None
+    return int_value(ad.get("JobCurrentStartDate"))
 
 
-def run_dated(ad: dict[str, Any]) -> bool:
-    """Whether a running job's ad names its run: the schedd marks a job running
-    (``JobStatus``, ``EnteredCurrentStatus``) and dates the run only when it spawns the
-    shadow, a moment later (``add_shadow_birthdate``); an ad in between has the previous
-    run's ``JobCurrentStartDate``, or none. Still undated long after: the date is the
-    run's (a job resumed after a suspension entered "running" after its run began)."""
-    entered, start = ad.get("EnteredCurrentStatus"), job_start(ad)
-    if not _is_int(entered) or (start is not None and start >= entered):
-        return True
-    now = ad.get("ServerTime")
-    return (now if _is_int(now) else time.time()) - entered > RUN_DATED_WITHIN
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def int_value(value: Any) -> int | None:
+    """An ad's integer (a ClassAd boolean is no number), or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 __all__ = [
@@ -196,7 +181,7 @@ __all__ = [
     "JobSecret",
     "ProtocolError",
     "Rendezvous",
+    "int_value",
     "job_start",
     "new_generation",
-    "run_dated",
 ]

@@ -34,7 +34,7 @@ from condorspawner.condor import Condor
 from condorspawner.errors import SpawnError
 from condorspawner.finish import JobNotFinished, finish_job
 from condorspawner.health import HealthMixin
-from condorspawner.jobad import RUNNING
+from condorspawner.jobad import RUNNING, run_dated
 from condorspawner.jobfiles import JobPaths
 from condorspawner.options import OptionsMixin
 from condorspawner.progress import ANSWERS, OPENING, QUEUED, ProgressMixin
@@ -43,7 +43,6 @@ from condorspawner.protocol import (
     SECRET_FILE,
     Rendezvous,
     job_start,
-    run_dated,
 )
 from condorspawner.request import RequestError
 from condorspawner.site import Site, cached_site

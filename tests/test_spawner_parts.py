@@ -453,7 +453,7 @@ def test_each_run_has_its_own_directory_and_the_tag_reveals_none():
 
 
 def test_a_run_counts_as_dated_only_once_the_schedd_dated_it():
-    from condorspawner.protocol import RUN_DATED_WITHIN, run_dated
+    from condorspawner.jobad import RUN_DATED_WITHIN, run_dated
 
     t = 1796236912  # recorded on the real pool: running again, the previous run's date
     stale = {"JobStatus": 2, "JobCurrentStartDate": t - 14, "EnteredCurrentStatus": t}
@@ -461,7 +461,11 @@ def test_a_run_counts_as_dated_only_once_the_schedd_dated_it():
     first = {"JobStatus": 2, "EnteredCurrentStatus": t, "ServerTime": t + 1}  # none yet
     assert not run_dated(first)
     assert run_dated({**stale, "JobCurrentStartDate": t, "ServerTime": t + 1})
-    # resumed after a suspension: entered "running" after the run began; in time, trusted
+    # condor_suspend then condor_continue on the real pool (25.0.13): JobStatus 2 again,
+    # LastJobStatus 7, EnteredCurrentStatus still the run's start: dated
+    resumed = {"JobStatus": 2, "LastJobStatus": 7, "EnteredCurrentStatus": t}
+    assert run_dated({**resumed, "JobCurrentStartDate": t, "ServerTime": t + 5})
+    # never dated: after a while the date is trusted, not waited for without end
     assert run_dated({**stale, "ServerTime": t + RUN_DATED_WITHIN + 1})
     assert run_dated({"JobStatus": 2})  # an HTCondor that says neither: nothing to wait for
 

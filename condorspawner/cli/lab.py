@@ -41,9 +41,9 @@ from condorspawner.cli.context import condor, job_dir, job_request, site
 from condorspawner.cli.exits import FAILED, USAGE, CliError
 from condorspawner.condor import Condor, CondorError, CondorTimeout
 from condorspawner.finish import JobNotFinished, finish_job
-from condorspawner.jobad import REMOVED, RUNNING, SPAWN_ATTR, id_of, is_
+from condorspawner.jobad import REMOVED, RUNNING, SPAWN_ATTR, id_of, is_, run_dated
 from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
-from condorspawner.protocol import JobSecret, Rendezvous, job_start, run_dated
+from condorspawner.protocol import JobSecret, Rendezvous, job_start
 from condorspawner.render import RenderedJob
 from condorspawner.request import RequestError
 from condorspawner.schedds import submit_somewhere
