@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from condorspawner.protocol import Rendezvous, new_generation
 from proxy_tunnel import SocketRelay, Tunnel, TunnelError
@@ -28,6 +29,15 @@ from proxy_tunnel.procs import alive, processes_carrying, signal_all
 from proxy_tunnel.sockets import socket_directory
 
 log = logging.getLogger("condorspawner.attach")
+
+
+def hub_address(api_url: str) -> tuple[str, int]:
+    """(host, port) of the hub's API, for the job's way back (a bind-all address: loopback)."""
+    url = urlparse(api_url)
+    host = url.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 (a bind-all address, not a bind)
+        host = "127.0.0.1"
+    return host, url.port or (443 if url.scheme == "https" else 80)
 
 
 class AttachError(RuntimeError):
@@ -48,6 +58,16 @@ async def end_leftovers(marker: str, uids: set[int], wait: float = 5.0) -> int:
         await asyncio.sleep(0.1)
     signal_all([p for p in found if alive(p)], signal.SIGKILL)
     return len(found)
+
+
+@dataclass
+class TunnelSettings:
+    """How the job's tunnel is opened (the adapter's choices)."""
+
+    hub_api: tuple[str, int] | None = None  # (host, port): the job reaches the hub back
+    max_restarts: int = 5
+    ready_timeout: float = 120.0
+    on_give_up: Callable[[str], Awaitable[None]] | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from tornado import web
@@ -75,64 +76,59 @@ def quiet_invalid_options(log: logging.Logger | logging.LoggerAdapter[Any]) -> N
             target.addFilter(QuietInvalidOptions())
 
 
-class OptionsMixin:
-    """What the user may ask for: the form, the profiles, a checked JobRequest."""
+class OptionsForm:
+    """What one user may ask for: the form (with the last values posted and the field
+    they got wrong), the profiles, a checked :class:`JobRequest`."""
 
-    # the values of the last form posted (shown again), and the field it got wrong
-    _form_values: dict[str, Any] | None = None
-    _form_error: str | None = None
+    def __init__(
+        self,
+        site: Any,
+        user: str,
+        log: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        profiles: Callable[[], list[dict[str, Any]]],
+        check_account: Callable[[], object],
+    ) -> None:
+        self.site, self.user, self.log = site, user, log
+        self.profiles, self.check_account = profiles, check_account
+        self.values: dict[str, Any] | None = None  # the last form posted (shown again)
+        self.error_field: str | None = None  # the field it got wrong
 
-    def _profiles(self) -> list[dict[str, Any]]:
-        profiles = self.profile_list
-        return list(profiles(self) if callable(profiles) else profiles)
+    def request(self, options: dict[str, Any] | None) -> JobRequest:
+        """The user's options (through the chosen profile) checked against the site."""
+        options = dict(options or {})
+        profile = form.find_profile(self.profiles(), options.pop("profile", None))
+        return JobRequest.from_options(self.site, form.apply_profile(profile, options))
 
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        return form.options_from_form(formdata)
-
-    def run_options_from_form(self, form_data: dict[str, list[str]]) -> dict[str, Any]:
-        """The form's options, checked now: a mistake shows the form again, nothing starts."""
-        return self._checked_form_options(super().run_options_from_form(form_data))
-
-    def options_from_query(self, query_data: dict[str, list[str]]) -> dict[str, Any]:
-        """``/hub/spawn?cpus=2``: checked like the form."""
-        return self._checked_form_options(super().options_from_query(query_data))
-
-    def _checked_form_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        self._form_values, self._form_error = dict(options), None
-        try:
-            self._account()
-            self.job_request(options)
-        except (RequestError, AccountRefused) as err:
-            self._form_error = err.field
-            raise self._invalid(err) from None
-        return options
-
-    def _invalid(self, err: RequestError | AccountRefused) -> InvalidOptions:
-        quiet_invalid_options(self.log)
-        return InvalidOptions(self.user.name, err)
-
-    @staticmethod
-    def _validate_user_options(spawner: Any, user_options: dict[str, Any]) -> None:
+    def validate(self, options: dict[str, Any] | None) -> None:
         """Refuse bad options, and accounts that may have no notebook (root, system
         accounts, the deny list), before anything is written or submitted: JupyterHub
         answers 400 and logs one warning."""
         try:
-            spawner._account()
-            spawner.job_request()
+            self.check_account()
+            self.request(options)
         except (RequestError, AccountRefused) as err:
-            raise spawner._invalid(err) from None
+            raise self._invalid(err) from None
 
-    def job_request(self, options: dict[str, Any] | None = None) -> JobRequest:
-        """The user's options (through the chosen profile) checked against the site."""
-        options = dict((self.user_options if options is None else options) or {})
-        profile = form.find_profile(self._profiles(), options.pop("profile", None))
-        return JobRequest.from_options(self.site, form.apply_profile(profile, options))
+    def checked_form(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A posted form's options, checked now: a mistake shows the form again."""
+        self.values, self.error_field = dict(options), None
+        try:
+            self.validate(options)
+        except InvalidOptions as err:
+            self.error_field = err.field
+            raise
+        return options
 
-    async def render_options_form(self) -> str:
+    def _invalid(self, err: RequestError | AccountRefused) -> InvalidOptions:
+        quiet_invalid_options(self.log)
+        return InvalidOptions(self.user, err)
+
+    async def render(self, user_options: dict[str, Any] | None, slots_of: PoolStatus) -> str:
         """The form (JupyterHub's ``options_form``): last values, the pool's free slots."""
-        slots = await PoolStatus.shared(self.condor, self.queue_poll_interval).free_slots()
-        values = self._form_values if self._form_values is not None else self.user_options
-        error_field, self._form_error = self._form_error, None  # marked once, on the error page
+        slots = await slots_of.free_slots()
+        values = self.values if self.values is not None else user_options
+        error_field, self.error_field = self.error_field, None  # marked once, on the error page
         return form.render_form(
-            self.site, self._profiles(), values=values, error_field=error_field, slots=slots
+            self.site, self.profiles(), values=values, error_field=error_field, slots=slots
         )

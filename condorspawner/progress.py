@@ -1,76 +1,85 @@
-"""The spawn's progress events (the spawn page) and its timing line in the hub log.
+"""The spawn's progress events (JupyterHub's spawn page) and its timing line in the hub log.
 
-The phases and their places on the bar: submitted 10, waiting in the queue 20,
-running on a host 40, opening the tunnel 50, tunnel open and the server
-starting 70 (rising while it starts), the server answering 90; JupyterHub
-says "ready" at 100. No phase stays silent longer than the watcher's poll
-interval: a phase that lasts says so again, with the time it has taken.
+The phases and their places on the bar (:class:`Phase`): ending an earlier
+start's job 5, submitted 10, waiting in the queue 20, on a host 40, opening
+the tunnel 50, tunnel open and the server starting 70 (rising while it
+starts), the server answering 90; JupyterHub says "ready" at 100. No phase
+stays silent longer than the watcher's poll interval: a phase that lasts says
+so again (``again``), with the time it has taken, once it has been quiet for
+an interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator
+from enum import IntEnum
+from typing import Any
 
-SUBMITTED, QUEUED, RUNNING, OPENING, STARTING, ANSWERS = 10, 20, 40, 50, 70, 90
+
+class Phase(IntEnum):
+    """Where a spawn is, as a place on JupyterHub's progress bar."""
+
+    SETTLING = 5
+    SUBMITTED = 10
+    QUEUED = 20
+    ON_HOST = 40
+    OPENING = 50
+    STARTING = 70
+    ANSWERS = 90
 
 
-class ProgressMixin:
-    """Events a spawn emits, streamed to the progress page."""
+class SpawnProgress:
+    """The events of one spawn, streamed to the progress page as they come."""
 
-    def _event(self, message: str, progress: int) -> None:
-        self.log.info("%s: %s", self._log_name, message)
-        self._events.append({"progress": progress, "message": message})
-        self._last_event = time.monotonic()
-        self._events_changed.set()
+    def __init__(
+        self, log: logging.Logger | logging.LoggerAdapter[Any], name: str, interval: float
+    ) -> None:
+        self.log, self.name, self.interval = log, name, interval
+        self.events: list[dict[str, Any]] = []
+        self.done = True
+        self.last_event = 0.0
+        self._changed = asyncio.Event()
 
-    def _still(self, message: str, progress: int) -> None:
-        """Say again that a phase goes on, once it has been quiet for a poll interval."""
-        quiet = time.monotonic() - self._last_event
-        if quiet >= max(self.queue_poll_interval, 1.0):
-            self._event(message, progress)
+    def begin(self) -> None:
+        self.events, self.done = [], False
 
-    def _since(self, key: str) -> str:
-        """Whole seconds since a point of the spawn's timings (e.g. "12 s")."""
-        return f"{time.monotonic() - self._timings.get(key, time.monotonic()):.0f} s"
+    def end(self) -> None:
+        self.done = True
+        self._changed.set()
 
-    async def _server_starting(self, job_id: str) -> None:
-        """While the server starts behind an open tunnel: a word every poll interval."""
-        self._timings["listening"] = time.monotonic()
-        self._event(
-            f"Tunnel open to job {job_id}; the notebook server is starting "
-            "(a first start in a fresh environment can take a minute)",
-            STARTING,
-        )
-        for step in range(1, 15):
-            await asyncio.sleep(max(self.queue_poll_interval, 1.0))
-            self._still(
-                f"The notebook server in job {job_id} is still starting "
-                f"({self._since('listening')})",
-                STARTING + step,
-            )
+    def event(self, message: str, progress: int, again: bool = False) -> None:
+        """One event; ``again`` (a phase that goes on) only after a quiet poll interval."""
+        if again and time.monotonic() - self.last_event < max(self.interval, 1.0):
+            return
+        self.log.info("%s: %s", self.name, message)
+        self.events.append({"progress": int(progress), "message": message})
+        self.last_event = time.monotonic()
+        self._changed.set()
 
-    async def progress(self):
+    async def stream(self) -> AsyncIterator[dict[str, Any]]:
         seen = 0
         while True:
-            while seen < len(self._events):
-                yield self._events[seen]
+            while seen < len(self.events):
+                yield self.events[seen]
                 seen += 1
-            if self._spawn_done and seen >= len(self._events):
+            if self.done and seen >= len(self.events):
                 return
-            self._events_changed.clear()
+            self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._events_changed.wait(), 1.0)
+                await asyncio.wait_for(self._changed.wait(), 1.0)
 
-    def _log_timings(self) -> None:
+    def log_timings(self, job_id: str | None, times: dict[str, float]) -> None:
         """One line an admin (or a benchmark) can read: where the spawn's time went."""
-        t = self._timings
+        t = times
         self.log.info(
             "%s: spawn timings for job %s: submit %.3f s, queue wait %.3f s, "
             "start in the job and tunnel %.3f s, total %.3f s",
-            self._log_name,
-            self.job_id,
+            self.name,
+            job_id,
             t["submitted"] - t["start"],
             t["running"] - t["submitted"],
             t["ready"] - t["running"],

@@ -1,112 +1,147 @@
 """CondorSpawner: each notebook server is an HTCondor job, reached through condor_ssh_to_job.
 
-This module is the JupyterHub adapter: the spawner's state, start and stop,
-against the contract JupyterHub's own code defines (``User.stop`` calls
-``stop()`` only when ``poll()`` says the server runs, then clears the state).
-Each behaviour lives in a module of its own: the traits
-(:mod:`~condorspawner.spawner_config`), the options form
-(:mod:`~condorspawner.options`), progress events
-(:mod:`~condorspawner.progress`), the submission
-(:mod:`~condorspawner.submission`), ``poll``
-(:mod:`~condorspawner.health`), the user's files
-(:mod:`~condorspawner.userfiles`), the hub–job protocol
-(:mod:`~condorspawner.protocol`), the tunnel (:mod:`~condorspawner.attach`),
-ending a job without losing its files (:mod:`~condorspawner.finish`), the
-shared queue watcher (:mod:`~condorspawner.watcher`).
+This module is the JupyterHub adapter of the notebook job's lifecycle
+(:class:`~condorspawner.notebook_job.NotebookJob`, which ``condorsub lab``
+shares): the saved state, the progress page, the options, the proxy route and
+the standby page, against the contract JupyterHub's own code defines
+(``User.stop`` calls ``stop()`` only when ``poll()`` says the server runs, then
+clears the state; ``User.spawn`` saves the state only after ``start()``
+returns). The traits are in :mod:`~condorspawner.spawner_config`; what a job's
+state means for ``poll`` in :mod:`~condorspawner.health`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import pwd
 import time
-from pathlib import Path
+import uuid
 from typing import Any
-from urllib.parse import urlparse
 
-from jupyterhub.spawner import Spawner
-from traitlets import default
-
+from condorspawner import form
 from condorspawner.accounts import AccountRefused, check_account
-from condorspawner.attach import AttachError, Attachment
+from condorspawner.attach import AttachError, TunnelSettings, hub_address
 from condorspawner.condor import Condor
 from condorspawner.errors import SpawnError
-from condorspawner.finish import JobNotFinished, finish_job
-from condorspawner.health import HealthMixin
-from condorspawner.jobad import RUNNING, run_dated
-from condorspawner.jobfiles import JobPaths
-from condorspawner.options import OptionsMixin
-from condorspawner.progress import ANSWERS, OPENING, QUEUED, ProgressMixin
-from condorspawner.progress import RUNNING as RUNNING_PHASE
-from condorspawner.protocol import (
-    SECRET_FILE,
-    Rendezvous,
-    job_start,
-)
-from condorspawner.request import RequestError
+from condorspawner.finish import JobNotFinished
+from condorspawner.health import Case, gone_why, judge
+from condorspawner.jobad import run_dated
+from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
+from condorspawner.leftovers import adopt_submitted, settle_leftovers
+from condorspawner.notebook_job import JobRecord, NotebookJob
+from condorspawner.options import OptionsForm
+from condorspawner.progress import SpawnProgress
+from condorspawner.protocol import JobSecret, job_start
+from condorspawner.request import JobRequest, RequestError
 from condorspawner.site import Site, cached_site
 from condorspawner.spawner_config import SpawnerConfig
-from condorspawner.standby import Standby
-from condorspawner.submission import SubmissionMixin
+from condorspawner.standby import Standby, StandbyPort
 from condorspawner.userfiles import UserFiles, UserFilesError
-from condorspawner.watcher import (
-    JobEnded,
-    JobHeld,
-    QueueWatcher,
-    StillQueued,
-    follow_job,
-)
-
-# "schedd": the job's access point, for life (every command names it with -name);
-# "keep_job": a stop could not end the job safely, so it is kept (held) across a hub
-# restart and the next start must end it first
-STATE_KEYS = ("job_id", "submit_dir", "local_port", "nonce", "spawn_id", "schedd", "keep_job")
 
 
-class CondorSpawner(
-    OptionsMixin, ProgressMixin, SubmissionMixin, HealthMixin, SpawnerConfig, Spawner
-):
+class CondorSpawner(SpawnerConfig):
     """Run each notebook server as an HTCondor job in the container OS the user chose."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.site: Site = cached_site(self.site_file)  # a wrong site file fails here, at once
-        self._forget_job()
+        self.record = JobRecord()
         self.last_end: str | None = None
-        self._attachment: Attachment | None = None
-        self._standby: Standby | None = None  # answers for the server while its schedd does not
-        self._tunnel_lost_at: float | None = None  # monotonic; a running job unreachable
-        self._events: list[dict[str, Any]] = []
-        self._events_changed = asyncio.Event()
-        self._last_event = 0.0
-        self._spawn_done = True
+        self._job: NotebookJob | None = None
+        self._standby = StandbyPort()  # the page while its schedd or tunnel does not answer
+        self.spawn_progress = SpawnProgress(self.log, self._log_name, self.queue_poll_interval)
+        self._options: OptionsForm | None = None
+
+    # --- collaborators --------------------------------------------------------------------
+
+    @property
+    def run_as(self) -> str | None:
+        return self.user.name if self.site.pool.run_as else None
+
+    @property
+    def files(self) -> UserFiles:
+        """File operations in the user's directories, as the user."""
+        prefix = Condor(self.site.pool).user_prefix(self.run_as) if self.run_as else []
+        return UserFiles(prefix, self.job_python)
+
+    @property
+    def job(self) -> NotebookJob:
+        """This server's notebook job (made on first use, when the traits are set)."""
+        if self._job is None:
+            tunnel_mode = self.hub is not None and self.site.notebook.hub_api == "tunnel"
+            api = hub_address(self.hub.api_url) if tunnel_mode else None
+            self._job = NotebookJob(
+                self.site,
+                self.record,
+                hub_id=self.hub_id,
+                user=self.user.name if self.user else "",
+                server=self.name or "",
+                run_as=self.run_as,
+                files=self.files,
+                tunnel=TunnelSettings(
+                    hub_api=api,
+                    max_restarts=self.tunnel_max_restarts,
+                    ready_timeout=float(self.http_timeout),
+                    on_give_up=self._tunnel_gave_up,
+                ),
+                stop_timeout=self.stop_timeout,
+                intervals=(self.queue_poll_interval, self.queue_poll_interval_pending),
+                on_event=self.spawn_progress.event,
+                persist=lambda: self._persist_state(),
+                log=self.log,
+                name=self._log_name,
+            )
+        return self._job
+
+    @property
+    def options(self) -> OptionsForm:
+        if self._options is None:
+            self._options = OptionsForm(
+                self.site,
+                self.user.name,
+                self.log,
+                profiles=self._profiles,
+                check_account=self._account,
+            )
+        return self._options
+
+    def _account(self) -> pwd.struct_passwd | None:
+        """The user's Unix account, checked (:class:`AccountRefused`), when the hub acts as
+        each user; None when tools run as the hub's own account."""
+        if not self.site.pool.run_as:
+            return None
+        return check_account(self.user.name, min_uid=self.min_uid, denied=self.denied_users)
+
+    def _paths(self) -> JobPaths:
+        """The user's account (checked) and this server's directories."""
+        account = self._account()
+        return JobPaths.for_server(
+            submit_root=self.submit_root,
+            work_directory=self.work_directory or self.site.notebook.work_directory,
+            user=self.user.name,
+            home=account.pw_dir if account else None,
+            server=self.name or "",
+        )
+
+    # --- state ----------------------------------------------------------------------------
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        for key in STATE_KEYS:
-            setattr(self, key, state.get(key))
+        self.record.load(state)
         self.last_end = state.get("last_end")
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        for key in STATE_KEYS:
-            if getattr(self, key, None) is not None:
-                state[key] = getattr(self, key)
-        if getattr(self, "last_end", None):
+        state.update(self.record.saved())
+        if self.last_end:
             state["last_end"] = self.last_end
         return state
 
     def clear_state(self) -> None:
         """Forget the job, unless it could not be ended safely (then it is kept, held)."""
         super().clear_state()
-        if not getattr(self, "keep_job", False):
-            self._forget_job()
-
-    def _forget_job(self) -> None:
-        for key in STATE_KEYS:
-            setattr(self, key, None)
-        self.keep_job = False
+        if not self.record.keep_job:
+            self.record.forget()
 
     def _persist_state(self) -> None:
         """Save the state now (JupyterHub saves it only after start() returns)."""
@@ -125,257 +160,283 @@ class CondorSpawner(
         if session is not None:
             session.commit()
 
-    @property
-    def condor(self) -> Condor:
-        """The tools aimed at this server's job's schedd (the site's, before a submission)."""
-        return Condor(self.site.pool).for_schedd(getattr(self, "schedd", None))
+    # --- options --------------------------------------------------------------------------
 
-    @property
-    def run_as(self) -> str | None:
-        return self.user.name if self.site.pool.run_as else None
+    def job_request(self, options: dict[str, Any] | None = None) -> JobRequest:
+        """The user's options (through the chosen profile) checked against the site."""
+        return self.options.request(self.user_options if options is None else options)
 
-    @property
-    def files(self) -> UserFiles:
-        """File operations in the user's directories, as the user."""
-        prefix = self.condor.user_prefix(self.run_as) if self.run_as else []
-        return UserFiles(prefix, self.job_python)
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return form.options_from_form(formdata)
 
-    def _account(self) -> pwd.struct_passwd | None:
-        """The user's Unix account, checked (:class:`AccountRefused`), when the hub acts as
-        each user; None when tools run as the hub's own account."""
-        if not self.site.pool.run_as:
-            return None
-        return check_account(self.user.name, min_uid=self.min_uid, denied=self.denied_users)
+    def run_options_from_form(self, form_data: dict[str, list[str]]) -> dict[str, Any]:
+        """The form's options, checked now: a mistake shows the form again, nothing starts."""
+        return self.options.checked_form(super().run_options_from_form(form_data))
 
-    def _paths(self) -> JobPaths:
-        """The user's account (checked) and this server's directories."""
-        account = self._account()
-        home = account.pw_dir if account else None
-        return JobPaths.for_server(
-            submit_root=self.submit_root,
-            work_directory=self.work_directory or self.site.notebook.work_directory,
-            user=self.user.name,
-            home=home,
-            server=self.name or "",
-        )
+    def options_from_query(self, query_data: dict[str, list[str]]) -> dict[str, Any]:
+        """``/hub/spawn?cpus=2``: checked like the form."""
+        return self.options.checked_form(super().options_from_query(query_data))
 
-    def _hub_api(self) -> tuple[str, int]:
-        url = urlparse(self.hub.api_url)
-        host = url.hostname or "127.0.0.1"
-        if host in ("0.0.0.0", "", "::"):  # noqa: S104 (a bind-all address, not a bind)
-            host = "127.0.0.1"
-        return host, url.port or (443 if url.scheme == "https" else 80)
-
-    @default("options_form")
-    def _default_options_form(self) -> Any:
-        return type(self).render_options_form  # called as options_form(spawner)
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self) -> Any:
-        return type(self)._validate_user_options
-
-    def _watcher(self) -> QueueWatcher:
-        return QueueWatcher.shared(
-            self.condor,
-            self.hub_id,
-            interval=self.queue_poll_interval,
-            fast_interval=self.queue_poll_interval_pending,
-        )
+    # --- start ----------------------------------------------------------------------------
 
     async def start(self) -> tuple[str, int]:
-        self._events, self._spawn_done = [], False
+        progress, job = self.spawn_progress, self.job
+        progress.begin()
         if self.last_end:
-            self._event(f"Your previous server ended: {self.last_end}", 0)
+            progress.event(f"Your previous server ended: {self.last_end}", 0)
             self.last_end = None
-        self._timings = {"start": time.monotonic()}
+        job.times = {"start": time.monotonic()}
         try:
             try:
                 request = self.job_request()
                 paths = self._paths()
             except (RequestError, AccountRefused) as err:
                 raise SpawnError(f"Cannot start a server: {err}") from None
-            await self._settle_leftovers()
+            await settle_leftovers(job)
             await self._submit(request, paths)
-            self._timings["submitted"] = time.monotonic()
-            await self._follow(lambda ad: ad.get("JobStatus") == RUNNING and run_dated(ad))
-            self._timings["running"] = time.monotonic()
-            await self._connect()
-            self._timings["ready"] = time.monotonic()
-            self._log_timings()
+            ad = await job.follow_to_run(pending=True)
+            assert ad is not None  # neither a stop event nor a task to end it
+            await job.connect(ad)
+            progress.log_timings(self.record.job_id, job.times)
         except BaseException:
             await self._abandon()
             raise
         finally:
-            self._spawn_done = True
-            self._events_changed.set()
-            if self.job_id:
-                self._watcher().settle(self.job_id)
-        return "127.0.0.1", self.local_port
+            progress.end()
+            job.settle()
+        return "127.0.0.1", self.record.local_port
 
-    async def _follow(self, done: Any) -> dict[str, Any]:
-        """Follow the spawn's job until ``done(ad)``: queue reasons, hold, end, start timeout."""
-        state = self._watcher().watch(self.job_id, pending=True)
-
-        def idle(reason: str, new: bool) -> None:
-            if new:
-                self._event(f"Job {self.job_id} is queued: {reason}", QUEUED)
-            else:
-                waited = self._since("submitted")
-                self._still(f"Job {self.job_id} is still queued ({waited}): {reason}", QUEUED)
-
-        def running(ad: dict[str, Any]) -> None:
-            host = ad.get("RemoteHost", "an execute point")
-            self._event(f"Job {self.job_id} running on {host}", RUNNING_PHASE)
-
-        limit = self.site.notebook.start_timeout
+    async def _submit(self, request: JobRequest, paths: JobPaths) -> None:
+        """The job's files (its private file with the hub's token), then the submission."""
+        job, site = self.job, self.site
+        meeting = job.new_spawn(paths.submit_dir, uuid.uuid4().hex)
+        await job.choose_schedd()
+        secret = JobSecret(
+            env=self._job_environment(),
+            rendezvous=meeting,
+            site=job_site_text(site),
+            hub_api=site.notebook.hub_api,
+            token=await job.token(request.runtime_s) if site.notebook.submit_token else None,
+            shared_account=site.notebook.shared_job_accounts,
+        )
         try:
-            ad = await follow_job(
-                state, done, start_timeout=limit, on_idle=idle, on_running=running
+            rendered = notebook_job(
+                site,
+                request,
+                paths,
+                python=self.job_python,
+                hub_id=self.hub_id,
+                user=self.user.name,
+                server=self.name or "",
+                spawn=self.record.spawn_id,
+                launcher_args=self.launcher_args,
             )
-        except JobHeld as err:
-            raise SpawnError(f"HTCondor held job {self.job_id}: {err.reason}") from None
-        except JobEnded as err:
-            raise SpawnError(await self._ended_message(err.ad)) from None
-        except StillQueued as err:
-            raise SpawnError(
-                f"Job {self.job_id} was still waiting in the queue after {limit} s "
-                f"({err.reason}); it was removed."
-            ) from None
-        assert ad is not None  # neither a stop event nor a task to end it
-        return ad
-
-    def _attach(self) -> Attachment:
-        if self._attachment is None or self._attachment.job_id != self.job_id:
-            self._attachment = Attachment(
-                job_id=self.job_id,
-                rendezvous=Rendezvous(self.nonce),
-                program=self.condor.command("condor_ssh_to_job", [], self.run_as),
-                hub_api=self._hub_api() if self.site.notebook.hub_api == "tunnel" else None,
-                env=dict(self.site.pool.environment),
-                owners=self._tunnel_owners(),
-                ssh_uid=self._account_uid(),
-                local_port=self.local_port or 0,
-                max_restarts=self.tunnel_max_restarts,
-                ready_timeout=float(self.http_timeout),
-                on_give_up=self._tunnel_gave_up,
-                config_writer=self._write_tunnel_config,
-            )
-        return self._attachment
-
-    async def _write_tunnel_config(self, text: str) -> str:
-        """The tunnel's forwards, in a 0600 file of the user's (written as the user)."""
-        path = str(Path(self.submit_dir) / "tunnel.ssh_config")
-        await self.files.prepare(dirs=[], files=[(path, text, 0o600)])
-        return path
-
-    def _account_uid(self) -> int | None:
-        """The uid the server's tools run as through run-as (None: the hub's own)."""
-        if not self.run_as:
-            return None
+        except RequestError as err:
+            raise SpawnError(f"Invalid server options: {err}") from None
         try:
-            return pwd.getpwnam(self.run_as).pw_uid
-        except KeyError:
-            return None
+            await write_job_files(self.files, paths, rendered, secret.dumps())
+        except UserFilesError as err:
+            raise SpawnError(f"Cannot write the job's files in your directories: {err}") from None
+        await job.submit(paths.submit_file, request.summary())
 
-    def _tunnel_owners(self) -> set[int]:
-        """Who runs this server's tunnel processes: the hub, and the user through run-as."""
-        import os
-
-        uid = self._account_uid()
-        return {os.getuid()} | ({uid} if uid is not None else set())
-
-    async def _connect(self) -> None:
-        """Open the tunnel while the server starts in the job; fail fast if the job ends."""
-        self._event(
-            f"Opening the tunnel to job {self.job_id} (condor_ssh_to_job); "
-            "the notebook server is starting in the job",
-            OPENING,
-        )
-        ad = self._watcher().jobs[self.job_id].ad or {}
-        told: list[asyncio.Task[None]] = []
-
-        def listening() -> None:
-            told.append(asyncio.ensure_future(self._server_starting(self.job_id)))
-
-        opening = asyncio.create_task(self._attach().open(job_start(ad), listening))
-        watching = asyncio.create_task(self._follow(lambda ad: False))
-        try:
-            await asyncio.wait({opening, watching}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (opening, watching, *told):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-        if watching.done() and not watching.cancelled():
-            watching.result()  # raises what the job's fate says (held, ended, ...)
-        try:
-            self.local_port = opening.result()
-        except AttachError as err:
-            raise SpawnError(str(err)) from None
-        self._persist_state()
-        self._event(
-            f"The notebook server answers through the tunnel "
-            f"(127.0.0.1:{self.local_port} to job {self.job_id}, {self._since('running')} "
-            "after the job started)",
-            ANSWERS,
-        )
-
-    async def _ended_message(self, ad: dict[str, Any]) -> str:
-        code = ad.get("ExitCode")
-        how = (
-            f"exit code {code}"
-            if code is not None
-            else ad.get("RemoveReason") or f"status {ad.get('JobStatus')}"
-        )
-        message = f"Job {self.job_id} ended before the notebook was ready ({how})."
-        tail = await self.files.tail(str(Path(self.submit_dir) / "notebook.err"))
-        return f"{message} Its error output ends with:\n{tail}" if tail else message
+    def _job_environment(self) -> dict[str, str]:
+        """What the notebook needs from the hub (token included): into the private file."""
+        env = self.get_env()
+        keep = set(self.environment)
+        return {k: v for k, v in env.items() if k.startswith(("JUPYTERHUB_", "JPY_")) or k in keep}
 
     async def _abandon(self) -> None:
         """A spawn that failed: no tunnel, no job left behind (its files safe first)."""
         await self._close_tunnel()
-        if self.job_id:
+        if self.record.job_id:
             with contextlib.suppress(JobNotFinished):
-                await self._finish("spawn failed")
+                await self.job.finish("spawn failed")
+
+    async def progress(self):
+        async for event in self.spawn_progress.stream():
+            yield event
 
     async def get_url(self) -> str:
         """After a re-attach the tunnel may listen on another local port."""
-        if self.server is not None and self.local_port:
+        if self.server is not None and self.record.local_port:
             self.server.ip = "127.0.0.1"
-            self.server.port = self.local_port
+            self.server.port = self.record.local_port
         return await super().get_url()
 
-    async def _finish(self, reason: str) -> None:
-        await finish_job(
-            self.condor,
-            self._watcher(),
-            self.job_id,
-            user=self.run_as,
-            reason=reason,
-            timeout=self.stop_timeout,
+    # --- poll -----------------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        """None while the server lives; else it has been ended safely first. Never raises."""
+        try:
+            return await self._poll()
+        except Exception:
+            self.log.exception("%s: poll failed; the server counts as running", self._log_name)
+            return None
+
+    async def _poll(self) -> int | None:
+        job, record = self.job, self.record
+        if not record.job_id and not await adopt_submitted(job):
+            return 0
+        if not record.job_id:
+            return None  # its schedd does not answer: a job may be there
+        watcher = job.watcher()
+        state = watcher.watch(record.job_id)
+        if state.ad is None:
+            await watcher.ensure_fresh(max_age=self.queue_poll_interval)
+        verdict = judge(state, record.job_id, start_timeout=self.site.notebook.start_timeout)
+        if verdict.case is Case.MISSING:
+            return await self._settle_missing(time.monotonic() - state.missing_since)
+        if verdict.case is Case.UNKNOWN:  # never "gone" on a failed or empty look
+            await self._stand_in()
+            return None
+        if verdict.case is not Case.RUNNING:
+            await self._stand_down()  # the schedd answers: the standby page is no longer true
+        if verdict.case is Case.GONE:
+            await self._close_tunnel()
+            return verdict.code
+        if verdict.case is Case.END:
+            return await self._end(verdict.why)
+        if verdict.case is Case.RUNNING:
+            return await self._check_tunnel(state.ad)
+        return None  # evicted or suspended: HTCondor runs it again, a later poll re-attaches
+
+    async def _settle_missing(self, missing_for: float) -> int | None:
+        job_id = self.record.job_id
+        why = gone_why(await self.job.event_log(), job_id, missing_for, self.unknown_timeout)
+        if why is None:
+            return None
+        await self._close_tunnel()
+        self.last_end = why
+        self.log.warning("%s: %s", self._log_name, why)
+        return 1
+
+    async def _stand_in(self) -> None:
+        """No tunnel yet in this hub (it was restarted) and the schedd does not answer:
+        the server's port answers for it, or JupyterHub's start-up check ends it."""
+        if self._standby.page is not None or not self.record.local_port or self.server is None:
+            return
+        if self.job.attachment.tunnel is not None:
+            return  # a tunnel of this hub's: its failures have their own course
+        await self._show(Standby(self.record.job_id, self.record.schedd))
+        self.log.warning(
+            "%s: the schedd of job %s does not answer; 127.0.0.1:%s answers for the "
+            "server until it does",
+            self._log_name,
+            self.record.job_id,
+            self.record.local_port,
         )
-        self._watcher().forget(self.job_id)
-        with contextlib.suppress(UserFilesError):
-            await self.files.remove(str(Path(self.submit_dir) / SECRET_FILE))
-            await self.files.sweep_ssh_sessions()
+
+    async def _show(self, standby: Standby) -> None:
+        self.record.local_port = await self._standby.show(self.job.attachment, standby)
+
+    async def _stand_down(self) -> None:
+        await self._standby.hide(self.job.tunnel_opened)
+
+    async def _check_tunnel(self, ad: dict[str, Any]) -> int | None:
+        """Running job: the tunnel must reach this run, or be made to (restart, eviction)."""
+        job = self.job
+        attachment, run = job.attachment, job_start(ad)
+        if attachment.busy or not run_dated(ad):
+            return None  # another call is attaching; the schedd has not dated the run yet
+        if job.reaches(ad):
+            return None
+        if attachment.tunnel is not None and attachment.run == run:
+            self.log.warning(
+                "%s: tunnel to job %s failed (%s); attaching again",
+                self._log_name,
+                self.record.job_id,
+                attachment.failure,
+            )
+        before = attachment.local_port
+        try:
+            self.record.local_port = await attachment.open(run)
+        except AttachError as err:
+            return await self._without_tunnel(str(err))
+        await self._stand_down()
+        self._standby.found()
+        self.log.info(
+            "%s: tunnel to job %s (run %s) on 127.0.0.1:%s",
+            self._log_name,
+            self.record.job_id,
+            run,
+            self.record.local_port,
+        )
+        if before and self.record.local_port != before:
+            await self._move_route()
+        return None
+
+    async def _without_tunnel(self, why: str) -> int | None:
+        """The job runs but no tunnel reaches it (a CCB hiccup, a slow sshd in the job, a
+        partitioned execute point): the job and its kernels are kept and the port gives a
+        page, for ``notebook.reattach_timeout``; only then is the job ended, saying why."""
+        lost_for = self._standby.lost_for()
+        limit = self.site.notebook.reattach_timeout
+        if lost_for >= limit:
+            return await self._end(f"{why} (no tunnel for {lost_for:.0f} s)")
+        if self._standby.page is None or not self._standby.page.tunnel:
+            await self._show(Standby(self.record.job_id, self.record.schedd, tunnel=True))
+        self.log.warning(
+            "%s: %s; the job is kept, its port answers with a page (%.0f of %d s)",
+            self._log_name,
+            why,
+            lost_for,
+            limit,
+        )
+        return None
+
+    async def _move_route(self) -> None:
+        """The session had to take another local port: the proxy's route follows it."""
+        if self.server is None:
+            return
+        self.server.port = self.record.local_port
+        self._commit()
+        proxy = self.user.settings.get("proxy")
+        if proxy is None or self.pending:  # JupyterHub's start-up check routes it itself
+            self.log.info("%s: server moved to port %s", self._log_name, self.record.local_port)
+        else:
+            await proxy.add_user(self.user, self.name)
+            self.log.info(
+                "%s: proxy route moved to port %s", self._log_name, self.record.local_port
+            )
+
+    async def _tunnel_gave_up(self, why: str) -> None:
+        """The tunnel's supervisor gave up: until the next poll attaches again, its held
+        port says so (the route stays: no other account can have the port)."""
+        self._standby.lost_for()  # the clock starts, if it has not
+        await self._show(Standby(self.record.job_id, self.record.schedd, tunnel=True))
+        self.log.warning("%s: tunnel gave up (%s); reconnecting", self._log_name, why)
+
+    async def _end(self, why: str) -> int | None:
+        """poll() found the server dead: end its job safely first, then report it (1)."""
+        self.log.warning("%s: %s; ending the job", self._log_name, why)
+        await self._close_tunnel()
+        try:
+            await self.job.finish(why)
+        except JobNotFinished as err:
+            self.log.error("%s: %s", self._log_name, err)
+            return None  # still ours, still followed: the next poll tries again
+        self.record.forget()  # ended by this hub: no later poll may take it for unknown
+        self.last_end = why
+        self._persist_state()
+        return 1
+
+    # --- stop -----------------------------------------------------------------------------
 
     async def _close_tunnel(self) -> None:
         await self._stand_down()
-        if self._attachment is not None:
-            await self._attachment.close()
+        await self.job.close_tunnel()
 
     async def stop(self, now: bool = False) -> None:
         await self._close_tunnel()
-        if not self.job_id:
+        if not self.record.job_id:
             return
         try:
-            await self._finish("stopped by JupyterHub")
+            await self.job.finish("stopped by JupyterHub")
         except JobNotFinished as err:
-            self.keep_job = True  # User.stop clears the state next: keep the job in it
+            self.record.keep_job = True  # User.stop clears the state next: keep the job in it
             self.log.error("%s: stop failed: %s", self._log_name, err)
             raise SpawnError(str(err)) from None
-        self._forget_job()
+        self.record.forget()
 
     async def delete_forever(self) -> None:
         """The server is deleted for good: what the hub kept for it goes too."""

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from traitlets import Callable, Float, HasTraits, Integer, List, Unicode, Union, default
+from jupyterhub.spawner import Spawner
+from traitlets import Callable, Float, Integer, List, Unicode, Union, default
 
 from condorspawner.accounts import DEFAULT_DENIED
+from condorspawner.pool_status import PoolStatus
 from condorspawner.site import cached_site
 
 
-class SpawnerConfig(HasTraits):
-    """The traits of CondorSpawner (its behaviour lives in the mixins and spawner.py).
+class SpawnerConfig(Spawner):
+    """The traits of CondorSpawner, every one an admin sets (its behaviour is in
+    :mod:`~condorspawner.spawner`; ``c.CondorSpawner.<trait>`` configures these).
 
-    A HasTraits mixin, not a Spawner: JupyterHub refuses Spawner subclasses that do
-    not define start, stop and poll; ``c.CondorSpawner.<trait>`` configures these."""
+    An abstract base: JupyterHub refuses Spawner subclasses that do not redefine
+    start, stop and poll, so these say where they are."""
+
+    async def start(self) -> tuple[str, int]:
+        raise NotImplementedError("CondorSpawner starts servers")
+
+    async def stop(self, now: bool = False) -> None:
+        raise NotImplementedError("CondorSpawner stops servers")
+
+    async def poll(self) -> int | None:
+        raise NotImplementedError("CondorSpawner polls servers")
 
     site_file = Unicode(
         None,
@@ -113,3 +126,19 @@ class SpawnerConfig(HasTraits):
     @default("http_timeout")
     def _default_http_timeout(self) -> int:
         return 120
+
+    def _profiles(self) -> list[dict[str, Any]]:
+        profiles = self.profile_list
+        return list(profiles(self) if callable(profiles) else profiles)
+
+    @default("options_form")
+    def _default_options_form(self) -> Any:
+        async def render(spawner: Any) -> str:
+            slots = PoolStatus.shared(spawner.job.condor, spawner.queue_poll_interval)
+            return await spawner.options.render(spawner.user_options, slots)
+
+        return render  # called as options_form(spawner)
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Any:
+        return lambda spawner, user_options: spawner.options.validate(user_options)

@@ -5,7 +5,7 @@ an HTTP request (``app.py`` ``check_spawner`` -> ``User._wait_up``) and stops
 each one that gives no answer below 500 within ``http_timeout``. A tunnel needs
 the job's schedd (``condor_ssh_to_job``), so a hub restarted while a schedd does
 not answer would end every session on it although the jobs run on. Until the
-schedd answers and a tunnel is there, this stand-in answers every request on
+schedd answers and a tunnel is there, the standby page answers every request on
 the session's held port (the relay's fallback, :class:`~proxy_tunnel.SocketRelay`)
 with ``424 Failed Dependency`` and a page saying what goes on (no secret: job
 id and schedd name, which ``condor_q`` shows to anyone). The same page, worded
@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import time
+from typing import Any
 
 RETRY_SECONDS = 15
 READ_TIMEOUT = 10.0  # a client that sends no request head in time is dropped
 
 
 def page(job_id: str, schedd: str | None, tunnel: bool = False) -> bytes:
-    """The whole HTTP response the stand-in gives to every request: the schedd does not
+    """The whole HTTP response the standby page gives to every request: the schedd does not
     answer, or (``tunnel``) it does but no tunnel reaches the job yet."""
     where = f"its access point ({schedd})" if schedd else "its access point (the schedd)"
     if tunnel:
@@ -59,7 +61,7 @@ def page(job_id: str, schedd: str | None, tunnel: bool = False) -> bytes:
 
 
 class Standby:
-    """The stand-in's answer (see the module's docstring), for a relay's ``fallback``."""
+    """The standby page's answer (see the module's docstring), for a relay's ``fallback``."""
 
     def __init__(self, job_id: str, schedd: str | None, tunnel: bool = False) -> None:
         self.tunnel = tunnel
@@ -86,3 +88,40 @@ class Standby:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+class StandbyPort:
+    """The page a session's held port gives while no tunnel serves it (one at a time)."""
+
+    def __init__(self) -> None:
+        self.page: Standby | None = None
+        self.lost_at: float | None = None  # monotonic: since when no tunnel reaches the job
+
+    def lost_for(self) -> float:
+        """Seconds since the tunnel was lost (the clock starts at the first call)."""
+        now = time.monotonic()
+        if self.lost_at is None:
+            self.lost_at = now
+        return now - self.lost_at
+
+    def found(self) -> None:
+        self.lost_at = None
+
+    async def show(self, attachment: Any, standby: Standby) -> int:
+        """The session's port gives ``standby``'s page until a tunnel is there; returns
+        the port. It is held from here on (``Attachment.hold``); when someone else took
+        it while no hub ran, any free one (the caller moves the route): never leave the
+        user's traffic to whoever took it."""
+        await self.hide(attachment)
+        port = await attachment.hold()
+        assert attachment.relay is not None
+        attachment.relay.fallback = standby.answer
+        self.page = standby
+        return port
+
+    async def hide(self, attachment: Any | None) -> None:
+        if self.page is not None:
+            page, self.page = self.page, None
+            if attachment is not None and attachment.relay is not None:
+                attachment.relay.fallback = None
+            await page.close()

@@ -230,7 +230,8 @@ def test_a_lab_no_slot_fits_is_removed_at_the_sites_start_timeout(pool, tmp_path
     )
     assert result.returncode == 1, result.stderr
     job = re.search(r"job (\d+\.\d+)", result.stderr).group(1)
-    assert "was still waiting after 10 s" in result.stderr and "Traceback" not in result.stderr
+    assert "was still waiting in the queue after 10 s" in result.stderr
+    assert "Traceback" not in result.stderr
     assert result.stdout == ""  # no URL
     assert pool.run("condor_q", "-json", job).stdout.strip() == ""
     submit_dir = next((pool.submit_dir / "condorsub-jobs").iterdir())

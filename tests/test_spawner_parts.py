@@ -236,12 +236,12 @@ async def test_poll_never_raises():
     from condorspawner.spawner import CondorSpawner
 
     spawner = CondorSpawner()
-    spawner.job_id = "1.0"
+    spawner.record.job_id = "1.0"
 
     def broken():
         raise RuntimeError("the watcher broke")
 
-    spawner._watcher = broken
+    spawner.job.watcher = broken
     assert await spawner.poll() is None
 
 
@@ -262,10 +262,11 @@ def silent_schedd_spawner(monkeypatch, port: int):
     watcher = SimpleNamespace(watch=lambda job_id: state, ensure_fresh=fresh)
     monkeypatch.setattr(CondorSpawner, "server", property(lambda self: object()))
     spawner = CondorSpawner()
-    spawner.job_id, spawner.local_port, spawner.schedd = "7.0", port, "ap2.example.org"
-    spawner.nonce = Rendezvous.new().nonce
+    record = spawner.record
+    record.job_id, record.local_port, record.schedd = "7.0", port, "ap2.example.org"
+    record.nonce = Rendezvous.new().nonce
     spawner.hub = SimpleNamespace(api_url="http://127.0.0.1:8081/hub/api")
-    spawner._watcher = lambda: watcher
+    spawner.job.watcher = lambda: watcher
     spawner.state = state
     return spawner
 
@@ -377,13 +378,13 @@ async def test_a_held_job_this_hub_ended_is_not_a_silent_schedd(monkeypatch, cap
     async def finish(reason: str) -> None:
         finished.append(reason)
 
-    spawner._finish = finish
+    spawner.job.finish = finish
     spawner.state.ad = {"JobStatus": HELD, "HoldReason": "disk quota"}
     assert await spawner.poll() == 1 and len(finished) == 1
     assert "disk quota" in spawner.last_end
     spawner.state.ad = None  # forgotten by the watcher
     await spawner.poll()
-    assert spawner._standby is None
+    assert spawner._standby.page is None
     assert "does not answer" not in caplog.text
     assert "disk quota" in spawner.last_end  # the reason is kept for the next start
     await spawner._close_tunnel()
@@ -414,7 +415,7 @@ async def test_a_running_job_no_tunnel_reaches_is_kept_until_the_reattach_timeou
     assert await spawner.poll() is None and ended == []
     status, page = await fetch_local(port)
     assert status == 424 and "re-established" in page
-    spawner._tunnel_lost_at -= spawner.site.notebook.reattach_timeout
+    spawner._standby.lost_at -= spawner.site.notebook.reattach_timeout
     assert await spawner.poll() == 1
     assert "refused" in ended[0] and "no tunnel for" in ended[0]
     await spawner._close_tunnel()
@@ -431,8 +432,8 @@ async def test_the_stand_in_never_leaves_the_route_to_whoever_took_the_port(monk
         taken = squatter.getsockname()[1]
         spawner = silent_schedd_spawner(monkeypatch, taken)
         assert await spawner.poll() is None
-        assert spawner.local_port not in (taken, 0)
-        status, page = await fetch_local(spawner.local_port)
+        assert spawner.record.local_port not in (taken, 0)
+        status, page = await fetch_local(spawner.record.local_port)
         assert status == 424 and "job 7.0" in page
         await spawner._close_tunnel()
 
@@ -473,32 +474,43 @@ def test_a_run_counts_as_dated_only_once_the_schedd_dated_it():
 # --- progress -------------------------------------------------------------------------
 
 
-class _Progress:
-    """The progress mixin with what it needs of a spawner, and a short poll interval."""
+def progress_of_a_job(interval: float):
+    """A spawn's progress, fed by a notebook job (of job 7.0) with this poll interval."""
+    import logging
 
-    def __init__(self, interval: float) -> None:
-        import logging
-        import time
+    from condorspawner.attach import TunnelSettings
+    from condorspawner.notebook_job import JobRecord, NotebookJob
+    from condorspawner.progress import SpawnProgress
+    from condorspawner.site import parse_site
+    from condorspawner.userfiles import UserFiles
 
-        from condorspawner.progress import ProgressMixin
-
-        self.mixin = type("P", (ProgressMixin,), {})()
-        m = self.mixin
-        m.log, m._log_name, m.queue_poll_interval = logging.getLogger("test"), "u", interval
-        m._events, m._events_changed, m._last_event = [], asyncio.Event(), 0.0
-        m._timings = {"start": time.monotonic()}
+    progress = SpawnProgress(logging.getLogger("test"), "u", interval)
+    job = NotebookJob(
+        parse_site({}),
+        JobRecord(job_id="7.0"),
+        hub_id="h",
+        user="u",
+        server="",
+        run_as=None,
+        files=UserFiles([]),
+        tunnel=TunnelSettings(),
+        stop_timeout=1,
+        intervals=(interval, interval),
+        on_event=progress.event,
+    )
+    return progress, job
 
 
 def test_a_starting_server_is_never_silent_longer_than_a_poll_interval():
-    p = _Progress(interval=1.0).mixin
+    progress, job = progress_of_a_job(interval=1.0)
 
     async def starting_for(seconds: float) -> None:
-        task = asyncio.ensure_future(p._server_starting("7.0"))
+        task = asyncio.ensure_future(job._server_starting())
         await asyncio.sleep(seconds)
         task.cancel()
 
     asyncio.run(starting_for(3.5))
-    messages = [e["message"] for e in p._events]
+    messages = [e["message"] for e in progress.events]
     assert "a first start in a fresh environment can take a minute" in messages[0], messages
     import re
 
@@ -509,18 +521,18 @@ def test_a_starting_server_is_never_silent_longer_than_a_poll_interval():
     assert len(said) >= 2 and all(said), messages  # one word per interval, none missing
     seconds = [int(m.group(1)) for m in said]
     assert seconds == sorted(seconds) and seconds[0] >= 1, messages
-    bar = [e["progress"] for e in p._events]
+    bar = [e["progress"] for e in progress.events]
     assert bar == sorted(bar) and bar[-1] < 90, bar
 
 
 def test_a_phase_is_repeated_only_after_a_quiet_poll_interval():
-    p = _Progress(interval=60.0).mixin
-    p._event("queued", 20)
-    p._still("still queued", 20)
-    assert [e["message"] for e in p._events] == ["queued"]
-    p._last_event -= 61
-    p._still("still queued", 20)
-    assert [e["message"] for e in p._events] == ["queued", "still queued"]
+    progress, _ = progress_of_a_job(interval=60.0)
+    progress.event("queued", 20)
+    progress.event("still queued", 20, again=True)
+    assert [e["message"] for e in progress.events] == ["queued"]
+    progress.last_event -= 61
+    progress.event("still queued", 20, again=True)
+    assert [e["message"] for e in progress.events] == ["queued", "still queued"]
 
 
 # --- review: the stand-in's hand-back, a given-up child -----------------------------------
@@ -575,23 +587,25 @@ async def test_a_kept_job_outlives_a_hub_restart_and_no_second_job_starts(monkey
     from types import SimpleNamespace
 
     from condorspawner.condor import Condor
+    from condorspawner.leftovers import settle_leftovers
     from condorspawner.spawner import CondorSpawner, SpawnError
 
     old = CondorSpawner()
-    old.job_id, old.schedd, old.keep_job = "4.0", "ap2.example.org", True
+    old.record.job_id, old.record.schedd, old.record.keep_job = "4.0", "ap2.example.org", True
     saved = old.get_state()
     spawner = CondorSpawner()  # the next hub, from the database
     spawner.user = SimpleNamespace(name="ann")
     spawner.load_state(saved)
     spawner.clear_state()  # User.spawn, before start()
-    assert (spawner.job_id, spawner.schedd, spawner.keep_job) == ("4.0", "ap2.example.org", True)
+    record = spawner.record
+    assert (record.job_id, record.schedd, record.keep_job) == ("4.0", "ap2.example.org", True)
 
     async def silent(self, *args, **kwargs):
         raise ScheddUnavailable(["condor_q"], 1, "Failed to connect to ap2.example.org")
 
     monkeypatch.setattr(Condor, "q", silent)
     with pytest.raises(SpawnError, match=r"Job 4\.0 .*ap2\.example\.org"):
-        await spawner._settle_leftovers()
+        await settle_leftovers(spawner.job)
 
 
 async def test_a_spawn_saved_before_its_submit_answer_finds_its_job(monkeypatch):
@@ -624,9 +638,9 @@ async def test_a_spawn_saved_before_its_submit_answer_finds_its_job(monkeypatch)
     async def fresh(max_age):
         pass
 
-    spawner._watcher = lambda: SimpleNamespace(watch=lambda job_id: state, ensure_fresh=fresh)
+    spawner.job.watcher = lambda: SimpleNamespace(watch=lambda job_id: state, ensure_fresh=fresh)
     assert await spawner.poll() is None  # queued: followed
-    assert spawner.job_id == "9.0" and any("spawn-1" in c for c in asked)
+    assert spawner.record.job_id == "9.0" and any("spawn-1" in c for c in asked)
     for answer, expected in ((None, None), ([], 0)):
         queue = answer
         again = CondorSpawner()

@@ -244,3 +244,19 @@ def test_the_design_docs_tables_name_what_exists():
     for module, test in cited:
         text = (ROOT / "tests" / module).read_text()
         assert re.search(rf"def {test}\(", text), f"{module}::{test} is cited but not there"
+
+
+def test_the_notebook_jobs_lifecycle_exists_once():
+    """The spawner and condorsub lab adapt one NotebookJob: neither submits, follows,
+    attaches or finishes a notebook job itself; CondorSpawner is one line of classes
+    (no mixins)."""
+    lifecycle = ("follow_job(", "finish_job(", "Attachment(", "condor.submit(", "submit_somewhere(")
+    for adapter in ("condorspawner/spawner.py", "condorspawner/cli/lab.py"):
+        text = (ROOT / adapter).read_text()
+        assert "NotebookJob" in text, adapter
+        assert not [call for call in lifecycle if call in text], adapter
+    from condorspawner.spawner import CondorSpawner
+
+    ours = [c for c in CondorSpawner.__mro__ if c.__module__.startswith("condorspawner")]
+    assert [c.__name__ for c in ours] == ["CondorSpawner", "SpawnerConfig"]
+    assert all(len(c.__bases__) == 1 for c in ours)
