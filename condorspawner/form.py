@@ -15,29 +15,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from condorspawner import job_options
 from condorspawner.pool_status import FreeSlot, describe_room, room
 from condorspawner.request import JobRequest, RequestError
 from condorspawner.site import Site
 from condorspawner.units import format_duration_s, format_size_mb
-
-FORM_FIELDS = ("cpus", "memory", "gpus", "disk", "runtime", "container", "environment")
-
-# What each limit means, shown under its field (the range and default are added).
-LIMIT_HELP = {
-    "cpus": "CPU cores reserved for your server, its kernels and its terminals.",
-    "memory": "The most memory your server and everything it runs may use together. "
-    "Write it like 4GB, 512MB or 1.5G.",
-    "gpus": "Whole GPUs for your server. Asking for any makes it wait for a machine "
-    "with a free GPU.",
-    "disk": "Scratch space in the job, besides your work directory. Write it like 10GB.",
-    "runtime": "How long your server may run. It stops {grace} before this limit, so "
-    "that your work directory comes back. Write it like 90m, 8h or 1d.",
-}
-ENV_HELP = (
-    "One NAME=VALUE per line, set for your server, its kernels and terminals "
-    "(names starting _CONDOR_, JUPYTERHUB_, JPY_ or BEARER_TOKEN are reserved)."
-)
-OS_HELP = "The operating system your server, kernels and terminals run in."
 
 _e = html.escape
 
@@ -84,19 +66,21 @@ def _limit_hint(site: Site, name: str) -> str:
     return f"{limit.describe(limit.min)} to {limit.describe(limit.max)}"
 
 
+_FORMATS = {job_options.SIZE: format_size_mb, job_options.DURATION: format_duration_s}
+
+
 def _shown(name: str, raw: Any) -> str:
     """A kept value (typed text, or a REST API number/table) as the field shows it."""
+    kind = job_options.option(name).kind
     if isinstance(raw, bool) or raw is None:
         return ""
     if isinstance(raw, str):
         return raw
     if isinstance(raw, int):
-        if name in ("memory", "disk"):
-            return format_size_mb(raw)
-        return format_duration_s(raw) if name == "runtime" else str(raw)
-    if name == "environment" and isinstance(raw, Mapping):
+        return _FORMATS.get(kind, str)(raw)
+    if kind == job_options.ENVIRONMENT and isinstance(raw, Mapping):
         return "\n".join(f"{k}={v}" for k, v in raw.items())
-    if name == "environment" and isinstance(raw, list | tuple):
+    if kind == job_options.ENVIRONMENT and isinstance(raw, list | tuple):
         return "\n".join(str(v) for v in raw)
     return ""
 
@@ -127,7 +111,7 @@ class _Fields:
     def value(self, name: str) -> str:
         if name in self.values:
             return _shown(name, self.values[name])
-        if self.blank_defaults or name == "environment":
+        if self.blank_defaults or not job_options.option(name).limited:
             return ""
         limit = self.site.limits[name]
         return limit.describe(limit.default)
@@ -156,7 +140,8 @@ class _Fields:
         control = f'<input {self.attrs(name)} {kind}{placeholder} value="{_e(self.value(name))}">'
         grace = format_duration_s(self.site.notebook.grace_period)
         help_text = (
-            f"{LIMIT_HELP[name].format(grace=grace)} Allowed: {_limit_hint(self.site, name)}; "
+            f"{job_options.option(name).help.format(grace=grace)} "
+            f"Allowed: {_limit_hint(self.site, name)}; "
             f"default {limit.describe(limit.default)}"
             + ("; empty: the profile's value." if self.blank_defaults else ".")
         )
@@ -189,7 +174,8 @@ def _os_choices(
             f"{': ' + _e(c.description) if c.description else ''}{free}</li>"
         )
     listing = f'<ul class="cs-os-list small mt-2 mb-0">{"".join(items)}</ul>'
-    return fields.wrap("container", "Container OS", control + listing, OS_HELP)
+    os_option = job_options.option("container")
+    return fields.wrap("container", os_option.label, control + listing, os_option.help)
 
 
 # Recomputes the "free slots" lines from the embedded pool answer as the size changes.
@@ -297,32 +283,30 @@ def render_form(
                 "A preset size; the fields below override it.",
             )
         )
-    rows.append(fields.limit("cpus", "CPUs"))
-    rows.append(fields.limit("memory", "Memory"))
-    if lim["gpus"].max > 0:
-        rows.append(fields.limit("gpus", "GPUs"))
-    rows.append(fields.limit("runtime", "Runtime"))
     asked = {k: v for k, v in values.items() if k != "profile"}
     with contextlib.suppress(RequestError):  # the error message says why; show what was typed
         asked = apply_profile(profile, asked)
     chosen = str(asked.get("container") or site.catalogue.default.name).lower()
     size = _size(site, asked)
-    rows.append(_os_choices(site, fields, chosen, size, slots))
-    more = []
-    if lim["disk"].max > lim["disk"].min:
-        more.append(fields.limit("disk", "Disk"))
-    env_control = (
-        f'<textarea {fields.attrs("environment")} rows="3" spellcheck="false" '
-        f'placeholder="OMP_NUM_THREADS=2">{_e(fields.value("environment"))}</textarea>'
-    )
-    more.append(fields.wrap("environment", "Environment variables", env_control, ENV_HELP))
-    opened = any(values.get(n) not in (None, "") for n in ("disk", "environment")) or any(
-        fields.invalid(n) for n in ("disk", "environment")
-    )
+
+    def row(o: job_options.JobOption) -> str | None:
+        if o.limited:  # a limit with no choice in it is not asked
+            return fields.limit(o.name, o.label) if lim[o.name].max > lim[o.name].min else None
+        if o.kind == job_options.CONTAINER:
+            return _os_choices(site, fields, chosen, size, slots)
+        control = (
+            f'<textarea {fields.attrs(o.name)} rows="3" spellcheck="false" '
+            f'placeholder="OMP_NUM_THREADS=2">{_e(fields.value(o.name))}</textarea>'
+        )
+        return fields.wrap(o.name, o.label, control, o.help)
+
+    rows += [r for r in map(row, job_options.on_form("main")) if r is not None]
+    folded = [(o, r) for o in job_options.on_form("more") if (r := row(o)) is not None]
+    opened = any(values.get(o.name) not in (None, "") or fields.invalid(o.name) for o, _ in folded)
     rows.append(
         f'<details class="mb-3"{" open" if opened else ""}>'
-        f"<summary>More options ({'disk, ' if len(more) > 1 else ''}environment variables)"
-        f"</summary>{''.join(more)}</details>"
+        f"<summary>More options ({', '.join(o.label.lower() for o, _ in folded)})"
+        f"</summary>{''.join(r for _, r in folded)}</details>"
     )
     if slots is not None:
         rows.append(_pool_data(slots, _size(site, profile.get("user_options", {}))))
@@ -332,11 +316,12 @@ def render_form(
 def options_from_form(formdata: Mapping[str, Any]) -> dict[str, Any]:
     """Form fields (lists of strings) to user_options: first value of each known field."""
     options: dict[str, Any] = {}
-    for name in (*FORM_FIELDS, "profile"):
+    for name in (*(o.name for o in job_options.OPTIONS if o.form), "profile"):
         value = formdata.get(name)
         if isinstance(value, list):
             value = value[0] if value else None
-        if isinstance(value, str) and name == "environment":
+        lines = name != "profile" and job_options.option(name).kind == job_options.ENVIRONMENT
+        if isinstance(value, str) and lines:
             value = value.strip()
         if value not in (None, ""):
             options[name] = value

@@ -263,6 +263,8 @@ class Renderer:
         context = {
             "kind": Quoted(kind),
             "req": request,
+            # the job options' own commands (job_options, not a user's): alike in both modes
+            "resources": [(Quoted(c), value) for c, value in request.submit_commands()],
             "site": self.site,
             "payload": payload,
             "requirements": self._requirements(request),

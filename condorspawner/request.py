@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from condorspawner import job_options
+from condorspawner.job_options import JobOption
 from condorspawner.quoting import QuotingError, check_env_name, check_text, submit_classad_expr
 from condorspawner.site import Limit, Site
 from condorspawner.units import (
@@ -22,17 +24,6 @@ from condorspawner.units import (
 )
 from containers.catalogue import CatalogueError, ContainerOS
 
-FIELDS = (
-    "cpus",
-    "memory",
-    "disk",
-    "gpus",
-    "runtime",
-    "container",
-    "environment",
-    "requirements",
-    "label",
-)
 # HTCondor's and JupyterHub's own, some of them secrets (JPY_API_TOKEN, BEARER_TOKEN*):
 # a job's environment is in its ad, which every user of the pool may read
 RESERVED_ENV_PREFIXES = ("_CONDOR_", "JUPYTERHUB_", "JPY_", "BEARER_TOKEN")
@@ -81,11 +72,15 @@ def _within(limit: Limit, value: int, raw: Any) -> int:
     return value
 
 
-def _resource(site: Site, name: str, raw: Any) -> int:
+_UNIT_PARSERS = {job_options.SIZE: parse_size_mb, job_options.DURATION: parse_duration_s}
+
+
+def _resource(site: Site, option: JobOption, raw: Any) -> int:
+    name = option.name
     limit = site.limits[name]
     if raw is None or raw == "":
         return limit.default
-    parser = {"memory": parse_size_mb, "disk": parse_size_mb, "runtime": parse_duration_s}.get(name)
+    parser = _UNIT_PARSERS.get(option.kind)
     if parser is None:
         value = _whole_number(name, raw)
     else:
@@ -138,87 +133,84 @@ def _environment(raw: Any) -> tuple[tuple[str, str], ...]:
     return tuple(env.items())
 
 
-def _requirements(raw: Any) -> str:
+def _expression(name: str, raw: Any) -> str:
     if raw is None or raw == "":
         return ""
     if not isinstance(raw, str):
-        raise RequestError("requirements", raw, "is not a ClassAd expression")
+        raise RequestError(name, raw, "is not a ClassAd expression")
     try:
         submit_classad_expr(raw)
     except QuotingError as err:
-        raise RequestError("requirements", raw, str(err)) from None
+        raise RequestError(name, raw, str(err)) from None
     return raw
 
 
-def _label(raw: Any) -> str:
+def _text(name: str, raw: Any) -> str:
     if raw is None:
         return ""
     if not isinstance(raw, str):
-        raise RequestError("label", raw, "is not text")
+        raise RequestError(name, raw, "is not text")
     if len(raw) > MAX_LABEL:
-        raise RequestError("label", raw, f"is longer than {MAX_LABEL} characters")
+        raise RequestError(name, raw, f"is longer than {MAX_LABEL} characters")
     try:
         check_text(raw)
     except QuotingError as err:
-        raise RequestError("label", raw, str(err)) from None
+        raise RequestError(name, raw, str(err)) from None
     return raw
+
+
+def _container(site: Site, raw: Any) -> ContainerOS:
+    try:
+        return site.catalogue.choose(raw)
+    except CatalogueError as err:
+        raise RequestError("container", raw, str(err)) from None
+
+
+def _check(site: Site, option: JobOption, raw: Any) -> Any:
+    """One option's value, checked, in its base unit (None: the default)."""
+    if option.limited:
+        return _resource(site, option, raw)
+    if option.kind == job_options.CONTAINER:
+        return _container(site, raw)
+    if option.kind == job_options.ENVIRONMENT:
+        return _environment(raw)
+    if option.kind == job_options.EXPRESSION:
+        return _expression(option.name, raw)
+    return _text(option.name, raw)
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A validated request: resources in base units, a catalogue entry, checked texts."""
+    """A validated request: each option's value (``values``, by the option's ``attr``) in
+    its base unit (MB, s), the catalogue entry, checked texts; read as attributes
+    (``request.memory_mb``)."""
 
-    cpus: int
-    memory_mb: int
-    disk_mb: int
-    gpus: int
-    runtime_s: int
-    container: ContainerOS
-    environment: tuple[tuple[str, str], ...] = ()
-    requirements: str = ""
-    label: str = ""
+    values: Mapping[str, Any]
+
+    def __getattr__(self, attr: str) -> Any:
+        values = self.__dict__.get("values") or {}
+        if attr in values:
+            return values[attr]
+        raise AttributeError(attr)
 
     @classmethod
-    def build(
-        cls,
-        site: Site,
-        *,
-        cpus: Any = None,
-        memory: Any = None,
-        disk: Any = None,
-        gpus: Any = None,
-        runtime: Any = None,
-        container: Any = None,
-        environment: Any = None,
-        requirements: Any = None,
-        label: Any = None,
-    ) -> JobRequest:
-        """Check each value (strings as users type them, or numbers); None means the default."""
-        try:
-            chosen = site.catalogue.choose(container)
-        except CatalogueError as err:
-            raise RequestError("container", container, str(err)) from None
-        return cls(
-            cpus=_resource(site, "cpus", cpus),
-            memory_mb=_resource(site, "memory", memory),
-            disk_mb=_resource(site, "disk", disk),
-            gpus=_resource(site, "gpus", gpus),
-            runtime_s=_resource(site, "runtime", runtime),
-            container=chosen,
-            environment=_environment(environment),
-            requirements=_requirements(requirements),
-            label=_label(label),
-        )
+    def build(cls, site: Site, **options: Any) -> JobRequest:
+        """Check each option (strings as users type them, or numbers); None: the default."""
+        unknown = sorted(set(options) - set(job_options.names()))
+        if unknown:
+            raise TypeError(f"not an option: {unknown[0]}")
+        return cls({o.attr: _check(site, o, options.get(o.name)) for o in job_options.OPTIONS})
 
     @classmethod
     def from_options(cls, site: Site, options: Mapping[str, Any]) -> JobRequest:
         """From ``user_options`` (REST API or parsed form): unknown keys are refused."""
         if not isinstance(options, Mapping):
             raise RequestError("options", options, "is not a table of options")
-        unknown = sorted(set(options) - set(FIELDS))
+        known = job_options.names()
+        unknown = sorted(set(options) - set(known))
         if unknown:
             raise RequestError(
-                unknown[0], options[unknown[0]], f"is not an option (known: {', '.join(FIELDS)})"
+                unknown[0], options[unknown[0]], f"is not an option (known: {', '.join(known)})"
             )
         return cls.build(site, **options)
 
@@ -245,14 +237,16 @@ class JobRequest:
 
     def as_options(self) -> dict[str, Any]:
         """The request as ``user_options`` again (for state and display)."""
+        shown = {job_options.CONTAINER: lambda v: v.name, job_options.ENVIRONMENT: dict}
         return {
-            "cpus": self.cpus,
-            "memory": self.memory_mb,
-            "disk": self.disk_mb,
-            "gpus": self.gpus,
-            "runtime": self.runtime_s,
-            "container": self.container.name,
-            "environment": dict(self.environment),
-            "requirements": self.requirements,
-            "label": self.label,
+            o.name: shown.get(o.kind, lambda v: v)(self.values[o.attr]) for o in job_options.OPTIONS
         }
+
+    def submit_commands(self) -> list[tuple[str, int]]:
+        """The plain ``command = value`` lines of the limited options (request_cpus, ...)."""
+        commands = []
+        for o in job_options.limited():
+            value = self.values[o.attr]
+            if o.submit and not (o.omit_zero and value == 0):
+                commands.append((o.submit, value * o.scale))
+        return commands

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from condorspawner import job_options
 from condorspawner.quoting import QuotingError, check_env_name, submit_classad_expr, submit_path
 from condorspawner.units import (
     UnitError,
@@ -146,18 +147,23 @@ def _str_list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-# Resource limits: (parser to base unit, unit, built-in default, min, max)
-_LIMIT_DEFAULTS: dict[str, tuple[Callable[[Any], int], str, Any, Any, Any]] = {
-    "cpus": (int, "", 1, 1, 8),
-    "memory": (parse_size_mb, "MB", "2GB", "128MB", "16GB"),
-    "disk": (parse_size_mb, "MB", "10GB", "100MB", "100GB"),
-    "gpus": (int, "", 0, 0, 0),
-    "runtime": (parse_duration_s, "s", "8h", "5m", "2d"),
+_PARSERS: dict[str, Callable[[Any], int]] = {
+    job_options.COUNT: int,
+    job_options.SIZE: parse_size_mb,
+    job_options.DURATION: parse_duration_s,
 }
 
 
+def _limit_defaults() -> dict[str, tuple[Callable[[Any], int], str, Any, Any, Any]]:
+    """Each limited option: (parser to its base unit, unit, built-in default, min, max)."""
+    return {
+        o.name: (_PARSERS[o.kind], job_options.UNITS[o.kind], *o.limit)
+        for o in job_options.limited()
+    }
+
+
 def _limit(name: str, raw: Any) -> Limit:
-    parse, unit, d_default, d_min, d_max = _LIMIT_DEFAULTS[name]
+    parse, unit, d_default, d_min, d_max = _limit_defaults()[name]
     table = _table(f"limits.{name}", raw, {"default", "min", "max"})
     values = {}
     for part, fallback in (("default", d_default), ("min", d_min), ("max", d_max)):
@@ -347,11 +353,12 @@ def _catalogue(raw: Any) -> tuple[Catalogue, str]:
 def parse_site(data: Mapping[str, Any], source: str = "built-in defaults") -> Site:
     """Check a site file's parsed TOML and build the :class:`Site`."""
     top = _table("", dict(data), {"pool", "limits", "containers", "jobs", "notebook"})
-    limits_raw = _table("limits", top.get("limits", {}), set(_LIMIT_DEFAULTS))
+    limited = _limit_defaults()
+    limits_raw = _table("limits", top.get("limits", {}), set(limited))
     catalogue, image_root = _catalogue(top.get("containers", _BUILTIN_CATALOGUE))
     return Site(
         pool=_pool(top.get("pool", {})),
-        limits={name: _limit(name, limits_raw.get(name, {})) for name in _LIMIT_DEFAULTS},
+        limits={name: _limit(name, limits_raw.get(name, {})) for name in limited},
         catalogue=catalogue,
         jobs=_jobs(top.get("jobs", {})),
         notebook=_notebook(top.get("notebook", {})),

@@ -3,9 +3,10 @@
 A stage is a ``[[stage]]`` table; its jobs are ``[[stage.job]]`` tables (or,
 for a stage of one job, the job's keys in the stage itself). The jobs of a
 stage run side by side; a stage starts when every job of the one before it
-has succeeded. A job takes the options of ``condorsub submit`` (``executable``,
-``args``, ``os``, ``cpus``, ``memory``, ``disk``, ``gpus``, ``runtime``,
-``env``, ``files``, ``dirs``, ``count``, ``requirements``) plus ``retries``;
+has succeeded. A job takes the options of ``condorsub submit``: ``executable``,
+``args``, each job option's workflow key (:mod:`condorspawner.job_options`:
+``os``, ``cpus``, ``memory``, ``disk``, ``gpus``, ``runtime``, ``requirements``),
+``env``, ``files``, ``dirs``, ``count``, plus ``retries``;
 ``[defaults]`` gives keys every job takes unless it sets its own. Paths are
 relative to the workflow file. Every mistake is one line naming the stage
 and the job (:class:`WorkflowError`); the rendering into DAGMan's files
@@ -18,22 +19,21 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RESOURCE_KEYS = ("os", "cpus", "memory", "disk", "gpus", "runtime", "requirements")
-JOB_KEYS = (
-    "name",
-    "executable",
-    "args",
-    *RESOURCE_KEYS,
-    "env",
-    "files",
-    "dirs",
-    "count",
-    "retries",
-)
+from condorspawner import job_options
+
+OWN_KEYS = ("env", "files", "dirs", "count", "retries")  # a workflow job's own, not options
+
+
+def job_keys() -> tuple[str, ...]:
+    """The keys a job takes: name, executable, args, each job option's, its own."""
+    return ("name", "executable", "args", *(o.toml for o in job_options.in_workflow()), *OWN_KEYS)
+
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}\Z")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_RETRIES = 10
@@ -52,13 +52,7 @@ class Job:
     executable: str
     name: str = ""  # the job's name within its stage ("" for a stage of one unnamed job)
     args: tuple[str, ...] = ()
-    os: str | None = None
-    cpus: Any = None
-    memory: Any = None
-    disk: Any = None
-    gpus: Any = None
-    runtime: Any = None
-    requirements: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # job option name -> value
     env: tuple[str, ...] = ()  # NAME=VALUE, or NAME (this shell's value)
     files: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
@@ -108,7 +102,7 @@ def parse(data: dict[str, Any], base: Path, default_name: str = "workflow") -> W
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise WorkflowError("defaults: must be a table ([defaults])")
-    bad = sorted(set(defaults) - set(JOB_KEYS) | ({"name"} & set(defaults)))
+    bad = sorted(set(defaults) - set(job_keys()) | ({"name"} & set(defaults)))
     if bad:
         raise WorkflowError(f"[defaults]: {bad[0]!r} is not a key a job takes there")
     stages = data.get("stage")
@@ -131,9 +125,9 @@ def _stage(
             f"{where}: name {label!r} is not a plain name (letters, digits, '_', '-')"
         )
     own = {k: v for k, v in stage.items() if k not in ("name", "job")}
-    unknown = sorted(set(own) - set(JOB_KEYS))
+    unknown = sorted(set(own) - set(job_keys()))
     if unknown:
-        raise WorkflowError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(JOB_KEYS)})")
+        raise WorkflowError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(job_keys())})")
     tables = stage.get("job")
     if tables is not None and own:
         raise WorkflowError(
@@ -162,9 +156,9 @@ def _stage(
 
 def _job(table: dict[str, Any], stage: str, node: str, where: str, name: str) -> Job:
     table = {k: v for k, v in table.items() if k != "name"}
-    unknown = sorted(set(table) - set(JOB_KEYS))
+    unknown = sorted(set(table) - set(job_keys()))
     if unknown:
-        raise WorkflowError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(JOB_KEYS)})")
+        raise WorkflowError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(job_keys())})")
     executable = table.get("executable")
     if not isinstance(executable, str) or not executable.strip():
         raise WorkflowError(f"{where}: 'executable' is missing (the program or script to run)")
@@ -174,14 +168,15 @@ def _job(table: dict[str, Any], stage: str, node: str, where: str, name: str) ->
     if not isinstance(args, list) or not all(isinstance(a, str | int | float) for a in args):
         raise WorkflowError(f'{where}: args must be a list of strings, e.g. ["--seed", "7"]')
     values: dict[str, Any] = {}
-    for key in RESOURCE_KEYS:
-        value = table.get(key)
-        if (value is not None and not isinstance(value, str | int)) or isinstance(value, bool):
-            raise WorkflowError(f'{where}: {key} must be a number or a string like "4GB"')
-        values[key] = value
-    for key in ("os", "requirements"):
-        if values[key] is not None and not isinstance(values[key], str):
-            raise WorkflowError(f"{where}: {key} must be a string")
+    for o in job_options.in_workflow():
+        value = table.get(o.toml)
+        if value is None:
+            continue
+        if o.limited and (not isinstance(value, str | int) or isinstance(value, bool)):
+            raise WorkflowError(f'{where}: {o.toml} must be a number or a string like "4GB"')
+        if not o.limited and not isinstance(value, str):
+            raise WorkflowError(f"{where}: {o.toml} must be a string")
+        values[o.name] = value
     return Job(
         stage=stage,
         node=node,
@@ -193,7 +188,7 @@ def _job(table: dict[str, Any], stage: str, node: str, where: str, name: str) ->
         dirs=_paths(table.get("dirs"), "dirs", where),
         count=_whole(table.get("count", 1), "count", 1, 100000, where),
         retries=_whole(table.get("retries", 0), "retries", 0, MAX_RETRIES, where),
-        **values,
+        options=values,
     )
 
 

@@ -9,7 +9,7 @@ from html import unescape
 
 import pytest
 
-from condorspawner import form
+from condorspawner import form, job_options
 from condorspawner.condor import Condor, parse_json_ads
 from condorspawner.options import InvalidOptions, quiet_invalid_options
 from condorspawner.pool_status import FreeSlot, PoolStatus, describe_room, parse_slots, room
@@ -120,7 +120,7 @@ def test_every_limit_has_help_with_its_meaning_and_range(site):
                              ("runtime", "5m to 2d"), ("disk", "100MB to 100GB")):  # fmt: skip
         help_text = html.split(f'id="cs-{name}-help">')[1].split("</div>")[0]
         assert f"Allowed: {range_text}" in help_text, help_text
-        assert form.LIMIT_HELP[name].split(" ")[0] in help_text
+        assert job_options.option(name).help.split(" ")[0] in help_text
         assert f'aria-describedby="cs-{name}-help"' in html
     assert "It stops 5m before this limit" in html  # the site's grace period
 

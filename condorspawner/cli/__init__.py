@@ -14,22 +14,19 @@ from condorspawner.cli.exits import CliError
 
 
 def _resources(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--os", dest="container", metavar="NAME", help="container OS (see: containers)")
-    p.add_argument("--cpus", metavar="N")
-    p.add_argument("--memory", metavar="SIZE", help="e.g. 4GB, 512MB, 4096 (MB)")
-    p.add_argument("--disk", metavar="SIZE")
-    p.add_argument("--gpus", metavar="N")
-    p.add_argument("--runtime", metavar="DURATION", help="e.g. 90m, 2h, 1d, 3600 (s)")
-    p.add_argument(
-        "-e",
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME[=VALUE]",
-        help="environment variable (NAME alone takes it from here)",
-    )
-    p.add_argument("--requirements", metavar="EXPR", help="a ClassAd expression")
-    p.add_argument("--name", dest="label", metavar="LABEL", help="a name for the job(s)")
+    """A flag for each job option (:mod:`condorspawner.job_options`)."""
+    from condorspawner import job_options
+
+    for o in job_options.OPTIONS:
+        flags = [o.short, o.flag] if o.short else [o.flag]
+        many = o.kind == job_options.ENVIRONMENT  # -e A=1 -e B=2
+        p.add_argument(
+            *flags,
+            dest=o.name,
+            metavar=o.metavar,
+            help=o.flag_help,
+            **({"action": "append", "default": []} if many else {}),
+        )
 
 
 def parser() -> argparse.ArgumentParser:

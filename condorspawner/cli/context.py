@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from condorspawner import job_options
 from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.condor import Condor, CondorError, JobNotFound, NotAuthorized
 from condorspawner.request import JobRequest, RequestError
@@ -27,7 +28,7 @@ def site() -> Site:
         raise CliError(str(err)) from None
 
 
-def condor(site: Site, schedd: str | None = None) -> Condor:
+def callers_tools(site: Site, schedd: str | None = None) -> Condor:
     """The HTCondor tools as the caller (no run-as prefix: condorsub runs as its user),
     aimed at ``schedd`` when given.
 
@@ -51,7 +52,7 @@ def schedd_names(site: Site, name: str | None = None) -> list[str | None]:
         return [name]
     if not multi(site.pool):
         return [None]
-    ads = run(ScheddChooser(condor(site)).ads())
+    ads = run(ScheddChooser(callers_tools(site)).ads())
     return [str(ad["Name"]) for ad in ads if ad.get("Name")] or list(site.pool.schedds)
 
 
@@ -73,7 +74,7 @@ def queue_ads(
     names = schedd_names(site, name)
 
     async def one(schedd: str | None) -> list[dict[str, Any]]:
-        tools = condor(site, schedd)
+        tools = callers_tools(site, schedd)
         if history:
             return await tools.history(job_ids, attributes=attributes, limit=len(job_ids) or None)
         return await tools.q(job_ids, attributes=attributes, all_users=all_users)
@@ -108,7 +109,7 @@ def locate(site: Site, job_id: str, name: str | None = None) -> Condor:
     """The tools aimed at the schedd that has ``job_id`` (in its queue, else its history)."""
     names = schedd_names(site, name)
     if len(names) == 1:
-        return condor(site, names[0])
+        return callers_tools(site, names[0])
     attrs = ["ClusterId", "ProcId"]
     holders = {ad["ScheddName"] for ad in queue_ads(site, [job_id], attrs, True)}
     if not holders:
@@ -121,7 +122,7 @@ def locate(site: Site, job_id: str, name: str | None = None) -> Condor:
         )
     if not holders:
         raise CliError(f"job {job_id} not found on any schedd")
-    return condor(site, holders.pop())
+    return callers_tools(site, holders.pop())
 
 
 def _explain(err: CondorError) -> str:
@@ -164,22 +165,13 @@ def environment(entries: list[str]) -> dict[str, str]:
 
 def job_request(args: Any, site: Site, extra_env: dict[str, str] | None = None) -> JobRequest:
     """The user's flags as a JobRequest: the same checks and messages as the notebook form."""
+    options = {o.name: getattr(args, o.name, None) for o in job_options.OPTIONS}
+    options["environment"] = {**environment(args.environment), **(extra_env or {})} or None
     try:
-        return JobRequest.build(
-            site,
-            cpus=args.cpus,
-            memory=args.memory,
-            disk=args.disk,
-            gpus=args.gpus,
-            runtime=args.runtime,
-            container=args.container,
-            environment={**environment(args.env), **(extra_env or {})} or None,
-            requirements=args.requirements,
-            label=args.label,
-        )
+        return JobRequest.build(site, **options)
     except RequestError as err:
-        field = {"container": "--os", "label": "--name"}.get(err.field, f"--{err.field}")
-        raise CliError(f"{field}: {str(err).split(': ', 1)[1]}", USAGE) from None
+        flag = job_options.flag_of(err.field)
+        raise CliError(f"{flag}: {str(err).split(': ', 1)[1]}", USAGE) from None
 
 
 def job_dir(label: str, name: str) -> Path:

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from condorspawner.cli.context import condor, environment, job_dir, run, site
+from condorspawner import job_options
+from condorspawner.cli.context import callers_tools, environment, job_dir, run, site
 from condorspawner.cli.exits import FAILED, USAGE, CliError
 from condorspawner.cli.submit import input_files, job_command, pack_dir
 from condorspawner.render import BatchPayload, Renderer, RenderError
@@ -34,7 +35,6 @@ from condorspawner.workflow import Job, Workflow, WorkflowError, dag_text, load
 
 DAG_FILE = "workflow.dag"
 SCHEDD_FILE = "workflow.schedd"  # the schedd it runs on, when the site has several
-_FIELDS = {"container": "os", "environment": "env", "executable": "executable"}
 DAG_ATTRS = [
     "ClusterId",
     "JobStatus",
@@ -45,6 +45,15 @@ DAG_ATTRS = [
     "DAG_Status",
     "ExitCode",
 ]
+
+
+def _workflow_key(field: str) -> str:
+    """The workflow file's key a request's field came from (``os`` for container)."""
+    if field == "environment":
+        return "env"
+    with contextlib.suppress(KeyError):
+        return job_options.option(field).toml or field
+    return field
 
 
 def _where(job: Job) -> str:
@@ -59,18 +68,7 @@ def _render_job(job: Job, the_site: Any, renderer: Renderer, into: Path) -> str:
     names = [Path(d).resolve().name for d in job.dirs]
     if names:
         env["CONDORSUB_DIRS"] = " ".join(names)
-    request = JobRequest.build(
-        the_site,
-        cpus=job.cpus,
-        memory=job.memory,
-        disk=job.disk,
-        gpus=job.gpus,
-        runtime=job.runtime,
-        container=job.os,
-        environment=env or None,
-        requirements=job.requirements,
-        label=job.node,
-    )
+    request = JobRequest.build(the_site, **job.options, environment=env or None, label=job.node)
     into.mkdir(parents=True)
     archives = [str(into / f"{pack_dir(d, into, 'dirs: {!r}')}.dir.tar.gz") for d in job.dirs]
     payload = BatchPayload(
@@ -92,7 +90,7 @@ def render(workflow: Workflow, the_site: Any, directory: Path) -> dict[str, str]
             except CliError as err:
                 raise CliError(f"{_where(job)}: {err}", err.code) from None
             except RequestError as err:
-                field = _FIELDS.get(err.field, err.field)
+                field = _workflow_key(err.field)
                 raise CliError(
                     f"{_where(job)}: {field}: {str(err).split(': ', 1)[1]}", USAGE
                 ) from None
@@ -114,7 +112,7 @@ def dag(args: Any) -> int:
     except WorkflowError as err:
         raise CliError(str(err), USAGE) from None
     the_site = site()
-    condor(the_site, args.schedd)  # a bad --schedd name stops here, before any file
+    callers_tools(the_site, args.schedd)  # a bad --schedd name stops here, before any file
     directory = job_dir(workflow.name, workflow.name)
     try:
         submits = render(workflow, the_site, directory)
@@ -196,19 +194,21 @@ def _submit(
 ) -> int:
     """DAGMan's description written, then queued on ``schedd`` (else the least loaded)."""
     stdout, _ = run(
-        condor(the_site).run("condor_submit_dag", ["-no_submit", DAG_FILE], cwd=str(directory))
+        callers_tools(the_site).run(
+            "condor_submit_dag", ["-no_submit", DAG_FILE], cwd=str(directory)
+        )
     )
     description = f"{DAG_FILE}.condor.sub"
     schedd, result = run(
         submit_somewhere(
-            condor(the_site),
+            callers_tools(the_site),
             lambda tools: tools.submit(description, cwd=str(directory)),
             chosen=schedd,
         )
     )
     if schedd:
         (directory / SCHEDD_FILE).write_text(f"{schedd}\n")
-    tools = condor(the_site, schedd)
+    tools = callers_tools(the_site, schedd)
     cluster = result.cluster
     out: dict[str, Any] = {
         "cluster": cluster,

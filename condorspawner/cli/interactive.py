@@ -8,7 +8,7 @@ import signal
 import subprocess
 from typing import Any
 
-from condorspawner.cli.context import condor, job_dir, job_request, site
+from condorspawner.cli.context import callers_tools, job_dir, job_request, site
 from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.condor import check_job_ids
 from condorspawner.render import InteractivePayload, Renderer
@@ -25,7 +25,7 @@ def shell(args: Any) -> int:
     except RequestError as err:
         raise CliError(str(err), USAGE) from None
     submit_file = job.write(directory)
-    argv = [*condor(the_site).command("condor_submit", []), "-interactive", str(submit_file)]
+    argv = [*callers_tools(the_site).command("condor_submit", []), "-interactive", str(submit_file)]
     try:
         return subprocess.run(argv, cwd=directory, check=False).returncode
     except FileNotFoundError:
@@ -49,7 +49,7 @@ def tunnel(args: Any) -> int:
         job_id,
         args.remote_port,
         local_port=args.local_port,
-        program=condor(the_site).command("condor_ssh_to_job", []),
+        program=callers_tools(the_site).command("condor_ssh_to_job", []),
     )
 
     async def main() -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from condorspawner.attach import TunnelSettings
-from condorspawner.cli.context import condor, job_dir, job_request, site
+from condorspawner.cli.context import callers_tools, job_dir, job_request, site
 from condorspawner.cli.exits import FAILED, USAGE, CliError
 from condorspawner.errors import JobFailed, SpawnError
 from condorspawner.finish import JobNotFinished
@@ -72,7 +72,7 @@ def work_directory(given: str | None) -> Path:
 def lab(args: Any) -> int:
     """Submit, tunnel, print the URL; on Ctrl-C end the job and bring the work directory back."""
     the_site = site()
-    tools = condor(the_site, args.schedd)  # a bad --schedd name stops here, before any file
+    tools = callers_tools(the_site, args.schedd)  # a bad --schedd name stops here, before any file
     request = job_request(args, the_site)
     work = work_directory(args.dir)
     directory = job_dir(args.label or "", "lab")

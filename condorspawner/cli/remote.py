@@ -108,10 +108,10 @@ def _exec(tools: Any, args: list[str]) -> int:
 
 def ssh(args: Any) -> int:
     """``condorsub ssh JOB [COMMAND...]``: a login shell or a command in the job."""
-    from condorspawner.cli.context import condor, site
+    from condorspawner.cli.context import callers_tools, site
 
     job_id = job_id_of(args.job_id)
-    tools = condor(site())
+    tools = callers_tools(site())
     running(tools, job_id)
     return _exec(tools, [job_id, *args.remote_command])
 
@@ -326,13 +326,13 @@ def ssh_proxy(argv: list[str]) -> int:
 
     USER comes only from configurations written before it was left out; with it the
     bridge says so when it is not the job's owner."""
-    from condorspawner.cli.context import condor, site
+    from condorspawner.cli.context import callers_tools, site
 
     if len(argv) not in (1, 2):
         raise CliError("usage: condorsub ssh-proxy condor-JOB (ssh's ProxyCommand)", USAGE)
     host = argv[0]
     job_id = job_of_host(host)
-    tools = condor(site())
+    tools = callers_tools(site())
     running(tools, job_id)
     program = [sys.executable, "-m", "condorspawner.cli", "ssh-bridge", *argv]
     placeholders = ["--proxy=%x", "--key=%i", "--known=%k", "--owner=%u"]

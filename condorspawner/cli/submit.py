@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from condorspawner.cli.context import condor, job_dir, job_request, run, site
+from condorspawner.cli.context import callers_tools, job_dir, job_request, run, site
 from condorspawner.cli.display import WaitView, print_outputs
 from condorspawner.cli.exits import USAGE, CliError
 from condorspawner.jobad import COMPLETED, HELD, IDLE, REMOVED, RUNNING, id_of
@@ -97,7 +97,7 @@ def submit(args: Any) -> int:
         return 0
     schedd, result = run(
         submit_somewhere(
-            condor(the_site, args.schedd),
+            callers_tools(the_site, args.schedd),
             lambda tools: tools.submit(str(submit_file), cwd=str(directory)),
             chosen=args.schedd,
         )
@@ -147,7 +147,7 @@ def follow(
     """Follow a cluster until every job has left the queue (or is held); their exit codes."""
     view = WaitView(cluster, total, quiet=quiet)
     try:
-        return asyncio.run(_follow(condor(the_site, schedd), cluster, total, view))
+        return asyncio.run(_follow(callers_tools(the_site, schedd), cluster, total, view))
     finally:
         view.close()
 
