@@ -11,8 +11,10 @@ class SpawnError(RuntimeError):
 
 class JobFailed(SpawnError):
     """The job cannot serve a notebook (held, ended, queued too long, unreachable); the
-    message says why. ``ad`` is the job's last ad, when there is one."""
+    message says why. ``ad`` is the job's last ad, when there is one; ``ended``: the job
+    left the queue by itself (then its ``ExitCode`` is the server's)."""
 
-    def __init__(self, message: str, ad: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, ad: dict[str, Any] | None = None, ended: bool = False) -> None:
         super().__init__(message)
         self.ad = ad or {}
+        self.ended = ended

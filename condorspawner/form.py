@@ -290,8 +290,10 @@ def render_form(
     size = _size(site, asked)
 
     def row(o: job_options.JobOption) -> str | None:
-        if o.limited:  # a limit with no choice in it is not asked
-            return fields.limit(o.name, o.label) if lim[o.name].max > lim[o.name].min else None
+        if o.limited:  # shown when it can be more than zero; folded ones when there is a choice
+            limit = lim[o.name]
+            offered = limit.max > 0 and (o.form == "main" or limit.max > limit.min)
+            return fields.limit(o.name, o.label) if offered else None
         if o.kind == job_options.CONTAINER:
             return _os_choices(site, fields, chosen, size, slots)
         control = (

@@ -191,8 +191,10 @@ def in_workflow() -> tuple[JobOption, ...]:
 
 
 def flag_of(field: str) -> str:
-    """The condorsub flag for a request's field (``environment.X`` is ``--env``'s)."""
+    """The condorsub flag for a request's field (``environment.X``: ``--env X``)."""
+    name, _, part = field.partition(".")
     try:
-        return option(field.split(".", 1)[0]).flag
+        flag = option(name).flag
     except KeyError:
         return f"--{field}"
+    return f"{flag} {part}" if part else flag

@@ -154,8 +154,7 @@ class NotebookJob:
         return self._attachment
 
     @property
-    def tunnel_opened(self) -> Attachment | None:
-        """The tunnel, if one was made (never makes one)."""
+    def tunnel_opened(self) -> Attachment | None:  # the tunnel, if one was made
         return self._attachment
 
     def _file(self, name: str) -> str:
@@ -171,10 +170,12 @@ class NotebookJob:
 
     def marks(self, **more: str) -> str:
         """A constraint for this server's jobs. The marks are public and anybody can set
-        them, so the job's ``Owner`` (set by the schedd) must be the submitter too."""
-        owner = self.run_as or pwd.getpwuid(os.getuid()).pw_name
+        them, so with run-as the job's ``Owner`` (set by the schedd) must be the user too.
+        (Without run-as every job is the hub's own account's, whatever name the schedd
+        gives that identity.)"""
         marks = {HUB_ATTR: self.hub_id, USER_ATTR: self.user, SERVER_ATTR: self.server}
-        marks["Owner"] = owner
+        if self.run_as:
+            marks["Owner"] = self.run_as
         marks.update(more)
         return " && ".join(is_(attr, value) for attr, value in marks.items())
 
@@ -306,7 +307,7 @@ class NotebookJob:
         except JobHeld as err:
             raise JobFailed(f"HTCondor held job {job_id}: {err.reason}", err.ad) from None
         except JobEnded as err:
-            raise JobFailed(await self.ended_message(err.ad), err.ad) from None
+            raise JobFailed(await self.ended_message(err.ad), err.ad, ended=True) from None
         except StillQueued as err:
             raise JobFailed(
                 f"Job {job_id} was still waiting in the queue after {limit} s "

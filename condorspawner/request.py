@@ -185,12 +185,20 @@ class JobRequest:
     its base unit (MB, s), the catalogue entry, checked texts; read as attributes
     (``request.memory_mb``)."""
 
-    values: Mapping[str, Any]
+    items: tuple[tuple[str, Any], ...]  # (attribute, value) pairs: a request is hashable
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> JobRequest:
+        return cls(tuple(values.items()))
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return dict(self.items)
 
     def __getattr__(self, attr: str) -> Any:
-        values = self.__dict__.get("values") or {}
-        if attr in values:
-            return values[attr]
+        for name, value in self.__dict__.get("items", ()):
+            if name == attr:
+                return value
         raise AttributeError(attr)
 
     @classmethod
@@ -199,7 +207,7 @@ class JobRequest:
         unknown = sorted(set(options) - set(job_options.names()))
         if unknown:
             raise TypeError(f"not an option: {unknown[0]}")
-        return cls({o.attr: _check(site, o, options.get(o.name)) for o in job_options.OPTIONS})
+        return cls.of({o.attr: _check(site, o, options.get(o.name)) for o in job_options.OPTIONS})
 
     @classmethod
     def from_options(cls, site: Site, options: Mapping[str, Any]) -> JobRequest:

@@ -18,7 +18,6 @@ import time
 import uuid
 from typing import Any
 
-from condorspawner import form
 from condorspawner.accounts import AccountRefused, check_account
 from condorspawner.attach import AttachError, TunnelSettings, hub_address
 from condorspawner.condor import Condor
@@ -29,7 +28,6 @@ from condorspawner.jobad import run_dated
 from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
 from condorspawner.leftovers import adopt_submitted, settle_leftovers
 from condorspawner.notebook_job import JobRecord, NotebookJob
-from condorspawner.options import OptionsForm
 from condorspawner.progress import SpawnProgress
 from condorspawner.protocol import JobSecret, job_start
 from condorspawner.request import JobRequest, RequestError
@@ -50,7 +48,6 @@ class CondorSpawner(SpawnerConfig):
         self._job: NotebookJob | None = None
         self._standby = StandbyPort()  # the page while its schedd or tunnel does not answer
         self.spawn_progress = SpawnProgress(self.log, self._log_name, self.queue_poll_interval)
-        self._options: OptionsForm | None = None
 
     # --- collaborators --------------------------------------------------------------------
 
@@ -66,44 +63,46 @@ class CondorSpawner(SpawnerConfig):
 
     @property
     def job(self) -> NotebookJob:
-        """This server's notebook job (made on first use, when the traits are set)."""
+        """This server's notebook job (its settings as they were at the last start)."""
         if self._job is None:
-            tunnel_mode = self.hub is not None and self.site.notebook.hub_api == "tunnel"
-            api = hub_address(self.hub.api_url) if tunnel_mode else None
             self._job = NotebookJob(
                 self.site,
                 self.record,
-                hub_id=self.hub_id,
-                user=self.user.name if self.user else "",
-                server=self.name or "",
-                run_as=self.run_as,
-                files=self.files,
-                tunnel=TunnelSettings(
-                    hub_api=api,
-                    max_restarts=self.tunnel_max_restarts,
-                    ready_timeout=float(self.http_timeout),
-                    on_give_up=self._tunnel_gave_up,
-                ),
-                stop_timeout=self.stop_timeout,
-                intervals=(self.queue_poll_interval, self.queue_poll_interval_pending),
+                **self._job_settings(),
                 on_event=self.spawn_progress.event,
                 persist=lambda: self._persist_state(),
                 log=self.log,
-                name=self._log_name,
             )
         return self._job
 
-    @property
-    def options(self) -> OptionsForm:
-        if self._options is None:
-            self._options = OptionsForm(
-                self.site,
-                self.user.name,
-                self.log,
-                profiles=self._profiles,
-                check_account=self._account,
-            )
-        return self._options
+    def _job_settings(self) -> dict[str, Any]:
+        """The traits the job runs with, read now: JupyterHub's group overrides and
+        ``pre_spawn_hook`` may change them up to the start."""
+        tunnel_mode = self.hub is not None and self.site.notebook.hub_api == "tunnel"
+        return {
+            "hub_id": self.hub_id,
+            "user": self.user.name if self.user else "",
+            "server": self.name or "",
+            "run_as": self.run_as,
+            "files": self.files,
+            "tunnel": TunnelSettings(
+                hub_api=hub_address(self.hub.api_url) if tunnel_mode else None,
+                max_restarts=self.tunnel_max_restarts,
+                ready_timeout=float(self.http_timeout),
+                on_give_up=self._tunnel_gave_up,
+            ),
+            "stop_timeout": self.stop_timeout,
+            "intervals": (self.queue_poll_interval, self.queue_poll_interval_pending),
+            "name": self._log_name,
+        }
+
+    def _configured_job(self) -> NotebookJob:
+        """The job, with the traits as they are now (``start`` calls it first)."""
+        job = self.job
+        for name, value in self._job_settings().items():
+            setattr(job, name, value)
+        self.spawn_progress.interval = self.queue_poll_interval
+        return job
 
     def _account(self) -> pwd.struct_passwd | None:
         """The user's Unix account, checked (:class:`AccountRefused`), when the hub acts as
@@ -160,50 +159,37 @@ class CondorSpawner(SpawnerConfig):
         if session is not None:
             session.commit()
 
-    # --- options --------------------------------------------------------------------------
-
-    def job_request(self, options: dict[str, Any] | None = None) -> JobRequest:
-        """The user's options (through the chosen profile) checked against the site."""
-        return self.options.request(self.user_options if options is None else options)
-
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        return form.options_from_form(formdata)
-
-    def run_options_from_form(self, form_data: dict[str, list[str]]) -> dict[str, Any]:
-        """The form's options, checked now: a mistake shows the form again, nothing starts."""
-        return self.options.checked_form(super().run_options_from_form(form_data))
-
-    def options_from_query(self, query_data: dict[str, list[str]]) -> dict[str, Any]:
-        """``/hub/spawn?cpus=2``: checked like the form."""
-        return self.options.checked_form(super().options_from_query(query_data))
-
     # --- start ----------------------------------------------------------------------------
 
     async def start(self) -> tuple[str, int]:
-        progress, job = self.spawn_progress, self.job
+        progress = self.spawn_progress
         progress.begin()
         if self.last_end:
             progress.event(f"Your previous server ended: {self.last_end}", 0)
             self.last_end = None
-        job.times = {"start": time.monotonic()}
+        started = time.monotonic()
         try:
             try:
+                job = self._configured_job()
                 request = self.job_request()
                 paths = self._paths()
-            except (RequestError, AccountRefused) as err:
+            except (RequestError, AccountRefused, ValueError) as err:  # ValueError: a user name
                 raise SpawnError(f"Cannot start a server: {err}") from None
+            job.times = {"start": started}
             await settle_leftovers(job)
             await self._submit(request, paths)
             ad = await job.follow_to_run(pending=True)
             assert ad is not None  # neither a stop event nor a task to end it
-            await job.connect(ad)
+            if await job.connect(ad) is None:
+                raise SpawnError(f"Opening the tunnel to job {self.record.job_id} was cancelled")
             progress.log_timings(self.record.job_id, job.times)
         except BaseException:
             await self._abandon()
             raise
         finally:
             progress.end()
-            job.settle()
+            if self._job is not None:
+                self._job.settle()
         return "127.0.0.1", self.record.local_port
 
     async def _submit(self, request: JobRequest, paths: JobPaths) -> None:
@@ -247,6 +233,8 @@ class CondorSpawner(SpawnerConfig):
 
     async def _abandon(self) -> None:
         """A spawn that failed: no tunnel, no job left behind (its files safe first)."""
+        if self._job is None:
+            return  # it failed before it had a job
         await self._close_tunnel()
         if self.record.job_id:
             with contextlib.suppress(JobNotFinished):
@@ -274,7 +262,10 @@ class CondorSpawner(SpawnerConfig):
             return None
 
     async def _poll(self) -> int | None:
-        job, record = self.job, self.record
+        record = self.record
+        if not record.job_id and not record.spawn_id:
+            return 0  # no job, and no spawn that may have submitted one
+        job = self.job
         if not record.job_id and not await adopt_submitted(job):
             return 0
         if not record.job_id:

@@ -1,4 +1,5 @@
-"""CondorSpawner's configuration: every trait an admin sets, with its help text."""
+"""CondorSpawner's configuration: every trait an admin sets, with its help text, and
+the hooks of what a user chooses (the options form, checked by :class:`OptionsForm`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from typing import Any
 from jupyterhub.spawner import Spawner
 from traitlets import Callable, Float, Integer, List, Unicode, Union, default
 
+from condorspawner import form
 from condorspawner.accounts import DEFAULT_DENIED
+from condorspawner.condor import Condor
+from condorspawner.options import OptionsForm
 from condorspawner.pool_status import PoolStatus
+from condorspawner.request import JobRequest
 from condorspawner.site import cached_site
 
 
@@ -28,6 +33,8 @@ class SpawnerConfig(Spawner):
 
     async def poll(self) -> int | None:
         raise NotImplementedError("CondorSpawner polls servers")
+
+    _options: OptionsForm | None = None  # made on first use, for the spawner's user
 
     site_file = Unicode(
         None,
@@ -134,7 +141,7 @@ class SpawnerConfig(Spawner):
     @default("options_form")
     def _default_options_form(self) -> Any:
         async def render(spawner: Any) -> str:
-            slots = PoolStatus.shared(spawner.job.condor, spawner.queue_poll_interval)
+            slots = PoolStatus.shared(Condor(spawner.site.pool), spawner.queue_poll_interval)
             return await spawner.options.render(spawner.user_options, slots)
 
         return render  # called as options_form(spawner)
@@ -142,3 +149,30 @@ class SpawnerConfig(Spawner):
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:
         return lambda spawner, user_options: spawner.options.validate(user_options)
+
+    @property
+    def options(self) -> OptionsForm:
+        if self._options is None:
+            self._options = OptionsForm(
+                self.site,
+                self.user.name if self.user else "",
+                self.log,
+                profiles=self._profiles,
+                check_account=self._account,
+            )
+        return self._options
+
+    def job_request(self, options: dict[str, Any] | None = None) -> JobRequest:
+        """The user's options (through the chosen profile) checked against the site."""
+        return self.options.request(self.user_options if options is None else options)
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return form.options_from_form(formdata)
+
+    def run_options_from_form(self, form_data: dict[str, list[str]]) -> dict[str, Any]:
+        """The form's options, checked now: a mistake shows the form again, nothing starts."""
+        return self.options.checked_form(super().run_options_from_form(form_data))
+
+    def options_from_query(self, query_data: dict[str, list[str]]) -> dict[str, Any]:
+        """``/hub/spawn?cpus=2``: checked like the form."""
+        return self.options.checked_form(super().options_from_query(query_data))

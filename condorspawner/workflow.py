@@ -19,8 +19,7 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ class Job:
     executable: str
     name: str = ""  # the job's name within its stage ("" for a stage of one unnamed job)
     args: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)  # job option name -> value
+    options: tuple[tuple[str, Any], ...] = ()  # (job option name, value) pairs
     env: tuple[str, ...] = ()  # NAME=VALUE, or NAME (this shell's value)
     files: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
@@ -188,7 +187,7 @@ def _job(table: dict[str, Any], stage: str, node: str, where: str, name: str) ->
         dirs=_paths(table.get("dirs"), "dirs", where),
         count=_whole(table.get("count", 1), "count", 1, 100000, where),
         retries=_whole(table.get("retries", 0), "retries", 0, MAX_RETRIES, where),
-        options=values,
+        options=tuple(values.items()),
     )
 
 

@@ -236,3 +236,16 @@ def test_a_lab_no_slot_fits_is_removed_at_the_sites_start_timeout(pool, tmp_path
     assert pool.run("condor_q", "-json", job).stdout.strip() == ""
     submit_dir = next((pool.submit_dir / "condorsub-jobs").iterdir())
     assert not (submit_dir / SECRET_FILE).exists()
+
+
+def test_a_held_job_fails_the_lab_whatever_exit_code_it_had():
+    """A job that exited 0 and was then held (its output could not come back) is a failure;
+    only a server that ended by itself with 0 gives 0."""
+    from condorspawner.cli.exits import FAILED
+    from condorspawner.cli.lab import exit_code
+    from condorspawner.errors import JobFailed
+
+    held = JobFailed("HTCondor held job 7.0: transfer failed", {"JobStatus": 5, "ExitCode": 0})
+    assert exit_code(held) == FAILED
+    assert exit_code(JobFailed("ended", {"JobStatus": 4, "ExitCode": 0}, ended=True)) == 0
+    assert exit_code(JobFailed("ended", {"JobStatus": 4, "ExitCode": 2}, ended=True)) == FAILED

@@ -59,7 +59,7 @@ def test_a_new_option_is_in_every_place_from_its_one_definition(gpu_memory, tmp_
         job_request(bad, site)
 
     flow = workflow.parse({"stage": [{"executable": "run.sh", "gpu_memory": "8GB"}]}, tmp_path)
-    assert flow.jobs[0].options == {"gpu_memory": "8GB"}
+    assert dict(flow.jobs[0].options) == {"gpu_memory": "8GB"}
     with pytest.raises(workflow.WorkflowError, match="gpu_memory must be a number or a string"):
         workflow.parse({"stage": [{"executable": "run.sh", "gpu_memory": [8]}]}, tmp_path)
 
@@ -84,4 +84,14 @@ def test_every_option_has_one_flag_and_one_workflow_key():
     assert all(o.limit is not None for o in job_options.limited())
     commands = [o.submit for o in job_options.OPTIONS if o.submit]
     assert all(re.fullmatch(r"[a-z_]+", c) for c in commands), commands  # printed as they are
-    assert set(job_options.names()) == set(JobRequest.build(parse_site({})).as_options())
+    request = JobRequest.build(parse_site({}))
+    assert set(job_options.names()) == set(request.as_options())
+    assert hash(request) == hash(JobRequest.build(parse_site({})))  # frozen, as a value
+
+
+def test_a_fixed_limit_is_still_shown_on_the_form_and_a_bad_variable_is_named(site):
+    fixed = parse_site({"limits": {"cpus": {"min": 2, "max": 2, "default": 2}}})
+    assert 'name="cpus"' in form.render_form(fixed)  # the user sees what they get
+    assert 'name="gpus"' not in form.render_form(site)  # none to be had
+    assert job_options.flag_of("environment.A") == "--env A"
+    assert job_options.flag_of("container") == "--os"

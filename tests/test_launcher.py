@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from condorspawner.jobad import run_dated
 from condorspawner.launcher import (
     hub_relay,
     hub_sockets,
@@ -55,7 +56,8 @@ def test_launcher_serves_on_its_socket_and_stops_before_the_runtime_limit(pool):
         log = launcher.log
         queue
     """)
-    ad = pool.wait_for(job, lambda a: a["JobStatus"] == 2, timeout=20)
+    # running, and dated: the schedd sets JobCurrentStartDate just after JobStatus = 2
+    ad = pool.wait_for(job, lambda a: a["JobStatus"] == 2 and run_dated(a), timeout=20)
     meeting = meeting.for_run(ad["JobCurrentStartDate"])  # one directory per run of the job
     sock = Path(meeting.notebook_socket)
     deadline = time.monotonic() + 20

@@ -86,10 +86,10 @@ def test_wrapper_is_shared_and_names_thread_variables(renderer, site):
 
 def test_a_request_beyond_the_limits_is_refused_at_render_time(renderer, site):
     ok = JobRequest.build(site)
-    too_big = JobRequest({**ok.values, "cpus": 64})  # built around the validation
+    too_big = JobRequest.of({**ok.values, "cpus": 64})  # built around the validation
     with pytest.raises(RequestError, match=r"cpus: 64 is above the site limit of 8"):
         renderer.render(too_big, payloads()["batch"])
-    too_long = JobRequest({**ok.values, "runtime_s": 10 * 86400})
+    too_long = JobRequest.of({**ok.values, "runtime_s": 10 * 86400})
     with pytest.raises(RequestError, match=r"runtime: 864000 is above the site limit of 2d"):
         renderer.render(too_long, payloads()["batch"])
 

@@ -232,6 +232,23 @@ def test_a_wrong_site_file_fails_when_the_spawner_is_made(tmp_path):
         CondorSpawner(site_file=str(bad))
 
 
+def test_start_uses_the_traits_as_they_are_at_the_start():
+    """JupyterHub's group overrides and pre_spawn_hook set traits after the job was first
+    used (the form, a poll): the start must run with the new values."""
+    from types import SimpleNamespace
+
+    from condorspawner.spawner import CondorSpawner
+
+    spawner = CondorSpawner()
+    spawner.user = SimpleNamespace(name="ann")
+    assert spawner.job.stop_timeout == spawner.stop_timeout  # first use: the form, a poll
+    spawner.stop_timeout, spawner.queue_poll_interval = 7.0, 3.0  # pre_spawn_hook
+    spawner.hub = SimpleNamespace(api_url="http://127.0.0.1:8081/hub/api")
+    job = spawner._configured_job()
+    assert (job.stop_timeout, job.intervals[0]) == (7.0, 3.0)
+    assert job.tunnel.hub_api == ("127.0.0.1", 8081) and spawner.spawn_progress.interval == 3.0
+
+
 async def test_poll_never_raises():
     from condorspawner.spawner import CondorSpawner
 

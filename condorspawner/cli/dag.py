@@ -48,12 +48,13 @@ DAG_ATTRS = [
 
 
 def _workflow_key(field: str) -> str:
-    """The workflow file's key a request's field came from (``os`` for container)."""
-    if field == "environment":
-        return "env"
+    """The workflow file's key a request's field came from (``os`` for container,
+    ``env.X`` for environment.X)."""
+    name, dot, part = field.partition(".")
+    key = "env" if name == "environment" else name
     with contextlib.suppress(KeyError):
-        return job_options.option(field).toml or field
-    return field
+        key = job_options.option(name).toml or key
+    return f"{key}{dot}{part}"
 
 
 def _where(job: Job) -> str:
@@ -68,7 +69,9 @@ def _render_job(job: Job, the_site: Any, renderer: Renderer, into: Path) -> str:
     names = [Path(d).resolve().name for d in job.dirs]
     if names:
         env["CONDORSUB_DIRS"] = " ".join(names)
-    request = JobRequest.build(the_site, **job.options, environment=env or None, label=job.node)
+    request = JobRequest.build(
+        the_site, **dict(job.options), environment=env or None, label=job.node
+    )
     into.mkdir(parents=True)
     archives = [str(into / f"{pack_dir(d, into, 'dirs: {!r}')}.dir.tar.gz") for d in job.dirs]
     payload = BatchPayload(

@@ -120,6 +120,12 @@ def lab(args: Any) -> int:
     return asyncio.run(session.main(request.summary(), open_browser=args.open))
 
 
+def exit_code(failed: JobFailed) -> int:
+    """0 only when the server ended by itself with 0 (a held job failed, whatever its
+    ExitCode said before the hold)."""
+    return 0 if failed.ended and failed.ad.get("ExitCode") == 0 else FAILED
+
+
 def tell(message: str, phase: int, again: bool) -> None:
     """The job's news on the terminal, each once (a phase that goes on is not repeated)."""
     if not again:
@@ -170,7 +176,7 @@ class LabSession:
             code = await self._session(open_browser)
         except JobFailed as err:  # said before the job's end is
             say(str(err))
-            code = 0 if err.ad.get("ExitCode") == 0 else FAILED
+            code = exit_code(err)
         except CliError as err:
             say(str(err))
             code = err.code
@@ -181,16 +187,13 @@ class LabSession:
     async def _session(self, open_browser: bool) -> int:
         job = self.job
         url = None
-        first = True
         while True:
-            ad = await job.follow_to_run(pending=first, stop=self.stopping)
-            if first:
-                job.settle()  # the queue at the normal interval again
-                first = False
+            ad = await job.follow_to_run(pending=True, stop=self.stopping)
+            job.settle()  # the queue at the normal interval again
             if ad is None:
                 return 0
             port = await job.connect(ad, stop=self.stopping)
-            if port is None:
+            if port is None or self.stopping.is_set():
                 return 0
             if url is None:
                 url = f"http://127.0.0.1:{port}/lab?token={self.token}"
