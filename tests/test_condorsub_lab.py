@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from condorspawner.watcher import JobEnded, JobHeld, JobState, StillQueued, foll
 from proxy_tunnel.procs import alive, descendants
 from tests.commands import Lab, call, site_env
 from tests.harness import CONDORSUB
+from tests.sessions import wait_until
 
 # --- follow_job: the loop the lab and the spawner share -----------------------------------
 
@@ -167,9 +167,7 @@ def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tm
         lab.write("results.txt", "made in the job\n")
 
         # --open: the browser gets a private page that leads to the URL, not the token itself
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not opened.exists():
-            time.sleep(0.1)
+        wait_until(opened.exists, 10, "the browser was started")
         page = Path(opened.read_text().strip().removeprefix("file://"))
         assert token not in opened.read_text() and token in page.read_text()
         assert oct(page.stat().st_mode & 0o777) == "0o600"
@@ -187,10 +185,7 @@ def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tm
     assert token not in lab.stderr
     # no job, no tunnel process of this test, the server's directory gone
     assert pool.run("condor_q", "-json", job).stdout.strip() == ""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(p) for p in tree):
-        time.sleep(0.1)
-    assert not [p for p in tree if alive(p)]
+    wait_until(lambda: not [p for p in tree if alive(p)], 10, "the lab's processes ended")
     assert not server_dir.exists()
     # the file written in the job is back, beside what went in; the private file is gone
     assert (pool.submit_dir / "analysis" / "results.txt").read_text() == "made in the job\n"

@@ -5,7 +5,6 @@ import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from condorspawner.launcher import (
 )
 from condorspawner.protocol import JobSecret, ProtocolError, Rendezvous
 from condorspawner.quoting import submit_arguments
-from tests.sessions import NOBODY
+from tests.sessions import NOBODY, wait_until
 
 STANDIN = Path(__file__).resolve().parents[1] / "benchmarks" / "standin_server.py"
 
@@ -60,9 +59,7 @@ def test_launcher_serves_on_its_socket_and_stops_before_the_runtime_limit(pool):
     ad = pool.wait_for(job, lambda a: a["JobStatus"] == 2 and run_dated(a), timeout=20)
     meeting = meeting.for_run(ad["JobCurrentStartDate"])  # one directory per run of the job
     sock = Path(meeting.notebook_socket)
-    deadline = time.monotonic() + 20
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(sock.exists, 20, "the launcher's server listens on its socket")
     assert oct(Path(meeting.directory).stat().st_mode & 0o777) == "0o700"
     assert oct(sock.stat().st_mode & 0o777) in ("0o600", "0o755", "0o777")
     # a tunnel's hub socket arrives (as ssh -R would make it): the server keeps running

@@ -13,6 +13,7 @@ import htcondor2
 import pytest
 
 from tests.harness import case, drive_terminal
+from tests.sessions import wait_until
 
 ME = getpass.getuser()
 SLEEP = """\
@@ -447,12 +448,12 @@ def test_a_job_is_cut_off_from_the_host_but_reachable_through_ssh(pool, host_ser
         queue
     """)
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def probe_said() -> str | None:
         out = pool.run("condor_ssh_to_job", job, "cat _condor_stdout").stdout
-        if "host" in out:
-            break
-        time.sleep(0.2)
+        return out if "host" in out else None
+
+    out = wait_until(probe_said, 20, "the probe says what it reached")
     assert "host unreachable" in out
     local = free_port()
     import subprocess
@@ -575,10 +576,7 @@ def test_interactive_submit_gives_a_shell_in_the_job(pool):
     assert "Waiting for job to start..." in text
     assert "DONE-3" in text, text
     # the job leaves the queue when the shell ends
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and pool.run("condor_q", "-json").stdout:
-        time.sleep(0.2)
-    assert pool.run("condor_q", "-json").stdout == ""
+    wait_until(lambda: pool.run("condor_q", "-json").stdout == "", 10, "the job left the queue")
 
 
 def test_format_getenv_and_remote_initialdir(pool, tmp_path):
@@ -609,18 +607,14 @@ def test_format_getenv_and_remote_initialdir(pool, tmp_path):
         "True",
     ).stdout
     assert re.fullmatch(r"2, slot1_\d+@\S+\n", out), out
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (run_dir / "out").read_text():
-        time.sleep(0.1)
+    wait_until(lambda: (run_dir / "out").read_text(), 10, "the job's output")
     assert (run_dir / "out").read_text() == f"kept given\n{run_dir}\n"
 
 
 def test_remove_jobs_leaves_no_job_process_behind(pool):
     job = pool.submit(sleep_job(extra="arguments = 4242"))
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (pool.root / "jobs" / job / "job.pid").exists():
-        time.sleep(0.1)
+    wait_until((pool.root / "jobs" / job / "job.pid").exists, 10, "the job's pid file")
     group = int((pool.root / "jobs" / job / "job.pid").read_text())
     assert pool.localpool("stop", "--remove-jobs").returncode == 0
     deadline = time.monotonic() + 5

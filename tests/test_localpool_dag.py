@@ -18,6 +18,7 @@ import htcondor2
 import pytest
 
 from tests.harness import node_log_events
+from tests.sessions import wait_until
 
 STAMP = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")
 
@@ -191,15 +192,13 @@ def test_removing_the_dagman_job_removes_its_nodes_and_writes_a_rescue_dag(pool)
     assert removed.returncode == 0, removed.stderr
     wait_gone(pool, cluster)
     node_id = f"{node['ClusterId']}.{node['ProcId']}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and pool.run("condor_q", "-json", node_id).stdout.strip():
-        time.sleep(0.2)
+    wait_until(
+        lambda: not pool.run("condor_q", "-json", node_id).stdout.strip(), 30, "node A removed"
+    )
     gone = json.loads(pool.run("condor_history", "-json", node_id).stdout)[0]
     assert gone["JobStatus"] == 3
     assert f"<OtherJobRemoveRequirements = DAGManJobId =?= {cluster}>" in gone["RemoveReason"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (d / "wf.dag.rescue001").exists():
-        time.sleep(0.2)
+    wait_until((d / "wf.dag.rescue001").exists, 10, "DAGMan's rescue file")
     assert "# Nodes premarked DONE: 0\n" in (d / "wf.dag.rescue001").read_text()
 
 

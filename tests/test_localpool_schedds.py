@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests.sessions import wait_until
+
 HOST = socket.gethostname().split(".")[0] or "localhost"
 S1, S2 = f"schedd1@{HOST}", f"schedd2@{HOST}"
 SLEEP = "executable = /bin/sleep\narguments = {seconds}\nrequest_cpus = {cpus}\nqueue {count}\n"
@@ -138,13 +140,8 @@ def test_one_execute_point_serves_both_schedds(two):
     assert len(slots) == 3  # the partitionable slot and two dynamic ones
     two.run("condor_rm", "1")
     two.wait_for("1.0", lambda a: a["JobStatus"] == 3 or a.get("CompletionDate") is not None)
-    import time
 
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if all(a["JobStatus"] == 2 for a in q(two, "-name", S2)):
-            break
-        time.sleep(0.2)
+    wait_until(lambda: all(a["JobStatus"] == 2 for a in q(two, "-name", S2)), 20, "both run")
     assert [a["JobStatus"] for a in q(two, "-name", S2)] == [2, 2]
 
 
@@ -212,11 +209,8 @@ def test_a_schedd_that_does_not_answer(two):
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="ssh into jobs needs the pool's sshd")
 def test_ssh_to_a_job_of_the_second_schedd(two):
     job = submit(two, "-name", S2)
-    import time
 
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and q(two, "-name", S2, job)[0]["JobStatus"] != 2:
-        time.sleep(0.1)
+    wait_until(lambda: q(two, "-name", S2, job)[0]["JobStatus"] == 2, 20, "the job runs")
     result = two.run("condor_ssh_to_job", "-name", S2, job, "echo in-job")
     assert (result.returncode, result.stdout) == (0, "in-job\n"), result.stderr
     # schedd1 has no job 1.0: without -name the tool asks schedd1

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import CONDORSUB, case, drive_terminal, site_for_tests
+from tests.sessions import wait_until
 
 SLEEP = "executable = /bin/sleep\narguments = 300\nqueue\n"
 
@@ -177,9 +178,7 @@ def test_an_installed_tool_needs_no_environment(system_pool, unix_users):
 def test_the_job_runs_as_its_owner(system_pool, alice_job):
     alice, _bob, job = alice_job
     pid_file = system_pool.root / "jobs" / job / "job.pid"
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(pid_file.exists, 10, "the job's pid file")
     pid = int(pid_file.read_text())
     status = Path(f"/proc/{pid}/status").read_text()
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
@@ -301,9 +300,7 @@ def test_forward_to_a_unix_socket_in_the_job(system_pool, unix_users):
     )
     system_pool.wait_for(job, lambda a: a["JobStatus"] == 2)
     sock_path = system_pool.home(alice) / "job.sock"
-    deadline = time.monotonic() + 20
-    while not sock_path.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(sock_path.exists, 20, "the job's socket")
     port = _free_port()
     tunnel = subprocess.Popen(
         system_pool.command(

@@ -10,10 +10,9 @@ import asyncio
 import pwd
 import re
 import subprocess
-import time
 from pathlib import Path
 
-from tests.sessions import run_in_terminal
+from tests.sessions import run_in_terminal, wait_until
 
 
 def test_terminal_has_condorsub_and_batch_output_comes_home(sudo_hub, system_pool, unix_users):
@@ -36,10 +35,7 @@ def test_terminal_has_condorsub_and_batch_output_comes_home(sudo_hub, system_poo
     assert "not found" not in screen, screen
     assert "DONE-0" in screen, screen
     assert hub.api("DELETE", f"/users/{user}/server")[0] in (202, 204)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and hub.job_of(user):
-        time.sleep(0.3)
-    assert hub.job_of(user) is None
+    wait_until(lambda: hub.job_of(user) is None, 60, "the job left the queue")
     work = Path(pwd.getpwnam(user).pw_dir) / "jupyter"
     outputs = list((work / "condorsub-jobs").glob("*/job.*.0.out"))
     assert [p.read_text() for p in outputs] == ["hello\n"], list(work.rglob("*"))

@@ -120,9 +120,7 @@ def test_the_token_goes_nowhere_visible(sudo_hub, system_pool, unix_users):
     assert token not in long_ad
     assert token not in (submit_dir / "job.sub").read_text()
     assert hub.api("DELETE", f"/users/{bob}/server")[0] in (202, 204)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and hub.job_of(bob):
-        time.sleep(0.3)
+    wait_until(lambda: not hub.job_of(bob), 60, "bob's job left the queue")
     history = pool.run("condor_history", "-l", job).stdout
     assert history and token not in history
     assert token not in (submit_dir / "notebook.log").read_text()
@@ -154,19 +152,13 @@ def test_a_held_job_fails_the_spawn_with_its_reason(sudo_hub, system_pool, unix_
         {"user_options": {"requirements": 'TARGET.Machine == "nowhere"'}},
     )
     assert status == 202
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not hub.job_of(dave):
-        time.sleep(0.1)
-    job = hub.job_of(dave)
+    job = wait_until(lambda: hub.job_of(dave), 20, "dave's job was submitted")
     assert pool.run("condor_hold", "-reason", "disk quota exceeded", job).returncode == 0
     held_at = time.monotonic()
     messages = events(hub, dave)
     assert time.monotonic() - held_at < 5
     assert any("disk quota exceeded" in m for m in messages), messages
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and hub.job_of(dave):
-        time.sleep(0.2)
-    assert hub.job_of(dave) is None
+    wait_until(lambda: hub.job_of(dave) is None, 10, "the held job left the queue")
 
 
 @pytest.mark.slow  # waits out the 20 s start timeout; CI's slow tier runs it
@@ -246,7 +238,5 @@ def test_work_directory_comes_back_after_vacate_and_stop(sudo_hub, system_pool, 
             pool.wait_for(job, lambda a: a["NumJobStarts"] == 2 and a.get("RemoteHost"))
             wait_ready(hub, heidi, timeout=60)
     assert hub.api("DELETE", f"/users/{heidi}/server")[0] in (202, 204)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and hub.job_of(heidi):
-        time.sleep(0.3)
+    wait_until(lambda: not hub.job_of(heidi), 60, "heidi's job left the queue")
     assert (work / "before-stop.txt").read_text() == "before-stop.txt"
