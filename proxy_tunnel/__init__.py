@@ -7,6 +7,15 @@ from proxy_tunnel.tunnel import (
     TunnelError,
     answers_http,
     free_port,
+    free_ports,
 )
 
-__all__ = ["LocalPortTaken", "SocketRelay", "Tunnel", "TunnelError", "answers_http", "free_port"]
+__all__ = [
+    "LocalPortTaken",
+    "SocketRelay",
+    "Tunnel",
+    "TunnelError",
+    "answers_http",
+    "free_port",
+    "free_ports",
+]

@@ -52,11 +52,23 @@ class LocalPortTaken(TunnelError):
     """Something else holds the tunnel's local port: only a new port helps."""
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different ports nobody listens on right now (the kernel's choice).
+
+    All are held until all are picked: the kernel picks each at random, so ports picked
+    one by one may repeat."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            s = held.enter_context(socket.socket())
+            s.bind((host, 0))
+            ports.append(s.getsockname()[1])
+        return ports
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the kernel's choice)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nobody listens on right now."""
+    return free_ports(1, host)[0]
 
 
 async def answers_http(where: int | str, timeout: float = 2.0, owner: int | None = None) -> bool:

@@ -177,6 +177,10 @@ def drive_terminal(
     return seen.decode(errors="replace")
 
 
+def _untimed(line: str) -> str:
+    return re.sub(r"[\d-]* ?\d\d:\d\d:\d\d[.,]\d+", "", line)
+
+
 class Hub:
     """A real JupyterHub (with configurable-http-proxy) using CondorSpawner on a localpool."""
 
@@ -205,9 +209,9 @@ class Hub:
         self.killed: list[int] = []  # process groups of JupyterHubs killed by kill()
         root.mkdir(parents=True, exist_ok=True)
         self.work_root = root / "work"
-        from proxy_tunnel import free_port
+        from proxy_tunnel import free_ports
 
-        self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
+        self.port, self.hub_port, self.proxy_api_port = free_ports(3)
         (root / "site.toml").write_text(site or site_for_tests(self.work_root))
         # every tool through a shim that counts its calls (benchmarks), fails while a file
         # fail-TOOL exists (tests of "unknown" states) and, while slow-TOOL holds a number of
@@ -311,18 +315,38 @@ class Hub:
         for group in self.killed:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGTERM)
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._stop_left_proxy()
+
+    def _stop_left_proxy(self) -> None:
+        """The proxy (in a session of its own) of a hub that exited or was killed before it
+        could stop it: named in the proxy's pid file, which a hub that stops removes."""
+        import signal
+
         try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            pid = int((self.root / "jupyterhub-proxy.pid").read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if b"configurable-http-proxy" in command and f"{self.port}".encode() in command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def log_tail(self, lines: int = 40) -> str:
+        """The log's last lines, a line repeated many times (a proxy's loop) shown once."""
         text = (self.root / "jupyterhub.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        kept: list[str] = []
+        for line in text.splitlines():
+            if kept and _untimed(kept[-1]) == _untimed(line):
+                continue
+            kept.append(line)
+        return "\n".join(kept[-lines:])
 
     def api(
         self,

@@ -193,12 +193,6 @@ def daemon_ids() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def _free_port() -> int:
-    from proxy_tunnel import free_port
-
-    return free_port()
-
-
 class RealPool(MultiUserPool):
     """A running real HTCondor pool; the same interface as the localpool drivers
     (``run(..., user=NAME)``, ``submit``, ``ad``, ``wait_for``, ``schedd_off``)."""
@@ -287,7 +281,9 @@ class RealPool(MultiUserPool):
                 f"(python -m tests.realpool stop {self.base})"
             )
         self.root.mkdir(mode=0o755)
-        self.port = _free_port()
+        from proxy_tunnel import free_port
+
+        self.port = free_port()
         self.config.write_text(self.configuration())
         self.config.chmod(0o644)
         self.local.mkdir(mode=0o755)

@@ -250,14 +250,13 @@ async def test_tunnel_to_a_web_server_in_a_job(cli, pool):
     import asyncio
     import urllib.request
 
-    from proxy_tunnel import free_port
+    from proxy_tunnel import free_ports
 
-    inner = free_port()
+    inner, local = free_ports(2)
     job = cli(
         "submit", sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(inner)
     ).stdout.strip()
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-    local = free_port()
     proc = subprocess.Popen(
         pool.command(CONDORSUB, "tunnel", job, str(inner), "--local-port", str(local)),
         env=pool.env,

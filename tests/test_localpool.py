@@ -6,12 +6,12 @@ import getpass
 import json
 import os
 import re
-import socket
 import time
 
 import htcondor2
 import pytest
 
+from proxy_tunnel import free_ports
 from tests.harness import case, drive_terminal
 from tests.sessions import wait_until
 
@@ -415,15 +415,9 @@ def test_ssh_to_job_errors_match_the_recordings(pool):
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="job network namespaces need root")
 def test_a_job_is_cut_off_from_the_host_but_reachable_through_ssh(pool, host_server):
-    inner = free_port()
+    inner, local = free_ports(2)
     probe = (
         f"import urllib.request, http.server, threading\n"
         f"try:\n"
@@ -455,7 +449,6 @@ def test_a_job_is_cut_off_from_the_host_but_reachable_through_ssh(pool, host_ser
 
     out = wait_until(probe_said, 20, "the probe says what it reached")
     assert "host unreachable" in out
-    local = free_port()
     import subprocess
 
     tunnel = subprocess.Popen(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy_tunnel import free_port
 from tests.harness import CONDORSUB, case, drive_terminal, site_for_tests
 from tests.sessions import wait_until
 
@@ -249,12 +250,6 @@ def test_an_interactive_shell_in_the_chosen_os_as_the_user(system_pool, unix_use
     assert 'ContainerOS = "Debian12"' in text, text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 UNIX_SERVER = """\
 import os, socket
 path = os.path.join(os.getcwd(), "job.sock")
@@ -301,7 +296,7 @@ def test_forward_to_a_unix_socket_in_the_job(system_pool, unix_users):
     system_pool.wait_for(job, lambda a: a["JobStatus"] == 2)
     sock_path = system_pool.home(alice) / "job.sock"
     wait_until(sock_path.exists, 20, "the job's socket")
-    port = _free_port()
+    port = free_port()
     tunnel = subprocess.Popen(
         system_pool.command(
             "condor_ssh_to_job",
@@ -343,7 +338,7 @@ def _client_pid(uid: int) -> int | None:
 def test_killed_ssh_to_job_leaves_its_session_directory(system_pool, alice_job):
     alice, _bob, job = alice_job
     uid = pwd.getpwnam(alice).pw_uid
-    port = _free_port()
+    port = free_port()
     tunnel = subprocess.Popen(
         system_pool.command(
             "condor_ssh_to_job",

@@ -240,3 +240,29 @@ def test_work_directory_comes_back_after_vacate_and_stop(sudo_hub, system_pool, 
     assert hub.api("DELETE", f"/users/{heidi}/server")[0] in (202, 204)
     wait_until(lambda: not hub.job_of(heidi), 60, "heidi's job left the queue")
     assert (work / "before-stop.txt").read_text() == "before-stop.txt"
+
+
+def test_a_hub_that_cannot_start_says_why_and_leaves_no_proxy(pool, tmp_path):
+    """The hub's port taken by its own proxy (two ports once picked the same): the hub
+    exits, its proxy asks itself for its error page in a loop. The harness says why the
+    hub exited (not the loop) and stops the proxy the hub left behind."""
+    from tests.harness import Hub
+
+    hub = Hub(tmp_path / "hub", pool)
+    config = hub.root / "jupyterhub_config.py"
+    config.write_text(
+        config.read_text().replace(f"hub_port = {hub.hub_port}", f"hub_port = {hub.port}")
+    )
+    try:
+        with pytest.raises(AssertionError, match="Failed to bind hub"):
+            hub.start()
+    finally:
+        hub.stop()
+    wait_until(lambda: not listens(hub.port), 10, "the proxy the hub left behind is stopped")
+
+
+def listens(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

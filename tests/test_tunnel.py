@@ -16,7 +16,14 @@ import urllib.request
 import pytest
 
 from condorspawner.protocol import Rendezvous, new_generation
-from proxy_tunnel import LocalPortTaken, Tunnel, TunnelError, answers_http, free_port
+from proxy_tunnel import (
+    LocalPortTaken,
+    Tunnel,
+    TunnelError,
+    answers_http,
+    free_port,
+    free_ports,
+)
 from proxy_tunnel.procs import alive, descendants
 from tests.sessions import NOBODY, cmdline, squatter
 
@@ -408,3 +415,13 @@ async def test_with_a_config_file_the_forwards_stay_off_the_command_line(tmp_pat
     )
     assert "fwd-" not in command
     assert remote == "RemoteForward /tmp/condorspawner-abc/hub-1.sock 127.0.0.1:8081"
+
+
+def test_ports_picked_together_are_all_different():
+    """A hub's port, its hub port and its proxy's API port, picked one by one, were once
+    the same: the proxy took the hub's port, the hub exited and the proxy asked itself for
+    its error page forever (CI). The kernel picks each free port at random, so 800 picks one
+    by one repeat one almost surely; picked together they are all different."""
+    ports = free_ports(800)
+    assert len(set(ports)) == len(ports) == 800
+    assert all(1024 <= port < 65536 for port in ports)
