@@ -8,7 +8,10 @@ Only imports under ``if TYPE_CHECKING:`` are left out, as they never run.
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +263,44 @@ def test_the_notebook_jobs_lifecycle_exists_once():
     ours = [c for c in CondorSpawner.__mro__ if c.__module__.startswith("condorspawner")]
     assert [c.__name__ for c in ours] == ["CondorSpawner", "SpawnerConfig"]
     assert all(len(c.__bases__) == 1 for c in ours)
+
+
+BUILD_LEFTOVERS = (".*", "node_modules", "build", "*.egg-info", "__pycache__", "tests")
+
+
+def _wheel(project: Path, into: Path) -> zipfile.ZipFile:
+    """``project``'s wheel, built offline with the test environment's setuptools from a
+    copy of the sources (a build in the checkout would leave, and reuse, its build/)."""
+    source = into / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
+    offline = ["--no-deps", "--no-build-isolation", "--no-index"]
+    where = source / project.relative_to(ROOT)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", *offline, "-w", str(into), str(where)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = into.glob("*.whl")
+    return zipfile.ZipFile(wheel)
+
+
+def _installs(wheel: zipfile.ZipFile) -> tuple[set[str], str]:
+    """The wheel's top-level names (not its metadata) and its entry points."""
+    names = {name.split("/")[0] for name in wheel.namelist()}
+    (info,) = {name for name in names if name.endswith(".dist-info")}
+    return names - {info}, wheel.read(f"{info}/entry_points.txt").decode()
+
+
+def test_a_site_installs_the_product_and_the_tests_stand_in_apart(tmp_path):
+    """The product's wheel has no localpool (a stand-in a site must not get, with a
+    ``localpool`` command); localpool is a distribution of its own for the tests and demo."""
+    product, scripts = _installs(_wheel(ROOT, tmp_path / "product"))
+    assert product == {"condorspawner", "proxy_tunnel", "containers", "hub_config"}
+    assert "condorsub = condorspawner.cli:main" in scripts
+    assert "condor = condorspawner.spawner:CondorSpawner" in scripts
+    assert "localpool" not in scripts
+    stand_in, scripts = _installs(_wheel(ROOT / "localpool", tmp_path / "localpool"))
+    assert stand_in == {"localpool"}
+    assert "localpool = localpool.cli:main" in scripts
