@@ -31,11 +31,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from localpool.sshclient import keygen
-from localpool.sshd import SSHD, SSHD_CONFIG
+from localpool.clients.sshclient import keygen
+from localpool.startd.sshd import SSHD, SSHD_CONFIG
 from proxy_tunnel import Tunnel, answers_http, free_port
 from tests.harness import Pool, UnixUsers
 from tests.realpool import AccountPool, RealPool
+from tests.waiting import wait_until
 
 CHUNK = 1 << 20
 

@@ -4,7 +4,7 @@ Every user value enters a submit description through one of the ``submit_*``
 functions here; each returns a :class:`Quoted` string, the only kind of text
 the templates may print. The ``split_*``/``parse_*`` functions read the same
 syntax back: tests use them to check round trips. (localpool reads the syntax
-with code of its own, ``localpool/v2syntax.py``; tests hold both to HTCondor.)
+with code of its own, ``localpool/submit/v2syntax.py``; tests hold both to HTCondor.)
 
 Rules (condor_submit manual, "arguments" and "environment"):
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from localpool.daemon import pool_pid
 from localpool.install import install, write_tools
-from localpool.jobstate import JOB_PID_FILE
-from localpool.scheduler import namespaces_available
-from localpool.store import DEFAULT_DIR_ENV, PoolConfig, Store
-from localpool.submit_commands import DEFAULT_VERSION, parse_version
+from localpool.schedd.jobstate import JOB_PID_FILE
+from localpool.schedd.scheduler import namespaces_available
+from localpool.schedd.store import DEFAULT_DIR_ENV, PoolConfig, Store
+from localpool.submit.submit_commands import DEFAULT_VERSION, parse_version
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
@@ -122,7 +122,7 @@ def stop(args: argparse.Namespace, store: Store) -> int:
 
 def _kill_all_jobs(store: Store) -> None:
     """End every job of every schedd (its process group and its starter's), empty the queues."""
-    from localpool.schedds import all_stores
+    from localpool.schedd.schedds import all_stores
 
     for one in all_stores(store):
         _kill_queue(one)
@@ -146,7 +146,7 @@ def status(args: argparse.Namespace, store: Store) -> int:
         return 1
     config = store.config()
     pid = pool_pid(store)
-    from localpool.schedds import all_stores, is_off, names
+    from localpool.schedd.schedds import all_stores, is_off, names
 
     stores = all_stores(store, config)
     jobs = [ad for one in stores for ad in one.read().jobs.values()]
@@ -192,7 +192,7 @@ def _version(text: str) -> str:
 
 def schedd_switch(args: argparse.Namespace, store: Store) -> int:
     """``schedd-off NAME`` / ``schedd-on NAME``: one schedd stops (starts again) answering."""
-    from localpool.schedds import index_of, names, set_off
+    from localpool.schedd.schedds import index_of, names, set_off
 
     if not store.exists():
         print(f"localpool: no pool in {store.root}", file=sys.stderr)

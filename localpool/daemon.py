@@ -1,10 +1,10 @@
 """The pool process: the scheduling cycle, and between cycles the tools' requests.
 
 It keeps no state of its own: everything is in the store, and every job that
-runs has its own starter process (``localpool.starter``), detached from this
+runs has its own starter process (``localpool.startd.starter``), detached from this
 one. Stopping and starting the pool process therefore loses no job: a new
 pool process picks the queue up and re-adopts the starters still running
-(``localpool.scheduler``).
+(``localpool.schedd.scheduler``).
 
 It owns the store (root-only files when run as root) and listens on
 ``pool.sock`` in the pool directory; each ``condor_*`` client's request is
@@ -24,9 +24,9 @@ import sys
 import time
 from typing import Any
 
-from localpool.schedds import all_stores, is_off
-from localpool.scheduler import Scheduler
-from localpool.store import Store
+from localpool.schedd.schedds import all_stores, is_off
+from localpool.schedd.scheduler import Scheduler
+from localpool.schedd.store import Store
 
 
 class PoolProcess:
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         import htcondor2  # noqa: F401
 
         import localpool.server
-        import localpool.submit
-        import localpool.submit_tool
-        import localpool.tools  # noqa: F401
+        import localpool.submit.description
+        import localpool.submit.tool
+        import localpool.tools.commands  # noqa: F401
 
         pid_file.seek(0)
         pid_file.truncate()

@@ -2,7 +2,7 @@
 
 Each command is a tiny script run by an interpreter every account may
 execute (``/usr/bin/python3``) that calls the standard-library client
-(``localpool.client``) from this project's directory, which is world-readable.
+(``localpool.clients.client``) from this project's directory, which is world-readable.
 ``localpool install --prefix DIR`` writes ``DIR/bin/condor_*`` and
 ``DIR/etc/localpool.conf`` (naming the pool directory, the role
 ``CONDOR_CONFIG`` plays); an installed tool finds that file relative to its
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from localpool.client import CONF_NAME, DIR_ENV
+from localpool.clients.client import CONF_NAME, DIR_ENV
 
 TOOLS = (
     "condor_submit",
@@ -47,10 +47,10 @@ def script(tool: str, pool_dir: Path | None) -> str:
     """One command's text; ``pool_dir`` None: found from ``../etc/localpool.conf``."""
     return (
         f"#!{interpreter()} -I\n"
-        f"# localpool's {tool}: a client of the pool process (localpool.client)\n"
+        f"# localpool's {tool}: a client of the pool process (localpool.clients.client)\n"
         "import sys\n"
         f"sys.path.insert(0, {str(PROJECT)!r})\n"
-        "from localpool.client import main\n"
+        "from localpool.clients.client import main\n"
         f"sys.exit(main(sys.argv, {str(pool_dir) if pool_dir else None!r}, {sys.executable!r}))\n"
     )
 

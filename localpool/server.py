@@ -19,10 +19,10 @@ import sys
 import traceback
 from typing import Any
 
-from localpool import privs
-from localpool.privs import Account
-from localpool.store import Store
-from localpool.wire import FD_COUNT, recv_message, send_message
+from localpool.clients.wire import FD_COUNT, recv_message, send_message
+from localpool.schedd.store import Store
+from localpool.security import privs
+from localpool.security.privs import Account
 
 _CRED = struct.Struct("3i")
 
@@ -52,23 +52,23 @@ def _take_stdio(fds: list[int]) -> None:
 def dispatch(
     message: dict[str, Any], store: Store, caller: Account, conn: socket.socket
 ) -> dict[str, Any]:
-    from localpool.tokens import NETNS_ENV, peer_netns
+    from localpool.security.tokens import NETNS_ENV, peer_netns
 
     op = message.get("op")
     env = dict(message.get("env") or {})
     env[NETNS_ENV] = peer_netns(conn)  # the pool's own look, not the client's word
     if op == "tool":
-        from localpool.tools import run
+        from localpool.tools.commands import run
 
         rc, more = run(message["argv"], store, caller, env)
         return {"rc": rc, **more}
     if op == "ssh_info":  # the schedd's check; ssh_proxy then needs the ticket it gives
-        from localpool.sshd import ssh_info
+        from localpool.startd.sshd import ssh_info
 
         job, retry = str(message["job"]), bool(message.get("auto_retry"))
         return ssh_info(store, caller, job, retry, env)
     if op == "ssh_proxy":
-        from localpool.sshd import serve_proxy
+        from localpool.startd.sshd import serve_proxy
 
         return serve_proxy(store, caller, message, conn)
     sys.stderr.write(f"localpool: unknown request {op!r}\n")

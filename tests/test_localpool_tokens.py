@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from localpool.scheduler import namespaces_available
+from localpool.schedd.scheduler import namespaces_available
 
 ME = getpass.getuser()
 HOST = socket.gethostname().split(".")[0] or "localhost"
@@ -182,10 +182,10 @@ LYING_CLIENT = """\
 import sys
 path = sys.argv[1]
 source = open(path).read()
-assert "from localpool.client import main" in source
+assert "from localpool.clients.client import main" in source
 source = source.replace(
-    "from localpool.client import main",
-    "import localpool.client as c\\nc._netns = lambda: {host_ns!r}\\nmain = c.main",
+    "from localpool.clients.client import main",
+    "import localpool.clients.client as c\\nc._netns = lambda: {host_ns!r}\\nmain = c.main",
 )
 sys.argv = sys.argv[1:]
 exec(compile(source, path, "exec"))
@@ -305,7 +305,7 @@ def test_ssh_to_job_from_an_isolated_job_needs_a_token_with_write(pool, tmp_path
 
 def proxy_session(pool, tmp_path, job: str, ticket: str | None) -> subprocess.CompletedProcess:
     """``condor_ssh_to_job -proxy`` run by hand: keys made, but the ticket is the test's."""
-    from localpool.sshclient import keygen
+    from localpool.clients.sshclient import keygen
 
     session = tmp_path / f"session{len(list(tmp_path.glob('session*')))}"
     session.mkdir(mode=0o700)
@@ -326,7 +326,7 @@ def proxy_session(pool, tmp_path, job: str, ticket: str | None) -> subprocess.Co
 
 def test_the_proxy_needs_the_session_the_schedd_gave(pool, tmp_path):
     """``-proxy`` (sshd in the job) is not a way round ``ssh_info`` (the schedd's check)."""
-    from localpool.wire import Pool as Wire
+    from localpool.clients.wire import Pool as Wire
 
     first = pool.submit(SLEEPER, "a.sub")
     second = pool.submit(SLEEPER, "b.sub")
@@ -352,8 +352,8 @@ def test_the_proxy_needs_the_session_the_schedd_gave(pool, tmp_path):
 def test_a_session_ticket_is_bound_to_job_caller_namespace_and_time(tmp_path):
     """A user's isolated job shares /tmp, where the user's tickets lie, but not the
     network namespace: a ticket taken from there must not open a session."""
-    from localpool.store import Store
-    from localpool.tokens import redeem, ticket
+    from localpool.schedd.store import Store
+    from localpool.security.tokens import redeem, ticket
 
     store = Store(tmp_path / "pool")
     store.root.mkdir()

@@ -1,7 +1,7 @@
 """Both readers of HTCondor's new syntax, held to what HTCondor itself made of descriptions.
 
 localpool reads ``arguments`` and ``environment`` with its own code
-(``localpool.v2syntax``), the product with ``condorspawner.quoting``; neither
+(``localpool.submit.v2syntax``), the product with ``condorspawner.quoting``; neither
 may lean on the other, or a mistake both make would pass every test. Each
 case here is one a real pool parsed (the recordings in ``tests/data/htcondor``:
 job ads, what the jobs printed) or one the condor_submit manual spells out,
@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from condorspawner import quoting
-from localpool import v2syntax
-from localpool.submit import INTERACTIVE_ARGS
+from localpool.submit import v2syntax
+from localpool.submit.description import INTERACTIVE_ARGS
 
 SIDES = ("localpool", "condorspawner")
 ERRORS = (v2syntax.V2SyntaxError, quoting.QuotingError)
