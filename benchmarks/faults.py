@@ -25,33 +25,14 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import report, site_hub
 from proxy_tunnel.procs import descendants
 from tests.harness import Hub
 from tests.realpool import HOW_TO_RUN, release_dir
-from tests.sessions import cmdline, nonce, program, server_gone, tunnel_pids
-
-
-def _until(predicate: Callable[[], object], timeout: float, what: str) -> float:
-    """Seconds until ``predicate()`` holds (bounded in time)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
-
-
-def _answers(hub: Hub, user: str) -> bool:
-    """The user's server answers now (a call the hub's relay holds until the tunnel is
-    back is not an answer yet)."""
-    try:
-        return hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)[0] == 200
-    except TimeoutError:
-        return False
+from tests.sessions import answers, cmdline, nonce, program, server_gone, tunnel_pids
+from tests.waiting import seconds_until
 
 
 def _standby(hub: Hub, user: str) -> bool:
@@ -183,33 +164,33 @@ def run(sessions: int = 5, outage: float = 60.0, backend: str = "localpool") -> 
                             os.kill(pid, signal.SIGKILL)
             times = []
             for user in users:
-                _until(lambda u=user: _answers(hub, u), 60, f"{user} reconnected")
+                seconds_until(lambda u=user: answers(hub, u), 60, f"{user} reconnected")
                 times.append(time.monotonic() - killed)
             figures["reconnect after killed tunnels, s (median)"] = statistics.median(times)
 
             # 2. the hub restarts: every session re-attached
             hub.stop()
-            _until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
+            seconds_until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
             restarted = time.monotonic()
             hub.start()
 
             def all_back() -> bool:
-                return all(_answers(hub, u) for u in users)
+                return all(answers(hub, u) for u in users)
 
-            _until(all_back, 120, "every session re-attached")
+            seconds_until(all_back, 120, "every session re-attached")
             figures["re-attach after a hub restart, s (all sessions)"] = (
                 time.monotonic() - restarted
             )
 
             # 2b. the hub SIGKILLed: its tunnels end with it; a new hub re-attaches every session
             hub.kill()
-            gone = _until(
+            gone = seconds_until(
                 lambda: not tunnel_pids(list(nonces.values())), 60, "killed hub's tunnels"
             )
             figures["tunnels of a SIGKILLed hub gone after, s"] = gone
             restarted = time.monotonic()
             hub.start()
-            _until(all_back, 120, "every session re-attached after a SIGKILL")
+            seconds_until(all_back, 120, "every session re-attached after a SIGKILL")
             figures["re-attach after a SIGKILLed hub, s (all sessions)"] = (
                 time.monotonic() - restarted
             )
@@ -219,7 +200,7 @@ def run(sessions: int = 5, outage: float = 60.0, backend: str = "localpool") -> 
             # so the hub keeps the job and its port gives the standby page; then back
             late = hub.flag("late", "condor_ssh_to_job", str(ATTACH_TIMEOUT * 3))
             hub.stop()
-            _until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
+            seconds_until(lambda: not tunnel_pids(list(nonces.values())), 20, "old tunnels gone")
             hub.start()
             time.sleep(ATTACH_TIMEOUT + 10)  # the first attach of every session timed out
             lost = [u for u in users if server_gone(hub, u)]
@@ -230,7 +211,7 @@ def run(sessions: int = 5, outage: float = 60.0, backend: str = "localpool") -> 
                 f"without the standby page: {sorted(set(users) - set(waiting))}"
             )
             t = time.monotonic()
-            _until(all_back, 120, "every session back after the sshd is quick again")
+            seconds_until(all_back, 120, "every session back after the sshd is quick again")
             figures["answers again after a slowed sshd, s (all sessions)"] = time.monotonic() - t
             assert sorted(_jobs(pool)) == sorted(jobs.values()), "a job lost or started twice"
         figures["requests hammered at the hub meanwhile"] = hammer.requests
@@ -244,7 +225,7 @@ def run(sessions: int = 5, outage: float = 60.0, backend: str = "localpool") -> 
         flag.unlink()
         assert not lost, f"servers lost while condor_q failed: {lost}"
         for user in users:
-            _until(lambda u=user: _answers(hub, u), 60, f"{user} after the outage")
+            seconds_until(lambda u=user: answers(hub, u), 60, f"{user} after the outage")
         figures[f"servers lost during a {outage:g} s condor_q outage"] = len(lost)
 
         # 3b. condor_history fails for a while: only what left the queue is in doubt; a
@@ -253,7 +234,7 @@ def run(sessions: int = 5, outage: float = 60.0, backend: str = "localpool") -> 
         flag = hub.flag("fail", "condor_history")
         t = time.monotonic()
         hub.api("DELETE", f"/users/{stopped}/server")
-        _until(lambda: server_gone(hub, stopped), 90, "a stop while condor_history fails")
+        seconds_until(lambda: server_gone(hub, stopped), 90, "a stop while condor_history fails")
         figures["stop while condor_history fails, s"] = time.monotonic() - t
         time.sleep(outage)
         lost = [u for u in users if u != stopped and server_gone(hub, u)]
@@ -265,26 +246,28 @@ def run(sessions: int = 5, outage: float = 60.0, backend: str = "localpool") -> 
         held, removed = users[0], users[1]
         assert pool.run("condor_hold", jobs[held], user=held).returncode == 0
         t = time.monotonic()
-        _until(lambda: server_gone(hub, held), 60, "the hold noticed")
+        seconds_until(lambda: server_gone(hub, held), 60, "the hold noticed")
         figures["notice a hold, s"] = time.monotonic() - t
-        _until(lambda: hub.job_of(held) is None, 30, "the held job removed")
-        _until(lambda: not tunnel_pids([nonces[held]]), 30, "the held job's tunnel closed")
+        seconds_until(lambda: hub.job_of(held) is None, 30, "the held job removed")
+        seconds_until(lambda: not tunnel_pids([nonces[held]]), 30, "the held job's tunnel closed")
 
         # 5. a removal behind the hub's back
         assert pool.run("condor_rm", jobs[removed], user=removed).returncode == 0
         t = time.monotonic()
-        _until(lambda: server_gone(hub, removed), 60, "the removal noticed")
+        seconds_until(lambda: server_gone(hub, removed), 60, "the removal noticed")
         figures["notice a removal, s"] = time.monotonic() - t
-        _until(lambda: not tunnel_pids([nonces[removed]]), 30, "the removed job's tunnel closed")
+        seconds_until(
+            lambda: not tunnel_pids([nonces[removed]]), 30, "the removed job's tunnel closed"
+        )
 
         # 6. the others still live; then every server stops and nothing is left
         rest = [u for u in users[2:] if u != stopped]
         for user in rest:
-            assert _answers(hub, user), f"{user} lost"
+            assert answers(hub, user), f"{user} lost"
         for user in rest:
             hub.api("DELETE", f"/users/{user}/server")
         for user in rest:
-            _until(lambda u=user: server_gone(hub, u), 90, f"{user} stopped")
+            seconds_until(lambda u=user: server_gone(hub, u), 90, f"{user} stopped")
         assert pool.run("condor_q", "-allusers", "-json").stdout == "", "jobs left behind"
         assert not tunnel_pids(list(nonces.values())), "tunnel processes left behind"
         for user in users:

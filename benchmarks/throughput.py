@@ -69,12 +69,8 @@ def latencies(port: int, count: int) -> list[float]:
 
 
 def _wait_http(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if asyncio.run(answers_http(port, 1.0)):
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing answered on 127.0.0.1:{port}")
+    what = f"an answer on 127.0.0.1:{port}"
+    wait_until(lambda: asyncio.run(answers_http(port, 1.0)), timeout, what, 0.1)
 
 
 def raw_ssh(root: Path, target_port: int) -> tuple[subprocess.Popen[bytes], int]:

@@ -12,7 +12,6 @@ import re
 import select
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from hub_config.demo_auth import recorded_accounts
 from tests.harness import CONDORSUB, site_for_tests
+from tests.waiting import wait_until
 
 
 def site_env(tmp_path: Path, base: dict[str, str]) -> dict[str, str]:
@@ -31,19 +31,21 @@ def site_env(tmp_path: Path, base: dict[str, str]) -> dict[str, str]:
 
 def read_line(proc: subprocess.Popen, pattern: str, timeout: float, err: Path) -> str:
     """The first line of the process's stdout that matches (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            seen += line
-            if re.search(pattern, line):
-                return line.strip()
-    raise AssertionError(
-        f"no line matching {pattern!r} (rc {proc.poll()}); stdout: {seen!r}; "
-        f"stderr: {err.read_text()}"
-    )
+    seen: list[str] = []
+
+    def said() -> str:
+        return f"stdout: {''.join(seen)!r}; stderr: {err.read_text()}"
+
+    def matching_line() -> str | None:
+        line = proc.stdout.readline() if select.select([proc.stdout], [], [], 0.5)[0] else ""
+        seen.append(line)
+        if re.search(pattern, line):
+            return line.strip()
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"ended (rc {proc.returncode}) before a line matched; {said()}")
+        return None
+
+    return wait_until(matching_line, timeout, lambda: f"a line matching {pattern!r}; {said()}", 0)
 
 
 def call(url: str, method: str = "GET", token: str | None = None, body: dict | None = None):
@@ -133,16 +135,19 @@ class Demo:
                 env=self.env,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.process.poll() is not None:
                 pytest.fail(self.failure("the demo exited"))
             try:
                 urllib.request.urlopen(f"{self.url}/hub/login", timeout=2)
-                return
             except OSError:
-                time.sleep(1)
-        pytest.fail(self.failure(f"the demo's hub never answered at {self.url}"))
+                return False
+            return True
+
+        wait_until(
+            answers, timeout, lambda: self.failure(f"the demo's hub answers at {self.url}"), 1
+        )
 
     def log(self) -> str:
         """What the demo printed so far."""

@@ -14,6 +14,8 @@ import textwrap
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from tests.waiting import wait_until
+
 REFERENCE = Path(__file__).resolve().parent / "data" / "htcondor"
 CONDORSUB = str(Path(sys.executable).parent / "condorsub")  # this venv's condorsub
 
@@ -45,17 +47,16 @@ class QueueLooks:
         return None
 
     def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
-        """Poll the job's ad until ``predicate(ad)`` holds (bounded in time)."""
-        import time
+        """The job's ad once ``predicate(ad)`` holds (bounded in time)."""
+        last: list[dict | None] = [None]
 
-        deadline = time.monotonic() + timeout
-        ad = None
-        while time.monotonic() < deadline:
-            ad = self.ad(job_id)
-            if ad is not None and predicate(ad):
-                return ad
-            time.sleep(0.1)
-        raise AssertionError(f"job {job_id} never reached the state; last ad: {ad}")
+        def reached() -> dict | None:
+            last[0] = self.ad(job_id)
+            return last[0] if last[0] is not None and predicate(last[0]) else None
+
+        return wait_until(
+            reached, timeout, lambda: f"job {job_id} reaches the state; last ad: {last[0]}", 0.1
+        )
 
 
 class Pool(QueueLooks):
@@ -142,39 +143,20 @@ def drive_terminal(
     until: bytes,
     timeout: float = 40,
 ) -> str:
-    """Run an interactive program in a pseudo-terminal; once a shell prompt shows and
-    the output goes quiet, type ``command``; return everything seen up to ``until``."""
-    import pty
-    import select
-    import subprocess
-    import time
+    """Run an interactive job's shell in a pseudo-terminal; once its prompt shows and the
+    output goes quiet, type ``command``; return everything seen up to ``until``."""
+    from tests.pseudo_terminal import PseudoTerminal
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, start_new_session=True
-    )
-    os.close(slave)
-    seen, sent, quiet_since = b"", False, time.monotonic()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and until not in seen:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    seen += os.read(master, 65536)
-                except OSError:
-                    break
-                quiet_since = time.monotonic()
-            prompt = b"Waiting for job to start" in seen and seen.rstrip().endswith((b"$", b"#"))
-            if prompt and not sent and time.monotonic() - quiet_since > 0.5:
-                os.write(master, command)
-                sent = True
-        proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    return seen.decode(errors="replace")
+    with PseudoTerminal(argv, env=env, cwd=cwd) as terminal:
+        terminal.read_until(
+            lambda seen: b"Waiting for job to start" in seen and terminal.at_prompt(),
+            timeout,
+            "the job's shell prompt",
+        )
+        terminal.type(command)
+        terminal.read_until(lambda seen: until in seen, timeout, f"{until!r}")
+        terminal.exit_code()
+        return terminal.text()
 
 
 def _untimed(line: str) -> str:
@@ -282,7 +264,6 @@ class Hub:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
-        import time
         import urllib.request
 
         from hub_config.demo import start_jupyterhub
@@ -291,16 +272,17 @@ class Hub:
             self.process = start_jupyterhub(
                 self.root / "jupyterhub_config.py", self.root, log, self.env
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"jupyterhub exited: {self.log_tail()}")
             try:
                 urllib.request.urlopen(f"{self.url}/hub/api", timeout=2)
-                return
             except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"jupyterhub did not answer within {timeout} s: {self.log_tail()}")
+                return False
+            return True
+
+        wait_until(answers, timeout, lambda: f"jupyterhub answers: {self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL JupyterHub alone, as a fault would (what it started lives on)."""
@@ -391,18 +373,21 @@ class Hub:
         return self.wait_ready(user, timeout)
 
     def wait_ready(self, user: str, timeout: float = 90) -> dict:
-        import time
+        """The user's model once their default server is ready; a spawn that failed
+        fails at once."""
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> dict | None:
             _, model = self.api("GET", f"/users/{user}")
             server = model["servers"].get("")
             if server and server["ready"]:
                 return model
             if not server or not server.get("pending"):
                 raise AssertionError(f"spawn failed: {model}\n{self.log_tail()}")
-            time.sleep(0.3)
-        raise AssertionError(f"spawn of {user} not ready in {timeout} s\n{self.log_tail()}")
+            return None
+
+        return wait_until(
+            ready, timeout, lambda: f"{user}'s spawn is ready\n{self.log_tail()}", 0.3
+        )
 
     def job_of(self, user: str) -> str | None:
         """The id of the user's notebook job in the queue (by the spawner's marks)."""

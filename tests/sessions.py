@@ -8,15 +8,16 @@ the sessions a test made (by their rendezvous), never the machine's other hubs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pwd
 import re
-import time
 import uuid
 from pathlib import Path
 
 from proxy_tunnel.procs import alive, command_line, processes_carrying
 from tests.harness import HUB_TOKEN
+from tests.waiting import seconds_until
 
 
 def submit_dir(user: str, server: str = "") -> Path:
@@ -49,16 +50,6 @@ def program(pid: int) -> str:
     return Path((command_line(pid) or [""])[0]).name
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
 def server_gone(hub, user: str, server: str = "") -> bool:
     _, model = hub.api("GET", f"/users/{user}")
     return server not in model["servers"]
@@ -68,18 +59,20 @@ def ssh_session_dirs(user: str) -> list[Path]:
     return list(Path("/tmp").glob(f"{user}.condor_ssh_to_job_*"))
 
 
-def wait_ready(hub, user: str, timeout: float = 15) -> float:
+def answers(hub, user: str) -> bool:
+    """Whether the user's server answers through the hub's proxy now."""
+    try:
+        status, _ = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
+    except OSError:  # no answer in time (e.g. while the route is down): not yet
+        return False
+    return status == 200
+
+
+def time_to_answer(hub, user: str, timeout: float = 15) -> float:
     """Seconds until the user's server answers through the proxy again (bounded)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            status, _ = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
-        except OSError:  # no answer in time (e.g. while the route is down): not yet
-            status = None
-        if status == 200:
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{user}'s server not reachable within {timeout} s\n{hub.log_tail()}")
+    return seconds_until(
+        lambda: answers(hub, user), timeout, lambda: f"{user}'s server answers\n{hub.log_tail()}"
+    )
 
 
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")  # another account
@@ -159,57 +152,55 @@ async def run_in_kernel(hub, user: str, kernel_id: str, code: str, timeout: floa
     url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel_id}/channels"
     request = HTTPRequest(url, headers={"Authorization": f"token {HUB_TOKEN}"})
     ws = await websocket_connect(request)
-    deadline = time.monotonic() + timeout
     out: list[str] = []
-
-    async def read() -> dict | None:
-        raw = await asyncio.wait_for(ws.read_message(), max(0.1, deadline - time.monotonic()))
-        return None if raw is None else json.loads(raw)
-
     try:
-        live = False
-        for _ in range(int(timeout // 5)):
-            info_id, info = _message("kernel_info_request", user, {})
-            ws.write_message(info)
-            until = min(deadline, time.monotonic() + 5)
-            while not live and time.monotonic() < until:
-                try:
-                    raw = await asyncio.wait_for(ws.read_message(), until - time.monotonic())
-                except TimeoutError:
-                    break
-                msg = json.loads(raw) if raw else {}
-                parent = msg.get("parent_header", {}).get("msg_id")
-                live = parent == info_id and msg.get("channel") == "iopub"
-            if live or time.monotonic() >= deadline:
-                break
-        msg_id, execute = _message(
-            "execute_request",
-            user,
-            {
-                "code": code,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-            },
-        )
-        ws.write_message(execute)
-        while time.monotonic() < deadline:
-            msg = await read()
-            if msg is None:
-                break
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["header"]["msg_type"]
-            if kind == "stream":
-                out.append(msg["content"]["text"])
-            elif kind == "error":
-                out.append("\n".join(msg["content"]["traceback"]))
-            elif kind == "status" and msg["content"].get("execution_state") == "idle":
-                break  # after its last output (iopub keeps order; the reply may come first)
+        async with asyncio.timeout(timeout):
+            await _iopub_live(ws, user)
+            msg_id, execute = _message(
+                "execute_request",
+                user,
+                {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            )
+            ws.write_message(execute)
+            while (raw := await ws.read_message()) is not None:
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "stream":
+                    out.append(msg["content"]["text"])
+                elif kind == "error":
+                    out.append("\n".join(msg["content"]["traceback"]))
+                elif kind == "status" and msg["content"].get("execution_state") == "idle":
+                    break  # after its last output (iopub keeps order; the reply may come first)
+    except TimeoutError:
+        raise AssertionError(f"the code did not end within {timeout} s; it printed {out}") from None
     finally:
         ws.close()
     return "".join(out)
+
+
+async def _iopub_live(ws, user: str) -> None:
+    """Ask for the kernel's info every 5 s until the answer's status shows on iopub."""
+    while True:
+        info_id, info = _message("kernel_info_request", user, {})
+        ws.write_message(info)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                while True:
+                    raw = await ws.read_message()
+                    if raw is None:
+                        raise AssertionError("the kernel's websocket closed")
+                    msg = json.loads(raw)
+                    parent = msg.get("parent_header", {}).get("msg_id")
+                    if parent == info_id and msg.get("channel") == "iopub":
+                        return
 
 
 def start_kernel(hub, user: str) -> str:
@@ -232,15 +223,17 @@ async def run_in_terminal(hub, user: str, command: str, until: str, timeout: flo
     ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {HUB_TOKEN}"}))
     ws.write_message(json.dumps(["stdin", command + "\r"]))
     seen, echoed = "", len(command)
-    deadline = time.monotonic() + timeout
     try:
-        while not re.search(until, seen[echoed:]) and time.monotonic() < deadline:
-            raw = await asyncio.wait_for(ws.read_message(), deadline - time.monotonic())
-            if raw is None:
-                break
-            kind, *rest = json.loads(raw)
-            if kind == "stdout":
-                seen += rest[0]
+        async with asyncio.timeout(timeout):
+            while not re.search(until, seen[echoed:]):
+                raw = await ws.read_message()
+                if raw is None:
+                    break
+                kind, *rest = json.loads(raw)
+                if kind == "stdout":
+                    seen += rest[0]
+    except TimeoutError:
+        pass  # what it showed is in the failure below
     finally:
         ws.close()
     assert re.search(until, seen[echoed:]), (

@@ -32,7 +32,7 @@ import pytest
 from hub_config.demo_auth import account_exists
 from proxy_tunnel import free_port
 from tests.commands import Demo
-from tests.sessions import wait_until
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.browser,

@@ -16,6 +16,7 @@ from condorspawner.request import JobRequest
 from condorspawner.site import load_site
 from tests.commands import QUEUE_COLUMNS
 from tests.harness import CONDORSUB, drive_terminal
+from tests.pseudo_terminal import PseudoTerminal
 
 pytestmark = pytest.mark.both_pools  # on localpool, and on the real HTCondor as an account
 
@@ -122,42 +123,10 @@ def test_wait_ends_with_the_worst_exit_code_and_where_the_output_is(cli, pool):
 def in_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 60):
     """Run a command with its stdout and stderr on a 120-column pseudo-terminal;
     (exit code, everything it wrote)."""
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import termios
-    import time
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env={**env, "TERM": "xterm-256color"},
-        cwd=cwd,
-        start_new_session=True,
-    )
-    os.close(slave)
-    seen, deadline = b"", time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            try:
-                chunk = os.read(master, 65536) if ready else b""
-            except OSError:  # the other side closed: the command has ended
-                break
-            if ready and not chunk:
-                break
-            seen += chunk
-        return proc.wait(timeout=20), seen.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+    env = {**env, "TERM": "xterm-256color"}
+    with PseudoTerminal(argv, env=env, cwd=cwd, size=(40, 120), keyboard=False) as terminal:
+        screen = terminal.read_to_end(timeout)
+        return terminal.exit_code(), screen
 
 
 def test_on_a_terminal_wait_is_a_progress_bar_and_q_a_table(cli, pool):

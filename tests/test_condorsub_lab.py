@@ -17,7 +17,7 @@ from condorspawner.watcher import JobEnded, JobHeld, JobState, StillQueued, foll
 from proxy_tunnel.procs import alive, descendants
 from tests.commands import Lab, call, site_env
 from tests.harness import CONDORSUB
-from tests.sessions import wait_until
+from tests.waiting import wait_until
 
 # --- follow_job: the loop the lab and the spawner share -----------------------------------
 

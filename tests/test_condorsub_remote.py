@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import CONDORSUB, site_for_tests
+from tests.pseudo_terminal import PseudoTerminal
 
 
 @pytest.fixture
@@ -247,43 +248,21 @@ def test_ssh_config_prints_writes_0600_and_includes_once(home, tmp_path):
 
 def test_ssh_into_a_condorsub_shell_session(pool, tmp_path, home):
     """A ``condorsub shell`` session is a running job too: ssh condor-JOB reaches it."""
-    import pty
-    import select
-    import time
-
     site_file = tmp_path / "site.toml"
     site_file.write_text(site_for_tests(tmp_path / "work"))
     pool.env.update(CONDORSPAWNER_SITE=str(site_file), HOME=str(home))
     assert pool.run(CONDORSUB, "ssh-config", "--write").returncode == 0
-    master, slave = pty.openpty()
-    shell = subprocess.Popen(
-        [CONDORSUB, "shell", "--os", "Debian12"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=pool.env,
-        cwd=pool.submit_dir,
-        start_new_session=True,
-    )
-    os.close(slave)
-    seen = b""
-    try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not seen.rstrip().endswith((b"$", b"#")):
-            if select.select([master], [], [], 0.2)[0]:
-                seen += os.read(master, 65536)
+    shell = [CONDORSUB, "shell", "--os", "Debian12"]
+    with PseudoTerminal(shell, env=pool.env, cwd=pool.submit_dir) as terminal:
+        terminal.read_until(lambda _: terminal.at_prompt(quiet=0), 40, "the shell's prompt")
         ads = pool.run("condor_q", "-json", "-constraint", "JobStatus == 2").stdout
         (job,) = [str(ad["ClusterId"]) for ad in json.loads(ads)]
         config = home / ".ssh" / "condorsub.config"
         result = pool.run("ssh", "-F", str(config), f"condor-{job}", "echo $_CONDOR_JOB_AD")
         assert result.returncode == 0, result.stderr
         assert Path(result.stdout.strip()).name == ".job.ad"
-        os.write(master, b"exit\n")
-        assert shell.wait(timeout=30) == 0
-    finally:
-        if shell.poll() is None:
-            shell.kill()
-        os.close(master)
+        terminal.type(b"exit\n")
+        assert terminal.exit_code(timeout=30) == 0
 
 
 def test_the_proxy_command_hands_hostile_names_to_no_shell(home, tmp_path):

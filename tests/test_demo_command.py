@@ -13,7 +13,6 @@ import os
 import pwd
 import secrets
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from hub_config.demo_auth import account_exists
 from proxy_tunnel import free_port
 from tests.commands import Demo
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "demo-command-test-token-0123456789abcdef"
@@ -80,14 +80,13 @@ def test_the_readme_demo_command_on_a_clean_checkout(tmp_path, public_tmp):
             201,
             202,
         )
-        deadline = time.monotonic() + 180
-        ready = False
-        while time.monotonic() < deadline and not ready:
+
+        def ready() -> bool:
             server = api(demo, "GET", f"/users/{account}")[1]["servers"].get("")
             assert server, demo.failure("the spawn failed")
-            ready = server["ready"]
-            time.sleep(0.5)
-        assert ready
+            return server["ready"]
+
+        wait_until(ready, 180, lambda: demo.failure("the spawn is ready"), 0.5)
         owners = demo.condor(
             "condor_q",
             "-allusers",

@@ -20,7 +20,8 @@ from condorspawner.launcher import (
 )
 from condorspawner.protocol import JobSecret, ProtocolError, Rendezvous
 from condorspawner.quoting import submit_arguments
-from tests.sessions import NOBODY, wait_until
+from tests.sessions import NOBODY
+from tests.waiting import wait_until
 
 STANDIN = Path(__file__).resolve().parents[1] / "benchmarks" / "standin_server.py"
 

@@ -13,7 +13,7 @@ import pytest
 
 from proxy_tunnel import free_ports
 from tests.harness import case, drive_terminal
-from tests.sessions import wait_until
+from tests.waiting import wait_until
 
 ME = getpass.getuser()
 SLEEP = """\
@@ -294,7 +294,11 @@ def test_vacate_brings_output_back_and_the_job_runs_again(pool):
         queue
     """)
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-    time.sleep(0.5)
+
+    def written() -> bool:  # the job has made its output: the vacate must bring it back
+        return pool.run("condor_ssh_to_job", job, "cat out/result.txt").stdout == "precious\n"
+
+    wait_until(written, 20, "the job wrote out/result.txt")
     vacated = pool.run("condor_vacate_job", job)
     assert (vacated.returncode, vacated.stdout) == (0, f"Job {job} vacated\n")
     pool.wait_for(job, lambda a: a["NumJobStarts"] == 2 and a["JobStatus"] == 2)
@@ -466,14 +470,13 @@ def test_a_job_is_cut_off_from_the_host_but_reachable_through_ssh(pool, host_ser
     try:
         import urllib.request
 
-        body = None
-        deadline = time.monotonic() + 20
-        while body is None and time.monotonic() < deadline:
+        def page() -> bytes | None:
             try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=2).read()
+                return urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=2).read()
             except OSError:
-                time.sleep(0.2)
-        assert body == b"in-job"
+                return None
+
+        assert wait_until(page, 20, "the job's web server through the tunnel") == b"in-job"
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{inner}/", timeout=2)
     finally:
@@ -610,12 +613,12 @@ def test_remove_jobs_leaves_no_job_process_behind(pool):
     wait_until((pool.root / "jobs" / job / "job.pid").exists, 10, "the job's pid file")
     group = int((pool.root / "jobs" / job / "job.pid").read_text())
     assert pool.localpool("stop", "--remove-jobs").returncode == 0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def group_gone() -> bool:
         try:
             os.killpg(group, 0)
         except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(group, 0)
+            return True
+        return False
+
+    wait_until(group_gone, 5, f"the job's process group {group} is gone", 0.1)

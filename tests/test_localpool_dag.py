@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import htcondor2
-import pytest
 
 from tests.harness import node_log_events
-from tests.sessions import wait_until
+from tests.waiting import wait_until
 
 STAMP = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")
 
@@ -39,17 +37,15 @@ def write_dag(directory: Path, text: str, name: str = "wf.dag") -> None:
     (directory / name).write_text(text)
 
 
-def wait_gone(pool, cluster: int, timeout: float = 90) -> dict:
+def wait_gone(pool, cluster: int, timeout: float = 90, **options) -> dict:
     """Wait until the DAGMan job has left the queue; its history ad."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        q = pool.run("condor_q", "-json", str(cluster))
-        if q.returncode == 0 and not q.stdout.strip():
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail(f"DAGMan job {cluster} still queued after {timeout} s")
-    history = pool.run("condor_history", "-json", f"{cluster}.0")
+
+    def gone() -> bool:
+        q = pool.run("condor_q", "-json", str(cluster), **options)
+        return q.returncode == 0 and not q.stdout.strip()
+
+    wait_until(gone, timeout, f"DAGMan job {cluster} leaves the queue", 0.3)
+    history = pool.run("condor_history", "-json", f"{cluster}.0", **options)
     return json.loads(history.stdout)[0]
 
 
@@ -81,13 +77,15 @@ def test_a_diamond_runs_in_order_with_dagman_in_the_queue(pool):
     assert dagman["JobUniverse"] == 7 and dagman["Cmd"].endswith("/condor_dagman")
     assert dagman["OtherJobRemoveRequirements"] == f"DAGManJobId =?= {cluster}"
     # the nodes carry their DAGMan's id and name while they are queued
-    deadline = time.monotonic() + 60
     seen: dict[str, int] = {}
-    while time.monotonic() < deadline and len(seen) < 2:
+
+    def two_nodes_seen() -> bool:
         ads = json.loads(pool.run("condor_q", "-json").stdout or "[]")
         seen.update({a["DAGNodeName"]: a["DAGManJobId"] for a in ads if "DAGNodeName" in a})
-        time.sleep(0.2)
-    assert seen and set(seen.values()) == {cluster}, seen
+        return len(seen) >= 2
+
+    wait_until(two_nodes_seen, 60, lambda: f"two of the DAG's nodes queued; seen {seen}")
+    assert set(seen.values()) == {cluster}, seen
     ad = wait_gone(pool, cluster)
     assert ad["ExitCode"] == 0
     assert (ad["DAG_NodesTotal"], ad["DAG_NodesDone"], ad["DAG_NodesFailed"]) == (4, 4, 0)
@@ -180,14 +178,13 @@ def test_removing_the_dagman_job_removes_its_nodes_and_writes_a_rescue_dag(pool)
     node_script(d, "B")
     write_dag(d, "JOB A A.sub\nJOB B B.sub\nPARENT A CHILD B\n")
     cluster, _ = submit_dag(pool, "wf.dag")
-    deadline = time.monotonic() + 60
-    node = None
-    while time.monotonic() < deadline and node is None:
+
+    def running_node() -> dict | None:
         ads = json.loads(pool.run("condor_q", "-json").stdout or "[]")
         running = [a for a in ads if a.get("DAGManJobId") == cluster and a["JobStatus"] == 2]
-        node = running[0] if running else None
-        time.sleep(0.2)
-    assert node is not None, "node A never ran"
+        return running[0] if running else None
+
+    node = wait_until(running_node, 60, "node A runs")
     removed = pool.run("condor_rm", str(cluster))
     assert removed.returncode == 0, removed.stderr
     wait_gone(pool, cluster)
@@ -224,12 +221,7 @@ def test_an_ordinary_users_dag_runs_as_that_user(system_pool, unix_users):
     result = system_pool.run("condor_submit_dag", "wf.dag", user=alice)
     assert result.returncode == 0, result.stderr
     cluster = int(re.search(r"submitted to cluster (\d+)\.", result.stdout).group(1))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if not system_pool.run("condor_q", "-json", str(cluster)).stdout.strip():
-            break
-        time.sleep(0.3)
-    ad = json.loads(system_pool.run("condor_history", "-json", f"{cluster}.0").stdout)[0]
+    ad = wait_gone(system_pool, cluster)
     dagman_out = (home / "wf.dag.dagman.out").read_text()
     assert ad["Owner"] == alice and ad["JobUniverse"] == 7 and ad["ExitCode"] == 0, dagman_out
     assert ad["DAG_NodesDone"] == 2

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import pytest
 
-from tests.sessions import wait_until
+from tests.waiting import wait_until
 
 HOST = socket.gethostname().split(".")[0] or "localhost"
 S1, S2 = f"schedd1@{HOST}", f"schedd2@{HOST}"
@@ -72,12 +71,12 @@ def test_each_schedd_has_its_own_ids_queue_and_header(two):
         == "All jobs in cluster 2 have been marked for removal\n"
     )
     two.wait_for("1.0", lambda a: a["JobStatus"] == 2)
-    deadline = time.monotonic() + 30  # the removal reaches the history when the schedd acts
-    while time.monotonic() < deadline:
+
+    def in_history():  # the removal reaches the history when the schedd acts
         gone = two.run("condor_history", "-name", S2, "-af", "ClusterId", "JobStatus")
-        if gone.stdout.strip():
-            break
-        time.sleep(0.2)
+        return gone if gone.stdout.strip() else None
+
+    gone = wait_until(in_history, 30, "the removed job in the second schedd's history")
     assert gone.returncode == 0 and gone.stdout.split() == ["2", "3"]
     assert two.run("condor_history", "-af", "ClusterId").stdout == ""
 

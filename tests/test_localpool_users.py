@@ -23,7 +23,7 @@ import pytest
 
 from proxy_tunnel import free_port
 from tests.harness import CONDORSUB, case, drive_terminal, site_for_tests
-from tests.sessions import wait_until
+from tests.waiting import wait_until
 
 SLEEP = "executable = /bin/sleep\narguments = 300\nqueue\n"
 
@@ -263,18 +263,17 @@ while True:
 """
 
 
-def _read_through(port: int, timeout: float = 20.0) -> bytes | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _read_through(port: int, timeout: float = 20.0) -> bytes:
+    """The first bytes a connection to the local port gets (bounded)."""
+
+    def read() -> bytes | None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
-                data = conn.recv(100)
-                if data:
-                    return data
+                return conn.recv(100)
         except OSError:
-            pass
-        time.sleep(0.2)
-    return None
+            return None
+
+    return wait_until(read, timeout, f"an answer through 127.0.0.1:{port}")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -354,12 +353,12 @@ def test_killed_ssh_to_job_leaves_its_session_directory(system_pool, alice_job):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, 40, f"the tunnel listens on 127.0.0.1:{port}")
         sessions = _session_dirs(alice)
         assert len(sessions) == 1 and (sessions[0] / "ssh_key").exists()
         pid = _client_pid(uid)

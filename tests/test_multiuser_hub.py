@@ -32,10 +32,10 @@ from tests.sessions import (
     server_gone,
     start_kernel,
     submit_dir,
+    time_to_answer,
     tunnel_pids,
-    wait_ready,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 
@@ -286,7 +286,7 @@ def test_another_users_job_on_the_same_loopback_gets_nothing(sudo_hub, system_po
         ).read_text()
     )["env"]["JUPYTERHUB_API_TOKEN"]
     assert token not in json.dumps(report)
-    wait_ready(sudo_hub, alice)
+    time_to_answer(sudo_hub, alice)
 
 
 LOCAL_ATTACKER = r"""
@@ -417,7 +417,7 @@ def test_another_local_account_gets_no_secret_and_no_request(sudo_hub, unix_user
     assert any("/fwd-" in path for path in report["sockets"]), report["sockets"]  # it tried
     answered = {p: r for p, r in report["sockets"].items() if r.startswith("HTTP/")}
     assert not [p for p in answered if "condorspawner" in p], answered
-    wait_ready(sudo_hub, alice, timeout=60)
+    time_to_answer(sudo_hub, alice, timeout=60)
 
 
 def test_a_job_forged_with_another_users_marks_is_never_taken_for_theirs(
@@ -449,7 +449,7 @@ def test_a_job_forged_with_another_users_marks_is_never_taken_for_theirs(
 
     sudo_hub.stop()
     sudo_hub.start()
-    wait_ready(sudo_hub, alice, timeout=60)
+    time_to_answer(sudo_hub, alice, timeout=60)
     _, model = sudo_hub.api("GET", f"/users/{alice}")
     assert model["servers"][""]["state"]["job_id"] == job
     assert sudo_hub.api("GET", f"/user/{alice}/api/contents", through_proxy=True)[0] == 200

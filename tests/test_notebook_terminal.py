@@ -12,7 +12,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.sessions import run_in_terminal, wait_until
+from tests.sessions import run_in_terminal
+from tests.waiting import wait_until
 
 
 def test_terminal_has_condorsub_and_batch_output_comes_home(sudo_hub, system_pool, unix_users):

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.sessions import run_in_terminal, wait_ready, wait_until
+from tests.sessions import run_in_terminal, time_to_answer
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 
@@ -155,7 +156,7 @@ def test_two_schedds_spread_by_load_one_stops_a_restart_reattaches(
         assert still_kept(hub, user), f"{user}'s server was stopped\n{hub.log_tail(60)}"
     for user in on[S2]:
         assert still_kept(hub, user)
-        wait_ready(hub, user, timeout=20)
+        time_to_answer(hub, user, timeout=20)
     late = [unix_users("late1"), unix_users("late2")]
     for user in late:
         hub.spawn(user, {}, timeout=120)
@@ -170,7 +171,7 @@ def test_two_schedds_spread_by_load_one_stops_a_restart_reattaches(
     hub.stop()
     hub.start()
     for user in on[S1] + on[S2] + late:
-        wait_ready(hub, user, timeout=60)
+        time_to_answer(hub, user, timeout=60)
         assert still_kept(hub, user)
     for user, (schedd, job) in jobs.items():
         assert notebook_job(pool, schedd, user) == job, (user, schedd, job)

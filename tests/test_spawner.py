@@ -22,10 +22,10 @@ from tests.sessions import (
     program,
     run_in_kernel,
     start_kernel,
+    time_to_answer,
     tunnel_pids,
-    wait_ready,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="accounts, sudo, namespaces need root")
 
@@ -191,7 +191,7 @@ def test_the_tunnel_comes_back_and_the_kernel_survives(sudo_hub, unix_users):
     assert before
     for pid in before:
         os.kill(pid, signal.SIGKILL)
-    assert wait_ready(hub, frank, timeout=10) < 5
+    time_to_answer(hub, frank, timeout=30)  # how fast: benchmarks.faults
     assert hub.job_of(frank) == job
     _, kernels = hub.api("GET", f"/user/{frank}/api/kernels", through_proxy=True)
     assert kernel in [k["id"] for k in kernels]
@@ -211,7 +211,7 @@ def test_a_failing_condor_q_stops_nothing(sudo_hub, unix_users):
         hub.fail_flag.unlink()
     assert hub.job_of(grace) == job
     assert "condor_q failed (job states unknown" in hub.log_tail(400)
-    assert wait_ready(hub, grace) < 5
+    time_to_answer(hub, grace, timeout=30)
 
 
 def test_work_directory_comes_back_after_vacate_and_stop(sudo_hub, system_pool, unix_users):
@@ -236,7 +236,7 @@ def test_work_directory_comes_back_after_vacate_and_stop(sudo_hub, system_pool, 
             wait_until(back.exists, 90, "the work directory back")
             assert back.read_text() == name
             pool.wait_for(job, lambda a: a["NumJobStarts"] == 2 and a.get("RemoteHost"))
-            wait_ready(hub, heidi, timeout=60)
+            time_to_answer(hub, heidi, timeout=60)
     assert hub.api("DELETE", f"/users/{heidi}/server")[0] in (202, 204)
     wait_until(lambda: not hub.job_of(heidi), 60, "heidi's job left the queue")
     assert (work / "before-stop.txt").read_text() == "before-stop.txt"

@@ -23,10 +23,10 @@ from tests.sessions import (
     squatter,
     ssh_session_dirs,
     submit_dir,
+    time_to_answer,
     tunnel_pids,
-    wait_ready,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real accounts and sudo need root")
 
@@ -47,7 +47,7 @@ def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool
     wait_until(lambda: not tunnel_pids(nonces), 15, "the old hub's tunnels gone")
     sudo_hub.start()
     for user in users:
-        wait_ready(sudo_hub, user, timeout=60)
+        time_to_answer(sudo_hub, user, timeout=60)
     # now the worst case: a tunnel that outlives its keeper and the hub (SIGKILL to both)
     keepers = [p for p in tunnel_pids(nonces) if "proxy_tunnel.keeper" in cmdline(p)]
     for pid in keepers:
@@ -58,7 +58,7 @@ def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool
     assert tunnel_pids(nonces), "the orphaned tunnels should still be alive here"
     sudo_hub.start()
     for user in users:
-        wait_ready(sudo_hub, user, timeout=60)
+        time_to_answer(sudo_hub, user, timeout=60)
         assert sudo_hub.job_of(user) == jobs[user]
     # only the new hub's tunnels are left: one keeper per session, everything below them
     keepers = [p for p in tunnel_pids(nonces) if "proxy_tunnel.keeper" in cmdline(p)]
@@ -94,7 +94,7 @@ def test_a_hub_restarted_while_the_schedd_is_down_keeps_the_session(
         assert not server_gone(sudo_hub, user)
     finally:
         assert system_pool.schedd_on(schedd)
-    wait_ready(sudo_hub, user, timeout=60)
+    time_to_answer(sudo_hub, user, timeout=60)
     assert sudo_hub.job_of(user) == job
     _, kernels = sudo_hub.api("GET", f"/user/{user}/api/kernels", through_proxy=True)
     assert kernel["id"] in [k["id"] for k in kernels]
@@ -220,7 +220,7 @@ def test_no_session_directories_pile_up(sudo_hub, system_pool, unix_users):
         ssh = [p for p in tunnel_pids([n]) if program(p) == "ssh"]
         for pid in ssh:
             os.kill(pid, signal.SIGKILL)  # condor_ssh_to_job's own cleanup runs
-        wait_ready(sudo_hub, user, timeout=30)
+        time_to_answer(sudo_hub, user, timeout=30)
         sudo_hub.api("DELETE", f"/users/{user}/server")
         wait_until(lambda: server_gone(sudo_hub, user), 60, "the server stopped")
     assert ssh_session_dirs(user) == []
@@ -243,7 +243,7 @@ def test_a_forged_job_attribute_changes_no_ssh_option(sudo_hub, system_pool, uni
     for pid in tunnel_pids([n]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    wait_ready(sudo_hub, user, timeout=60)
+    time_to_answer(sudo_hub, user, timeout=60)
     commands = " ".join(cmdline(p) for p in tunnel_pids([n]))
     assert "ProxyCommand=touch" not in commands and "LocalCommand" not in commands
     assert not Path("/tmp/pwned-forge").exists()
@@ -294,7 +294,7 @@ def test_the_local_port_is_held_and_the_route_follows_a_new_one(sudo_hub, system
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert waiting.wait(timeout=30) == 3, "another account bound the held port"
-    wait_ready(sudo_hub, user, timeout=90)
+    time_to_answer(sudo_hub, user, timeout=90)
     assert sudo_hub.api("GET", f"/users/{user}")[1]["servers"][""]["state"]["local_port"] == (
         old_port
     )
@@ -303,7 +303,7 @@ def test_the_local_port_is_held_and_the_route_follows_a_new_one(sudo_hub, system
     try:
         assert squat.stdout.readline().startswith("bound")
         sudo_hub.start()
-        wait_ready(sudo_hub, user, timeout=90)
+        time_to_answer(sudo_hub, user, timeout=90)
         _, model = sudo_hub.api("GET", f"/users/{user}")
         assert model["servers"][""]["state"]["local_port"] != old_port, model
         assert sudo_hub.job_of(user) == job
@@ -384,4 +384,4 @@ def test_the_tunnel_goes_to_the_run_the_schedd_dated(sudo_hub, system_pool, unix
     first = pool.wait_for(job, lambda a: a.get("JobCurrentStartDate"))["JobCurrentStartDate"]
     assert pool.run("condor_vacate_job", job).returncode == 0
     pool.wait_for(job, lambda a: a.get("JobCurrentStartDate", first) > first, timeout=90)
-    wait_ready(hub, ivan, timeout=60)
+    time_to_answer(hub, ivan, timeout=60)
