@@ -22,9 +22,10 @@ from tests.harness import Hub, SystemPool, UnixUsers
 from tests.realpool import RealPool, release_dir
 
 STANDIN = Path(__file__).resolve().parent / "standin_server.py"
+SPLIT = ("submit", "queue wait", "tunnel up", "server answering")  # then the total
 TIMING = re.compile(
     r"spawn timings for job \S+: submit ([\d.]+) s, queue wait ([\d.]+) s, "
-    r"start in the job and tunnel ([\d.]+) s, total ([\d.]+) s"
+    r"tunnel up ([\d.]+) s, server answering ([\d.]+) s, total ([\d.]+) s"
 )
 # the job's side of a tunnel, started by the pool (never the hub's)
 JOB_SIDE = ("sshd", "setpriv", "nsenter")
@@ -68,13 +69,15 @@ def site_pool(
     network: str = "isolated",
     cycle_seconds: float = 0.1,
     backend: str = "localpool",
+    pool_config: str = "",
 ) -> Iterator[tuple[Path, SitePool | RealPool, list[str]]]:
     """(a 0755 base directory, a root-run installed pool, ``accounts`` real accounts).
 
     Network ``isolated``: a namespace per job (CondorSpawner's tunnels); ``shared``:
     jobs on the host's loopback (batchspawner connects to the job directly).
     Backend ``htcondor``: the real HTCondor of ``CONDORSPAWNER_HTCONDOR`` instead of
-    localpool (its jobs always share the loopback).
+    localpool (its jobs always share the loopback), ``pool_config`` added to its
+    configuration.
     """
     if os.geteuid() != 0:
         raise SystemExit("the benchmarks run the hub as a site does: root, sudo, real accounts")
@@ -83,7 +86,13 @@ def site_pool(
     (base / "homes").mkdir(mode=0o755)
     users = UnixUsers(base / "homes")
     if backend == "htcondor":
-        pool = RealPool(base, release_dir(), cpus=accounts + 8, memory_mb=512 * 1024)
+        pool = RealPool(
+            base,
+            release_dir(),
+            cpus=accounts + 8,
+            memory_mb=512 * 1024,
+            extra_config=pool_config,
+        )
     else:
         pool = SitePool(base, network, accounts + 8, cycle_seconds)
     try:
@@ -213,7 +222,8 @@ def hub_pid(hub: Hub) -> int:
 
 
 def timings(hub: Hub) -> list[tuple[float, ...]]:
-    """(submit, queue wait, start and tunnel, total) of each spawn the hub logged."""
+    """(submit, queue wait, tunnel up, server answering, total) of each spawn the hub
+    logged (``SPLIT`` names the parts)."""
     text = (hub.root / "jupyterhub.log").read_text(errors="replace")
     return [tuple(float(x) for x in m.groups()) for m in TIMING.finditer(text)]
 

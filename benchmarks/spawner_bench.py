@@ -7,7 +7,7 @@ prefix, and acts for one real account per session (made for the run, removed
 after) through the site's ``run_as = ["sudo", "-n", "-u", "{user}"]``.
 
 1. Spawn time, split (from the spawner's "spawn timings" log line): submit,
-   queue wait, launcher start, tunnel and server; with the real
+   queue wait, tunnel up, server answering; with the real
    jupyterhub-singleuser, and with an instant stand-in server, whose total is
    the overhead beyond the notebook server's own start (target <= 1 s median).
 2. Schedd load: condor_q / condor_history calls while --sessions sessions run,
@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (
+    SPLIT,
     STANDIN,
     hub_pid,
     pss_kb,
@@ -111,7 +112,7 @@ def main() -> int:
                 by_program.setdefault(comm, []).append(rss_kb(pid))
             tunnel_pss = sum(pss_kb(p) for p, _ in tunnel)
     n = args.sessions
-    labels = ("submit", "queue wait", "start in the job and tunnel", "total")
+    labels = (*SPLIT, "total")
     rows = []
     for i, label in enumerate(labels):
         rows.append(

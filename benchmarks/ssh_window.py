@@ -1,11 +1,16 @@
 """How long a real HTCondor refuses ``condor_ssh_to_job`` after a job starts running.
 
-A notebook's tunnel cannot begin before that: the schedd answers ``GET_JOB_CONNECT_INFO``
-only once the starter's first update has told it where the starter is, and that update
-comes ``STARTER_INITIAL_UPDATE_INTERVAL`` seconds after the job starts (8 by default in
+A notebook's tunnel cannot begin before that: for ``GET_JOB_CONNECT_INFO`` the schedd
+asks the startd where the job's starter is (``locateStarter``), and the startd knows
+only once the starter's first timed update has come (``Starter::getIpAddr``; until then
+``Failed to read address of starter for this job``, a retry). That update comes
+``STARTER_INITIAL_UPDATE_INTERVAL`` seconds after the job is spawned (8 by default in
 ``param_info.in``; the manual says 2), or ``STARTER_UPDATE_INTERVAL`` if that is
-shorter. One real pool per setting, the same jobs on each, run as an ordinary account:
-from JobStatus 2 to the first ``condor_ssh_to_job JOB true`` that succeeds.
+shorter; nothing the job does brings it forward (HTCondor 25.0's source: schedd.cpp's
+connect-info handler, startd Starter.cpp, jic_shadow.cpp). One real pool per setting,
+the same jobs on each, run as an ordinary account: from JobStatus 2 to the first
+``condor_ssh_to_job JOB true`` that succeeds, asked every 0.2 s (``-auto-retry`` asks
+every 5 s).
 ``CONDORSPAWNER_HTCONDOR=... python -m benchmarks.ssh_window [--jobs 4] [--json FILE]``
 """
 
@@ -17,45 +22,29 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks.common import report
 from tests.harness import UnixUsers
-from tests.realpool import HOW_TO_RUN, RealPool, release_dir
+from tests.realpool import (
+    HOW_TO_RUN,
+    HTCONDOR_DEFAULTS,
+    RealPool,
+    release_dir,
+    starter_first_update,
+)
+from tests.waiting import seconds_until
 
-# (what it stands for, configuration added to the pool's); the tests' pool sets
-# STARTER_UPDATE_INTERVAL = 5, so HTCondor's own defaults are restored first
+# (what it stands for, configuration added to the tests' pool's)
 SETTINGS = (
-    ("HTCondor's defaults", "STARTER_UPDATE_INTERVAL = 300\n"),
-    (
-        "STARTER_INITIAL_UPDATE_INTERVAL = 1",
-        "STARTER_UPDATE_INTERVAL = 300\nSTARTER_INITIAL_UPDATE_INTERVAL = 1\n",
+    ("HTCondor's defaults", HTCONDOR_DEFAULTS),
+    *(
+        (f"STARTER_INITIAL_UPDATE_INTERVAL = {seconds}", starter_first_update(seconds))
+        for seconds in (1, 0)
     ),
 )
 ASK_EVERY = 0.2  # seconds between two condor_ssh_to_job tries
 GIVE_UP = 60.0
-
-
-class TunedPool(RealPool):
-    """A real pool with some configuration of its own after the tests' pool's."""
-
-    def __init__(self, base: Path, extra: str) -> None:
-        super().__init__(base, release_dir())
-        self.extra = extra
-
-    def configuration(self) -> str:
-        return super().configuration() + self.extra
-
-
-def _until(predicate, what: str) -> float:
-    """Seconds until ``predicate()`` holds (bounded)."""
-    started = time.monotonic()
-    while time.monotonic() - started < GIVE_UP:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(ASK_EVERY)
-    raise AssertionError(f"not within {GIVE_UP:g} s: {what}")
 
 
 def refusal_window(pool: RealPool, user: str, jobs: int) -> list[float]:
@@ -71,8 +60,10 @@ def refusal_window(pool: RealPool, user: str, jobs: int) -> list[float]:
         def reachable(job: str = job) -> bool:
             return pool.run("condor_ssh_to_job", job, "true", user=user).returncode == 0
 
-        _until(running, f"job {job} running")
-        windows.append(_until(reachable, f"condor_ssh_to_job into {job}"))
+        seconds_until(running, GIVE_UP, f"job {job} running", ASK_EVERY)
+        windows.append(
+            seconds_until(reachable, GIVE_UP, f"condor_ssh_to_job into {job}", ASK_EVERY)
+        )
         pool.run("condor_rm", job, user=user)
     return windows
 
@@ -87,7 +78,7 @@ def run(jobs: int = 4) -> dict[str, float]:
         base.chmod(0o755)
         (base / "homes").mkdir(mode=0o755)
         users = UnixUsers(base / "homes")
-        pool = TunedPool(base, extra)
+        pool = RealPool(base, release_dir(), extra_config=extra)
         try:
             pool.start()
             windows = refusal_window(pool, users("w"), jobs)

@@ -75,13 +75,15 @@ class SpawnProgress:
     def log_timings(self, job_id: str | None, times: dict[str, float]) -> None:
         """One line an admin (or a benchmark) can read: where the spawn's time went."""
         t = times
+        listening = t.get("listening", t["ready"])  # a server that answered at once
         self.log.info(
             "%s: spawn timings for job %s: submit %.3f s, queue wait %.3f s, "
-            "start in the job and tunnel %.3f s, total %.3f s",
+            "tunnel up %.3f s, server answering %.3f s, total %.3f s",
             self.name,
             job_id,
             t["submitted"] - t["start"],
             t["running"] - t["submitted"],
-            t["ready"] - t["running"],
+            listening - t["running"],
+            t["ready"] - listening,
             t["ready"] - t["start"],
         )

@@ -245,7 +245,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--ssh-ready-delay",
         type=float,
-        help="seconds after a job starts during which condor_ssh_to_job says retry",
+        help="seconds after a job starts during which condor_ssh_to_job says retry (default"
+        " 1, a real pool's with STARTER_INITIAL_UPDATE_INTERVAL = 0; 10 for HTCondor's defaults)",
     )
     s.add_argument(
         "--shadow-delay",

@@ -46,6 +46,17 @@ class QueueLooks:
                 return json.loads(result.stdout)[0]
         return None
 
+    def ssh_to_job(self, *args: str, timeout: float = 30.0, **options):
+        """``condor_ssh_to_job ARGS`` once the schedd lets it in: as a user does, it asks
+        again while the answer is "retry" (the job's starter has not reported in)."""
+
+        def let_in():
+            result = self.run("condor_ssh_to_job", *args, **options)
+            retry = result.returncode != 0 and "-auto-retry" in result.stderr
+            return None if retry else result
+
+        return wait_until(let_in, timeout, f"condor_ssh_to_job {' '.join(args)} is let in")
+
     def wait_for(self, job_id: str, predicate, timeout: float = 30.0) -> dict:
         """The job's ad once ``predicate(ad)`` holds (bounded in time)."""
         last: list[dict | None] = [None]

@@ -182,7 +182,7 @@ def test_condor_ssh_to_job_fills_in_the_ssh_commands_placeholders(pool):
     job = pool.submit("executable = /bin/sleep\narguments = 600\nqueue\n")
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
     program = "/usr/bin/printf '%%s\\n' %u%% 'two words'"  # one argument a line
-    result = pool.run("condor_ssh_to_job", "-ssh", program, job, "cmd")
+    result = pool.ssh_to_job("-ssh", program, job, "cmd")
     assert result.returncode == 0, result.stderr
     words = result.stdout.splitlines()
     owner = pool.ad(job)["Owner"]

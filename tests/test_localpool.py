@@ -487,10 +487,8 @@ def test_a_job_is_cut_off_from_the_host_but_reachable_through_ssh(pool, host_ser
 def test_ssh_command_runs_in_the_jobs_environment(pool):
     job = pool.submit(sleep_job(extra="should_transfer_files = YES\nrequest_cpus = 2"))
     pool.wait_for(job, lambda a: a["JobStatus"] == 2)
-    result = pool.run(
-        "condor_ssh_to_job",
-        job,
-        "echo in-job; pwd; echo $_CONDOR_SCRATCH_DIR; echo $OMP_NUM_THREADS",
+    result = pool.ssh_to_job(
+        job, "echo in-job; pwd; echo $_CONDOR_SCRATCH_DIR; echo $OMP_NUM_THREADS"
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

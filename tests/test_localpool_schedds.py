@@ -210,7 +210,7 @@ def test_ssh_to_a_job_of_the_second_schedd(two):
     job = submit(two, "-name", S2)
 
     wait_until(lambda: q(two, "-name", S2, job)[0]["JobStatus"] == 2, 20, "the job runs")
-    result = two.run("condor_ssh_to_job", "-name", S2, job, "echo in-job")
+    result = two.ssh_to_job("-name", S2, job, "echo in-job")
     assert (result.returncode, result.stdout) == (0, "in-job\n"), result.stderr
     # schedd1 has no job 1.0: without -name the tool asks schedd1
     missing = two.run("condor_ssh_to_job", job, "true")

@@ -286,6 +286,7 @@ def test_ssh_to_job_from_an_isolated_job_needs_a_token_with_write(pool, tmp_path
     token_dirs(pool, base)
     target = pool.submit(SLEEPER, "target.sub")
     pool.wait_for(target, lambda a: a["JobStatus"] == 2, timeout=60)
+    assert pool.ssh_to_job(target, "true").returncode == 0  # its starter has reported in
     script = pool.submit_dir / "ssh.sh"
     script.write_text(SSH_SCRIPT.format(dirs=base, target=target))
     script.chmod(0o755)
@@ -332,6 +333,7 @@ def test_the_proxy_needs_the_session_the_schedd_gave(pool, tmp_path):
     second = pool.submit(SLEEPER, "b.sub")
     for job in (first, second):
         pool.wait_for(job, lambda a: a["JobStatus"] == 2, timeout=60)
+        assert pool.ssh_to_job(job, "true").returncode == 0  # its starter has reported in
     wire = Wire(pool.root)
     with open(os.devnull, "w") as null:
         here = os.open(".", os.O_PATH | os.O_DIRECTORY)

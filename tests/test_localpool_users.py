@@ -204,6 +204,25 @@ def test_ssh_to_job_as_the_owner(system_pool, alice_job):
     assert not list(Path("/tmp").glob(f"{alice}.condor_ssh_to_job_*"))
 
 
+@pytest.mark.localpool_only("the starter's window is localpool's knob (--ssh-ready-delay)")
+@pytest.mark.parametrize(
+    "system_pool",
+    [{"network": "isolated", "start_options": ("--ssh-ready-delay", "120")}],
+    indirect=True,
+)
+def test_another_user_is_refused_before_the_starter_has_reported_in(system_pool, unix_users):
+    """HTCondor's schedd checks who asks before it asks the startd where the starter is
+    (schedd.cpp, the GET_JOB_CONNECT_INFO handler): in the window after a job starts
+    another user is told "not authorized", and only the owner "retry"."""
+    alice, bob = unix_users("a"), unix_users("b")
+    job = system_pool.submit(SLEEP, user=alice)
+    system_pool.wait_for(job, lambda a: a["JobStatus"] == 2)
+    result = system_pool.run("condor_ssh_to_job", job, "true", user=bob)
+    assert outcome(result) == recorded("other_user_ssh", job, bob=bob)
+    own = system_pool.run("condor_ssh_to_job", job, "true", user=alice)
+    assert (own.returncode, own.stderr) == (1, "(Use -auto-retry to keep trying periodically.)\n")
+
+
 def test_ssh_to_a_held_job_says_it_is_held(system_pool, alice_job):
     alice, _bob, job = alice_job
     assert system_pool.run("condor_hold", job).returncode == 0

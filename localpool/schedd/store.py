@@ -45,7 +45,10 @@ class PoolConfig:
     network_namespaces: str = "auto"  # auto | on (both: "isolated") | off ("shared")
     cycle_seconds: float = 0.2  # how often the pool process matches and reaps
     periodic_seconds: float = 2.0  # PERIODIC_EXPR_INTERVAL
-    ssh_ready_delay: float = 0.0  # "retry" answers from condor_ssh_to_job just after start
+    # "retry" answers from condor_ssh_to_job for this long after a job starts: a real
+    # 25.0 pool's window with STARTER_INITIAL_UPDATE_INTERVAL = 0, as the admin guide
+    # recommends (0.94 s measured; 9.73 s with HTCondor's defaults: benchmarks.ssh_window)
+    ssh_ready_delay: float = 1.0
     # a started job shows JobStatus 2 with the previous run's JobCurrentStartDate (or none)
     # until its shadow spawns, at the first cycle this long after the match: the real
     # schedd marks a job running and sets the date only when it spawns the shadow

@@ -122,13 +122,13 @@ def _check(store: Store, caller: Account, job_id: str, auto_retry: bool) -> dict
     if ad["JobStatus"] == HELD:  # the client reads it from the job's ad (case ssh_held)
         sys.stderr.write(f'The job is on hold: "{ad.get("HoldReason", "")}".\n')
         return {"rc": 1}
+    if not may_modify(caller, ad):  # the schedd asks this before it asks the startd
+        sys.stderr.write(_unauthorized(caller, job_id))
+        return {"rc": 1}
     if not _ready(store, ad, info):
         if not auto_retry:
             sys.stderr.write(RETRY_HINT)
         return {"rc": 1, "retry": True}
-    if not may_modify(caller, ad):
-        sys.stderr.write(_unauthorized(caller, job_id))
-        return {"rc": 1}
     return {"rc": 0, "owner": ad["Owner"], "host": store.config().host, "info": info}
 
 
