@@ -182,6 +182,16 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
+def uss_kb(pid: int) -> int:
+    """Unique set size of a process: the pages no other process shares (0 if gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0
+    fields = {line.split(":")[0]: line.split()[1] for line in lines if ":" in line}
+    return int(fields.get("Private_Clean", 0)) + int(fields.get("Private_Dirty", 0))
+
+
 def _children() -> dict[int, list[tuple[int, str, str]]]:
     """parent pid -> (pid, command name, command line) of every process, whatever its user."""
     children: dict[int, list[tuple[int, str, str]]] = {}

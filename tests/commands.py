@@ -45,7 +45,8 @@ def read_line(proc: subprocess.Popen, pattern: str, timeout: float, err: Path) -
             raise AssertionError(f"ended (rc {proc.returncode}) before a line matched; {said()}")
         return None
 
-    return wait_until(matching_line, timeout, lambda: f"a line matching {pattern!r}; {said()}", 0)
+    what = lambda: f"a line matching {pattern!r}; {said()}"  # noqa: E731
+    return wait_until(matching_line, timeout, what, 0.05)
 
 
 def call(url: str, method: str = "GET", token: str | None = None, body: dict | None = None):

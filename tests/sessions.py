@@ -102,7 +102,8 @@ while time.monotonic() < until:
             try:
                 s.accept()[0].close()
             except OSError:
-                pass
+                continue
+            print("connection", flush=True)
         sys.exit(0)
     time.sleep(0.001)
 sys.exit(3)
@@ -111,7 +112,8 @@ sys.exit(3)
 
 def squatter(port: int, seconds: float):
     """Another account trying, for ``seconds``, to bind ``port`` on 127.0.0.1, dual-stack
-    ``[::]`` and v4-mapped; it prints ``bound ...`` if it gets it, else exits 3."""
+    ``[::]`` and v4-mapped; if it gets it, it prints ``bound ...`` and then a line
+    ``connection`` for each connection that reaches it, else it exits 3."""
     import subprocess
     import sys
 

@@ -30,6 +30,7 @@ from tests.sessions import (
     program,
     run_in_kernel,
     server_gone,
+    squatter,
     start_kernel,
     submit_dir,
     time_to_answer,
@@ -292,6 +293,7 @@ def test_another_users_job_on_the_same_loopback_gets_nothing(sudo_hub, system_po
 LOCAL_ATTACKER = r"""
 import glob, json, os, socket, sys, time
 port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+stop = sys.argv[3] if len(sys.argv) > 3 else None  # a file whose coming ends the attack
 got = {"read": {}, "sockets": {}, "bound": [], "replay": {}, "tried": 0}
 def attempt(what):
     got["tried"] += 1
@@ -319,7 +321,7 @@ def ask(path):
         return s.recv(4096).decode("latin-1")
     finally:
         s.close()
-while time.monotonic() < until:
+while time.monotonic() < until and not (stop and os.path.exists(stop)):
     for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
         for name in ("cmdline", "environ"):
             text = attempt(lambda: read(f"/proc/{pid}/{name}"))
@@ -345,7 +347,7 @@ while time.monotonic() < until:
         (socket.AF_INET6, ("::ffff:127.0.0.1", port)),
     ):
         if attempt(lambda: bind(family, address)) == "bound":
-            got["bound"].append(str(address))
+            got["bound"].append([str(address), time.monotonic()])  # the machine's clock
     time.sleep(0.2)
 print(json.dumps(got))
 """
@@ -372,27 +374,96 @@ def test_another_local_account_gets_no_secret_and_no_request(sudo_hub, unix_user
     socket the machine lists, and tries to bind alice's port: it gets none of alice's
     secrets (API token, rendezvous nonce) and none of her requests."""
     alice = unix_users("l")
-    sudo_hub.spawn(alice, {})
-    secret = json.loads((submit_dir(alice) / "condorspawner.secret").read_text())
-    secrets = {
-        "API token": secret["env"]["JUPYTERHUB_API_TOKEN"],
-        "rendezvous nonce": secret["rendezvous"]["nonce"],
-    }
-    _, model = sudo_hub.api("GET", f"/users/{alice}")
-    port = model["servers"][""]["state"]["local_port"]
-    attacker = subprocess.Popen(
-        [*NOBODY, sys.executable, "-c", LOCAL_ATTACKER, str(port), "12"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd="/",
-    )
+    secrets, port = _session_secrets(sudo_hub, alice)
+    attacker = _local_attacker(port, 12)
     for pid in tunnel_pids([secrets["rendezvous nonce"]]):
         if program(pid) == "ssh":
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for _ in range(20):  # alice works on: her token and cookies travel to her server
-        sudo_hub.api("GET", f"/user/{alice}/api/contents", through_proxy=True)
+    _works(sudo_hub, alice)
+    _got_nothing(attacker, secrets, alice, sudo_hub)
+    time_to_answer(sudo_hub, alice, timeout=60)
+
+
+@pytest.mark.slow
+def test_another_local_account_gets_nothing_across_a_hub_restart(sudo_hub, unix_users):
+    """Issue 22 (actor c), the full catalogue: the attacker of the default run goes on
+    through a killed tunnel and a hub restart, and a second account takes alice's port
+    L the moment the hub has stopped and holds it: neither gets a secret, no request of
+    alice's reaches either, L is never bound while a hub runs, and the restarted hub
+    moves alice's route to a port of its own."""
+    alice = unix_users("r")
+    secrets, port = _session_secrets(sudo_hub, alice)
+    over = Path(f"/tmp/condorspawner-attack-over-{os.getpid()}-{alice}")  # ends the attack
+    attacker = _local_attacker(port, 300, over)
+    holder = None
+    try:
+        for pid in tunnel_pids([secrets["rendezvous nonce"]]):
+            if program(pid) == "ssh":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        _works(sudo_hub, alice)
+        down = time.monotonic()
+        sudo_hub.stop()  # no hub, no proxy: nothing routes alice's requests meanwhile
+        holder = squatter(port, 300)
+        took = holder.stdout.readline()  # at once: the stopped hub holds L no more
+        assert took.startswith("bound"), took
+        sudo_hub.start()
+        time_to_answer(sudo_hub, alice, timeout=90)
+        up = time.monotonic()
+        _works(sudo_hub, alice, answered=True)
+        over.touch()
+        _got_nothing(attacker, secrets, alice, sudo_hub, downtime=(down, up))
+    finally:
+        over.unlink(missing_ok=True)
+        attacker.kill()
+        if holder is not None:
+            holder.kill()
+    reached, _ = holder.communicate(timeout=30)
+    assert "connection" not in reached, reached  # none of alice's requests
+    _, model = sudo_hub.api("GET", f"/users/{alice}")
+    assert model["servers"][""]["state"]["local_port"] != port  # the route moved
+
+
+def _session_secrets(hub, user: str) -> tuple[dict[str, str], int]:
+    """(the secrets of the user's new session, its local port L)."""
+    hub.spawn(user, {})
+    secret = json.loads((submit_dir(user) / "condorspawner.secret").read_text())
+    secrets = {
+        "API token": secret["env"]["JUPYTERHUB_API_TOKEN"],
+        "rendezvous nonce": secret["rendezvous"]["nonce"],
+    }
+    _, model = hub.api("GET", f"/users/{user}")
+    return secrets, model["servers"][""]["state"]["local_port"]
+
+
+def _local_attacker(port: int, seconds: float, over: Path | None = None) -> subprocess.Popen:
+    """LOCAL_ATTACKER as another account, for ``seconds`` or until ``over`` exists."""
+    command = [*NOBODY, sys.executable, "-c", LOCAL_ATTACKER, str(port), str(seconds)]
+    command += [str(over)] if over else []
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd="/")
+
+
+def _works(hub, user: str, answered: bool = False) -> None:
+    """The user works on: their token and cookies travel to their server (``answered``:
+    and it answers every request)."""
+    for _ in range(20):
+        status, listing = hub.api("GET", f"/user/{user}/api/contents", through_proxy=True)
+        assert not answered or (status == 200 and isinstance(listing, dict)), (status, listing)
         time.sleep(0.3)
+
+
+def _got_nothing(
+    attacker: subprocess.Popen,
+    secrets: dict[str, str],
+    user: str,
+    hub,
+    downtime: tuple[float, float] | None = None,
+) -> None:
+    """What the local attacker got once it is done: none of the session's secrets, no
+    answer from the session's sockets, and the session's port never while a hub ran
+    (only within ``downtime``, the monotonic times between a hub's stop and its
+    successor's re-attach)."""
     out, _ = attacker.communicate(timeout=120)
     report = json.loads(out)
     print(
@@ -408,16 +479,16 @@ def test_another_local_account_gets_no_secret_and_no_request(sudo_hub, unix_user
     keys = [
         where
         for where, text in report["read"].items()
-        if "PRIVATE KEY" in text and _of_the_session(where, alice, sudo_hub.root)
+        if "PRIVATE KEY" in text and _of_the_session(where, user, hub.root)
     ]
     assert keys == [], f"the attacker read private keys in {keys}"
     replayed = {d: r for d, r in report["replay"].items() if r != "PermissionError"}
     assert replayed == {}, f"the attacker opened ssh session directories: {replayed}"
-    assert report["bound"] == [], report["bound"]
+    start, end = downtime or (0.0, -1.0)
+    assert all(start <= when <= end for _, when in report["bound"]), (downtime, report["bound"])
     assert any("/fwd-" in path for path in report["sockets"]), report["sockets"]  # it tried
     answered = {p: r for p, r in report["sockets"].items() if r.startswith("HTTP/")}
     assert not [p for p in answered if "condorspawner" in p], answered
-    time_to_answer(sudo_hub, alice, timeout=60)
 
 
 def test_a_job_forged_with_another_users_marks_is_never_taken_for_theirs(

@@ -100,7 +100,7 @@ def _direct(root: Path, python: str | None) -> socket.socket:
     subprocess.Popen(
         [python, "-m", "localpool.server", "--direct", str(root), str(theirs.fileno())],
         pass_fds=[theirs.fileno()],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],  # the directory that holds localpool/
     )
     theirs.close()
     return ours

@@ -2,8 +2,8 @@
 
 The pool process runs :func:`run` for each request of a ``condor_X`` client
 (``localpool.clients.client``), dispatching on the program name to the module of
-each command (``queue_tool``, ``status_tool``, ``actions``, ``submit_tool``,
-``qedit``). Outputs follow what a real HTCondor 25.0 pool printed
+each command (``queue_tool``, ``status_tool``, ``actions``, ``qedit``, and
+``localpool.submit.tool``). Outputs follow what a real HTCondor 25.0 pool printed
 (``tests/data/htcondor``): formats, messages, codes.
 """
 
