@@ -34,6 +34,7 @@ from benchmarks.common import (
     tunnel_processes,
 )
 from tests.harness import Hub
+from tests.sessions import answers
 from tests.waiting import wait_until
 
 SERVERS = ("stand-in", "jupyterhub-singleuser")  # what both spawners start in the job
@@ -83,22 +84,12 @@ c.Spawner.start_timeout = 120
 AD_SPLIT = ("request to job start", "job start to answer")
 
 
-def serves(hub: Hub, user: str) -> bool:
-    """The user's own server answers through the hub's proxy: the stand-in's "ok" or
-    jupyter-server's status, not a page of the hub's while the spawn is pending."""
-    try:
-        status, body = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=2)
-    except OSError:  # URLError is one
-        return False
-    return status == 200 and (body == "ok" or (isinstance(body, dict) and "started" in body))
-
-
 def time_to_answer(hub: Hub, user: str, timeout: float = 120) -> float:
     """Seconds from the spawn request to the server answering through the hub's proxy."""
     started = time.monotonic()
     hub.request_spawn(user, {})
     what = lambda: f"{user}'s server answers through {hub.url}\n{hub.log_tail()}"  # noqa: E731
-    wait_until(lambda: serves(hub, user), timeout, what, 0.02)
+    wait_until(lambda: answers(hub, user), timeout, what, 0.02)
     return time.monotonic() - started
 
 

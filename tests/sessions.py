@@ -60,12 +60,13 @@ def ssh_session_dirs(user: str) -> list[Path]:
 
 
 def answers(hub, user: str) -> bool:
-    """Whether the user's server answers through the hub's proxy now."""
+    """Whether the user's own server answers through the hub's proxy now: jupyter-server's
+    status (or the benchmarks' stand-in's "ok"), not a page of the hub's while pending."""
     try:
-        status, _ = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
+        status, body = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=3)
     except OSError:  # no answer in time (e.g. while the route is down): not yet
         return False
-    return status == 200
+    return status == 200 and (body == "ok" or (isinstance(body, dict) and "started" in body))
 
 
 def time_to_answer(hub, user: str, timeout: float = 15) -> float:
