@@ -211,7 +211,7 @@ def _children() -> dict[int, list[tuple[int, str, str]]]:
 
 
 def tunnel_processes(hub: Hub) -> list[tuple[int, str]]:
-    """(pid, command name) of the hub's tunnels: each keeper below the hub and everything
+    """(pid, command name) of the hub's tunnels: the keeper below the hub and everything
     below it (sudo, and what sudo runs as the user: condor_ssh_to_job, ssh, its proxy
     helper). Not the proxy, nor a tool the hub happens to be running."""
     children = _children()

@@ -28,10 +28,9 @@ import time
 from pathlib import Path
 
 from benchmarks.common import report, site_hub
-from proxy_tunnel.procs import descendants
 from tests.harness import Hub
 from tests.realpool import HOW_TO_RUN, release_dir
-from tests.sessions import answers, cmdline, nonce, program, server_gone, tunnel_pids
+from tests.sessions import answers, nonce, program, server_gone, tunnel_pids, tunnel_tops
 from tests.waiting import seconds_until
 
 
@@ -39,14 +38,6 @@ def _standby(hub: Hub, user: str) -> bool:
     """The user's URL gives the page that says the connection is being re-established."""
     status, body = hub.api("GET", f"/user/{user}/api/status", through_proxy=True, timeout=5)
     return status == 424 and "re-established" in str(body)
-
-
-def _keepers(session_nonce: str) -> list[int]:
-    """The session's tunnels now: one keeper each. A keeper's child between fork and exec
-    still shows the keeper's command line: below another keeper, it is that tunnel."""
-    keepers = [p for p in tunnel_pids([session_nonce]) if "proxy_tunnel.keeper" in cmdline(p)]
-    below = {child for keeper in keepers for child in descendants(keeper)}
-    return [k for k in keepers if k not in below]
 
 
 def _parent(pid: int) -> str:
@@ -124,10 +115,10 @@ class Hammer:
         deadline = time.monotonic() + self.limit
         while self._running(deadline):
             for user, session_nonce in self.nonces.items():
-                keepers = _keepers(session_nonce)
-                self.most = max(self.most, len(keepers))
-                if len(keepers) > 1 and len(self.crowded) < 5:
-                    self.crowded.append(f"{user}: {', '.join(map(_parent, keepers))}")
+                tops = tunnel_tops(session_nonce)
+                self.most = max(self.most, len(tops))
+                if len(tops) > 1 and len(self.crowded) < 5:
+                    self.crowded.append(f"{user}: {', '.join(map(_parent, tops))}")
             self._stop.wait(0.05)
 
 

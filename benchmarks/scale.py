@@ -21,6 +21,7 @@ JupyterLab's start. In order:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -82,6 +83,15 @@ class ConnectingCount:
             self.most = max(self.most, _connecting())
 
 
+def _tunnels_cpu(tunnels: list[tuple[int, str]]) -> float:
+    """CPU seconds so far of these processes (those that ended meanwhile count as 0)."""
+    total = 0.0
+    for pid, _ in tunnels:
+        with contextlib.suppress(OSError):
+            total += _cpu_seconds(pid)
+    return total
+
+
 def _connecting() -> int:
     tools, parents_of_ssh = set(), set()
     for entry in Path("/proc").iterdir():
@@ -135,13 +145,19 @@ def idle(hub: Hub, sessions: int, window: float, idle_rss_kb: int) -> dict[str, 
     """What N running sessions cost the hub while nothing happens."""
     time.sleep(INTERVAL)  # the spawns' fast interval is over
     pid, before_calls = hub_pid(hub), hub.count_calls()
-    cpu = _cpu_seconds(pid)
+    tunnels = tunnel_processes(hub)
+    cpu, tunnels_cpu = _cpu_seconds(pid), _tunnels_cpu(tunnels)
     time.sleep(window)
     cpu = _cpu_seconds(pid) - cpu
+    tunnels_cpu = _tunnels_cpu(tunnels) - tunnels_cpu
     calls = hub.count_calls()["condor_q"] - before_calls["condor_q"]
-    tunnels = tunnel_processes(hub)
     uss = {p: uss_kb(p) for p, _ in tunnels}
     beyond = sum(uss[p] for p, comm in tunnels if comm not in TOOLS_THEMSELVES)
+    each: dict[str, float] = {}  # what is beyond the tools, by program (the keeper: python)
+    for p, comm in tunnels:
+        if comm not in TOOLS_THEMSELVES:
+            key = f"    {comm}, MB"
+            each[key] = each.get(key, 0.0) + uss[p] / 1024 / sessions
     return {
         "hub RSS per session, MB": (rss_kb(pid) - idle_rss_kb) / 1024 / sessions,
         "tunnel processes RSS per session, MB": sum(rss_kb(p) for p, _ in tunnels)
@@ -149,7 +165,9 @@ def idle(hub: Hub, sessions: int, window: float, idle_rss_kb: int) -> dict[str, 
         / sessions,
         "tunnel processes USS per session, MB": sum(uss.values()) / 1024 / sessions,
         "  of it beyond condor_ssh_to_job and ssh, MB": beyond / 1024 / sessions,
+        **each,
         "hub CPU idle, % of one core": cpu / window * 100,
+        "tunnel processes CPU idle, % of one core": tunnels_cpu / window * 100,
         "condor_q per interval": calls / (window / INTERVAL),
     }
 

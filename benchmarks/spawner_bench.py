@@ -13,8 +13,8 @@ after) through the site's ``run_as = ["sudo", "-n", "-u", "{user}"]``.
 2. Schedd load: condor_q / condor_history calls while --sessions sessions run,
    over --window seconds (target: at most one condor_q per watcher interval).
 3. Hub memory per session: hub RSS growth (target 8 MB), and the tunnel
-   processes on the hub side per session: each tunnel's keeper and everything
-   below it (sudo, and as the user condor_ssh_to_job, ssh, the proxy helper).
+   processes on the hub side per session: the hub's one keeper (shared by every
+   tunnel) and everything below it (sudo, and as the user condor_ssh_to_job, ssh, the proxy helper).
    localpool's condor_ssh_to_job and proxy helper are Python stand-ins, larger
    than HTCondor's C++ tools: they are reported apart.
 """
@@ -152,7 +152,7 @@ def main() -> int:
     print(
         f"hub-side tunnel processes ({len(tunnel)}, {len(tunnel) / n:.1f} per session): "
         f"RSS {tunnel_rss / 1024 / n:.1f} MB, PSS {tunnel_pss / 1024 / n:.1f} MB per session; "
-        f"per session: {parts} (python: the keeper; condor_ssh_to_j: localpool's Python "
+        f"per session: {parts} (python: the one keeper, shared; condor_ssh_to_j: localpool's Python "
         "stand-ins for condor_ssh_to_job and its -proxy helper)"
     )
     return 0

@@ -46,7 +46,7 @@ class AttachError(RuntimeError):
 
 async def end_leftovers(marker: str, uids: set[int], wait: float = 5.0) -> int:
     """End processes of these users carrying this spawn's marker (an earlier hub's
-    tunnels: the keeper, sudo, condor_ssh_to_job, ssh); how many."""
+    tunnels: sudo, condor_ssh_to_job, ssh); how many."""
     import signal
 
     found = processes_carrying(marker, uids)
@@ -158,7 +158,6 @@ class Attachment:
             env=self.env,
             max_restarts=self.max_restarts,
             ready_timeout=self.ready_timeout,
-            mark=self.rendezvous.tag,
             ssh_options=(f"-oSetEnv=CONDORSPAWNER_TUNNEL={self.rendezvous.tag}",),
             on_give_up=self.on_give_up,
             config_writer=self.config_writer,

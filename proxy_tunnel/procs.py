@@ -37,9 +37,9 @@ def become_subreaper() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def _parents() -> dict[int, int]:
+def parents() -> dict[int, int]:
     """pid -> parent pid for every process we can see."""
-    parents = {}
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -49,14 +49,15 @@ def _parents() -> dict[int, int]:
             continue
         # the command name may hold spaces and parentheses: fields start after the last ')'
         fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-    return parents
+        found[int(entry.name)] = int(fields[1])
+    return found
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children first), as /proc shows them now."""
+def descendants(pid: int, tree: dict[int, int] | None = None) -> list[int]:
+    """Every process below ``pid`` (children first), as /proc shows them now (or as
+    ``tree``, a :func:`parents` taken once for many looks, showed them)."""
     children: dict[int, list[int]] = {}
-    for child, parent in _parents().items():
+    for child, parent in (parents() if tree is None else tree).items():
         children.setdefault(parent, []).append(child)
     found, todo = [], list(children.get(pid, []))
     while todo:

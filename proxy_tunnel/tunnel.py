@@ -11,10 +11,10 @@ whole life and relayed to SOCK (:mod:`proxy_tunnel.relay`), so no other local
 account can take L while ``ssh`` is restarted. The tunnel counts as up only
 when a request through SOCK is answered by the server inside the job; when the
 forward drops it is started again with backoff, at most ``max_restarts`` times
-in ``restart_window``. Each forward runs under a keeper
-(:mod:`proxy_tunnel.keeper`) that ends the whole tree, whatever the run-as
-prefix (``sudo``) did to sessions and parent-death signals, when the tunnel is
-closed or the process that opened it dies.
+in ``restart_window``. Every forward of this process runs under its one keeper
+(:mod:`proxy_tunnel.keeper`), which ends a forward's whole tree, whatever the
+run-as prefix (``sudo``) did to sessions and parent-death signals, when the
+tunnel is closed or the process that opened it dies.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from proxy_tunnel.kept import KeptProcess, run_kept
 from proxy_tunnel.procs import alive, descendants, signal_all
 from proxy_tunnel.relay import SocketRelay, open_socket
 from proxy_tunnel.sockets import socket_directory
@@ -111,17 +111,6 @@ def forward_end(where: int | str) -> str:
     return where
 
 
-async def _bounded_read(stream: asyncio.StreamReader | None, limit: int = 65536) -> bytes:
-    """What a finished process wrote, at most ``limit`` bytes and two seconds: the user's
-    own code may run in the tree (their ssh configuration) and must not stall the hub."""
-    if stream is None:
-        return b""
-    try:
-        return await asyncio.wait_for(stream.read(limit), 2.0)
-    except TimeoutError:
-        return b""
-
-
 @dataclass
 class Tunnel:
     """Forward 127.0.0.1:``local_port`` here to ``remote`` in ``job_id``.
@@ -137,7 +126,6 @@ class Tunnel:
     port across tunnels), else the tunnel holds ``local_port`` itself until closed.
     ``fresh_reverse``, when given, makes a new ``reverse`` for every (re)start:
     a socket path per generation never collides with one an ended ssh left.
-    ``mark`` labels the tunnel's keeper, so leftovers can be found later.
     """
 
     job_id: str
@@ -152,7 +140,6 @@ class Tunnel:
     max_restarts: int = 5  # drops within restart_window before the supervisor gives up
     restart_window: float = 600.0
     ssh_options: Sequence[str] = ()
-    mark: str = ""
     socket_dir: str | None = None
     ssh_uid: int | None = None  # the account ``program`` runs ssh as (default: ours)
     relay: SocketRelay | None = None
@@ -165,7 +152,7 @@ class Tunnel:
     config_writer: Callable[[str], Awaitable[str]] | None = None
     _config_path: str | None = field(default=None, repr=False)
     fresh_reverse: Callable[[], tuple[int | str, str, int]] | None = None
-    _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    _process: KeptProcess | None = field(default=None, repr=False)
     _supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
     _closing: bool = field(default=False, repr=False)
     _own_relay: bool = field(default=False, repr=False)
@@ -214,11 +201,8 @@ class Tunnel:
         return " ".join(parts)
 
     def command(self) -> list[str]:
-        """The argument list: the keeper, then PROGRAM -ssh "ssh ..." JOB."""
-        keeper = [sys.executable, "-I", "-m", "proxy_tunnel.keeper", "--parent", str(os.getpid())]
-        if self.mark:
-            keeper += ["--mark", self.mark]
-        return [*keeper, "--", *self.program, "-ssh", self.ssh_command(), self.job_id]
+        """The argument list the keeper runs: PROGRAM -ssh "ssh ..." JOB."""
+        return [*self.program, "-ssh", self.ssh_command(), self.job_id]
 
     # --- life cycle ---------------------------------------------------------
 
@@ -260,7 +244,7 @@ class Tunnel:
             return []
         return [self.forward]
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
+    async def _spawn(self) -> KeptProcess:
         self._discard_forward()  # a new generation: a new socket, never an old one's
         if self.fresh_reverse is not None:
             self.reverse = self.fresh_reverse()
@@ -274,14 +258,7 @@ class Tunnel:
                 )
                 self._config_path = None
         self._forward_socket()
-        return await asyncio.create_subprocess_exec(
-            *self.command(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            env={**os.environ, **(self.env or {})},
-        )
+        return await run_kept(self.command(), {**os.environ, **(self.env or {})})
 
     def _discard_forward(self) -> None:
         if self.forward is not None:
@@ -309,7 +286,7 @@ class Tunnel:
                 await asyncio.sleep(0.1)
             if self._process.returncode is None:
                 break
-            stderr = (await _bounded_read(self._process.stderr)).decode(errors="replace").strip()
+            stderr = self._process.stderr.strip()
             last_error = stderr.splitlines()[-1] if stderr else f"exit {self._process.returncode}"
             if "Unable to fetch job ad" in stderr:
                 raise TunnelError(f"job {self.job_id} is no longer in the queue")
@@ -376,19 +353,18 @@ class Tunnel:
         return self.failure is not None
 
     async def _terminate(self) -> None:
-        """Ask the keeper to end the tree; if it cannot, kill what is below it."""
+        """Ask the keeper to end the tree; if it cannot, kill the tree ourselves."""
         proc = self._process
         if proc is None or proc.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+        proc.end()
         try:
             await asyncio.wait_for(proc.wait(), 10.0)
             return
         except TimeoutError:
             pass
-        tree = [p for p in descendants(proc.pid) if alive(p)]
-        signal_all([proc.pid, *tree], signal.SIGKILL)
+        if proc.pid is not None:
+            signal_all([p for p in [proc.pid, *descendants(proc.pid)] if alive(p)], signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), 3.0)
 

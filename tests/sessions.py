@@ -32,7 +32,7 @@ def nonce(user: str, server: str = "") -> str:
 
 
 def tunnel_pids(nonces: list[str]) -> list[int]:
-    """Live processes of these spawns' tunnels (keeper, sudo, condor_ssh_to_job, ssh):
+    """Live processes of these spawns' tunnels (sudo, condor_ssh_to_job, ssh):
     they carry the spawn's tag on their command lines."""
     from condorspawner.protocol import Rendezvous
 
@@ -40,6 +40,27 @@ def tunnel_pids(nonces: list[str]) -> list[int]:
     for n in nonces:
         pids += [p for p in processes_carrying(Rendezvous(n).tag) if alive(p)]
     return pids
+
+
+def kept_tops(tag: str) -> list[int]:
+    """The tunnels carrying ``tag`` now: the commands a keeper runs (one per tunnel; a
+    command's child between fork and exec still shows the command's line, below it)."""
+    found = processes_carrying(tag)
+    return [p for p in found if alive(p) and "proxy_tunnel.keeper" in cmdline(parent_of(p))]
+
+
+def tunnel_tops(session_nonce: str) -> list[int]:
+    """A spawn's tunnels now (:func:`kept_tops` of its tag): one while all is well."""
+    from condorspawner.protocol import Rendezvous
+
+    return kept_tops(Rendezvous(session_nonce).tag)
+
+
+def parent_of(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[1])
+    return 0
 
 
 def cmdline(pid: int) -> str:

@@ -174,7 +174,7 @@ def test_lab_answers_through_the_tunnel_and_ctrl_c_brings_the_work_home(pool, tm
         # the token is nowhere public: not in the job ad, not on a command line here
         assert token not in pool.run("condor_q", "-l", job).stdout
         tree = [lab.proc.pid, *descendants(lab.proc.pid)]
-        assert len(tree) > 1  # the tunnel's keeper, condor_ssh_to_job, ssh
+        assert len(tree) > 1  # its tunnel's keeper, condor_ssh_to_job, ssh
         for pid in tree:
             assert token not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
 

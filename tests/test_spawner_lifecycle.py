@@ -18,6 +18,7 @@ from proxy_tunnel.procs import descendants
 from tests.sessions import (
     cmdline,
     nonce,
+    parent_of,
     program,
     server_gone,
     squatter,
@@ -25,6 +26,7 @@ from tests.sessions import (
     submit_dir,
     time_to_answer,
     tunnel_pids,
+    tunnel_tops,
 )
 from tests.waiting import wait_until
 
@@ -48,8 +50,9 @@ def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool
     sudo_hub.start()
     for user in users:
         time_to_answer(sudo_hub, user, timeout=60)
-    # now the worst case: a tunnel that outlives its keeper and the hub (SIGKILL to both)
-    keepers = [p for p in tunnel_pids(nonces) if "proxy_tunnel.keeper" in cmdline(p)]
+    # now the worst case: tunnels that outlive their keeper and the hub (SIGKILL to both)
+    keepers = {parent_of(p) for n in nonces for p in tunnel_tops(n)}
+    assert len(keepers) == 1  # one keeper for all the hub's tunnels
     for pid in keepers:
         os.kill(pid, signal.SIGKILL)
     os.killpg(sudo_hub.process.pid, signal.SIGKILL)
@@ -60,11 +63,14 @@ def test_tunnels_end_with_the_hub_and_a_new_hub_reattaches(sudo_hub, system_pool
     for user in users:
         time_to_answer(sudo_hub, user, timeout=60)
         assert sudo_hub.job_of(user) == jobs[user]
-    # only the new hub's tunnels are left: one keeper per session, everything below them
-    keepers = [p for p in tunnel_pids(nonces) if "proxy_tunnel.keeper" in cmdline(p)]
-    assert len(keepers) == len(users)
-    below = {p for k in keepers for p in descendants(k)} | set(keepers)
-    assert set(tunnel_pids(nonces)) <= below, [cmdline(p) for p in tunnel_pids(nonces)]
+    # only the new hub's tunnels are left: one each, all below the new hub's one keeper
+    tops = {n: tunnel_tops(n) for n in nonces}
+    assert all(len(t) == 1 for t in tops.values()), tops
+    (keeper,) = {parent_of(t) for found in tops.values() for t in found}
+    assert keeper not in keepers
+    assert set(tunnel_pids(nonces)) <= set(descendants(keeper)), [
+        cmdline(p) for p in tunnel_pids(nonces)
+    ]
 
 
 def test_a_hub_restarted_while_the_schedd_is_down_keeps_the_session(

@@ -25,7 +25,7 @@ from proxy_tunnel import (
     free_ports,
 )
 from proxy_tunnel.procs import alive, descendants
-from tests.sessions import NOBODY, cmdline, squatter
+from tests.sessions import NOBODY, cmdline, kept_tops, squatter
 from tests.waiting import wait_until_async
 
 SERVER = """\
@@ -80,7 +80,7 @@ def fetch(port: int, path: str = "/") -> bytes:
 
 
 def ssh_children(tunnel: Tunnel) -> list[int]:
-    """The ssh processes below the tunnel's keeper."""
+    """The ssh processes of the tunnel's command."""
     tree = descendants(tunnel._process.pid)
     return [p for p in tree if open(f"/proc/{p}/comm").read().strip() == "ssh"]
 
@@ -118,17 +118,17 @@ async def test_forward_reverse_restart_and_close(pool, web_job, host_server):
         assert len(listening) == 1  # a restart is not a start: nobody is told again
         assert (await asyncio.to_thread(fetch, tunnel.local_port)).startswith(b"in-job:")
     finally:
-        keeper = tunnel._process.pid
-        tree = descendants(keeper)
+        top = tunnel._process.pid
+        tree = descendants(top)
         await tunnel.close()
     # every process of the tunnel is gone (killed ones may take a moment to be reaped)
     await wait_until_async(
-        lambda: not any(alive(p) for p in [keeper, *tree]),
+        lambda: not any(alive(p) for p in [top, *tree]),
         5,
         lambda: (
             "the tunnel's processes are gone: "
             + subprocess.run(
-                ["ps", "-o", "pid,stat,cmd", "-p", ",".join(map(str, [keeper, *tree]))],
+                ["ps", "-o", "pid,stat,cmd", "-p", ",".join(map(str, [top, *tree]))],
                 capture_output=True,
                 text=True,
             ).stdout
@@ -220,7 +220,6 @@ async def test_attaches_at_once_leave_one_tunnel(pool, web_job):
     """Issue 23.1: JupyterHub may poll while another poll (or start) attaches: the
     attachment opens one tunnel at a time, and none is left running unowned."""
     from condorspawner.attach import Attachment
-    from proxy_tunnel.procs import processes_carrying
 
     job, meeting = web_job
     attachment = Attachment(
@@ -229,12 +228,8 @@ async def test_attaches_at_once_leave_one_tunnel(pool, web_job):
     try:
         ports = await asyncio.gather(*(attachment.open(None) for _ in range(3)))
         assert len(set(ports)) == 1
-        keepers = [
-            pid
-            for pid in processes_carrying(meeting.tag, {os.getuid()})
-            if "proxy_tunnel.keeper" in cmdline(pid)
-        ]
-        assert len(keepers) == 1, keepers
+        tops = kept_tops(meeting.tag)
+        assert len(tops) == 1, [cmdline(p) for p in tops]
         assert (await asyncio.to_thread(fetch, ports[0])).startswith(b"in-job:")
     finally:
         await attachment.close()
@@ -242,20 +237,18 @@ async def test_attaches_at_once_leave_one_tunnel(pool, web_job):
 
 async def test_a_cancelled_start_leaves_no_process_and_no_port():
     """Issue 23.1: a spawn cancelled while its tunnel comes up (JupyterHub's start
-    timeout, a stop) leaves neither the keeper's tree nor the local port behind."""
-    tunnel = Tunnel(
-        "7.0", "/tmp/x/nb.sock", program=[sys.executable, "-c", "import time; time.sleep(60)"]
-    )
+    timeout, a stop) leaves neither the command's tree nor the local port behind."""
+    tunnel = Tunnel("7.0", "/tmp/x/nb.sock", program=["bash", "-c", "sleep 60 & wait", "sh"])
     starting = asyncio.create_task(tunnel.start())
-    await wait_until_async(lambda: tunnel._process, 5, "the keeper started", 0.1)
-    keeper, port = tunnel._process.pid, tunnel.local_port
-    # cancelled with the whole tree up: the keeper and what it started
-    tree = await wait_until_async(lambda: descendants(keeper), 5, "the keeper's child", 0.1)
+    await wait_until_async(lambda: tunnel._process, 5, "the command started", 0.1)
+    top, port = tunnel._process.pid, tunnel.local_port
+    # cancelled with the whole tree up: the command and what it started
+    tree = await wait_until_async(lambda: descendants(top), 5, "the command's child", 0.1)
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting
     await wait_until_async(
-        lambda: not any(alive(p) for p in [keeper, *tree]), 5, "the tunnel's processes gone", 0.1
+        lambda: not any(alive(p) for p in [top, *tree]), 5, "the tunnel's processes gone", 0.1
     )
     with socket.socket() as again:  # the port is free again
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -331,7 +324,7 @@ async def test_the_command_is_an_argument_list():
     command = tunnel.command()
     assert command[-3:] == ["-ssh", tunnel.ssh_command(), "7.0"]
     assert command[-3 - len(program) : -3] == program
-    assert command[1:4] == ["-I", "-m", "proxy_tunnel.keeper"]
+    assert command == [*program, "-ssh", tunnel.ssh_command(), "7.0"]  # the keeper runs it
     # ssh listens on a socket of this generation in the private directory, not on 9999
     assert tunnel.forward.startswith("/run/cs/1000/fwd-") and tunnel.forward.endswith(".sock")
     assert tunnel.ssh_command().startswith(

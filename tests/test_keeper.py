@@ -1,0 +1,116 @@
+"""The keeper: one process for every tunnel of a hub, which dies with the hub (issue 27)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from proxy_tunnel.kept import keeper_pid, run_kept
+from proxy_tunnel.procs import alive, descendants, processes_carrying
+from tests.commands import read_line
+from tests.sessions import cmdline, program
+from tests.waiting import wait_until, wait_until_async
+
+
+def tree_of(mark: str) -> str:
+    """A stand-in for one tunnel, all of it carrying ``mark`` (a number of seconds): a
+    'condor_ssh_to_job' whose 'ssh' runs in a session of its own, as sudo's use_pty
+    makes it."""
+    return f"setsid bash -c 'exec -a ssh sleep {mark}' & exec -a condor_ssh_to_job sleep {mark}"
+
+
+def a_mark() -> str:
+    return str(10**8 + secrets.randbelow(9 * 10**8))  # nothing else on the machine sleeps that long
+
+
+HUB = """\
+import asyncio, sys
+from proxy_tunnel.kept import keeper_pid, run_kept
+from tests.test_keeper import tree_of
+
+async def main(mark, count):
+    for _ in range(count):
+        await run_kept(["bash", "-c", tree_of(mark)])
+    print(keeper_pid(), flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_one_keeper_keeps_twenty_tunnels_and_ends_them_all_when_the_hub_is_killed(tmp_path):
+    """A SIGKILLed hub with 20 tunnels leaves no tunnel process behind after a minute;
+    while it ran, one keeper (not one per tunnel) held them all."""
+    mark, err = a_mark(), tmp_path / "hub.err"
+    hub = subprocess.Popen(
+        [sys.executable, "-c", HUB, mark, "20"],
+        stdout=subprocess.PIPE,
+        stderr=err.open("w"),
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        keeper = int(read_line(hub, r"^\d+$", 60, err))
+
+        def tunnels() -> list[int]:
+            return [p for p in processes_carrying(mark) if p != hub.pid]
+
+        expected = ["condor_ssh_to_job"] * 20 + ["ssh"] * 20
+        wait_until(
+            lambda: sorted(program(p) for p in tunnels()) == expected,
+            30,
+            lambda: f"20 tunnels up: {sorted(program(p) for p in tunnels())}",
+        )
+        keepers = [p for p in descendants(hub.pid) if "proxy_tunnel.keeper" in cmdline(p)]
+        assert keepers == [keeper]
+        assert set(tunnels()) <= set(descendants(keeper))
+    finally:
+        hub.kill()
+        hub.wait(timeout=10)
+    wait_until(lambda: not tunnels(), 60, "every tunnel process ended", 0.2)
+
+
+async def test_a_command_ends_ssh_first_and_tells_its_code_and_errors():
+    mark = a_mark()
+    kept = await run_kept(["bash", "-c", tree_of(mark)])
+    ssh = await wait_until_async(
+        lambda: [p for p in processes_carrying(mark) if program(p) == "ssh"], 5, "its ssh", 0.05
+    )
+    kept.end()
+    assert await asyncio.wait_for(kept.wait(), 15) == -signal.SIGTERM
+    assert not any(alive(p) for p in [kept.pid, *ssh])
+    said = await run_kept(["sh", "-c", "echo 'Use -auto-retry' >&2; exit 3"])
+    assert await asyncio.wait_for(said.wait(), 10) == 3
+    assert "Use -auto-retry" in said.stderr
+    missing = await run_kept(["/nonexistent/condor_ssh_to_job"])
+    assert await missing.wait() == 127 and "cannot run" in missing.stderr
+
+
+async def test_what_leaves_a_tunnel_tree_is_ended_and_so_is_what_is_left_of_it():
+    mark = a_mark()
+    kept = await run_kept(["bash", "-c", f"setsid -f sleep {mark}; exec sleep {mark}"])
+    await wait_until_async(lambda: len(processes_carrying(mark)) == 2, 5, "both sleep", 0.05)
+    # the daemonized sleep came back to the keeper, below no running tunnel: ended
+    await wait_until_async(
+        lambda: processes_carrying(mark) == [kept.pid], 15, "the stray process ended", 0.1
+    )
+    os.kill(kept.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(kept.wait(), 10) == -signal.SIGKILL
+
+
+async def test_a_killed_keeper_takes_its_tunnels_and_a_new_one_takes_over():
+    mark = a_mark()
+    kept = await run_kept(["bash", "-c", tree_of(mark)])
+    first = keeper_pid()
+    await wait_until_async(lambda: len(processes_carrying(mark)) == 2, 5, "the tree", 0.05)
+    os.kill(first, signal.SIGKILL)
+    assert await asyncio.wait_for(kept.wait(), 10) == -signal.SIGKILL
+    await wait_until_async(lambda: not processes_carrying(mark), 10, "its tree killed", 0.1)
+    again = await run_kept(["true"])
+    assert await asyncio.wait_for(again.wait(), 10) == 0
+    assert keeper_pid() not in (None, first)
