@@ -97,6 +97,10 @@ class Notebook:
     # how long a running job may be without a tunnel before it is ended (its port shows a
     # page meanwhile); the site file's default is the grace period
     reattach_timeout: int = 300
+    # how many sessions re-attach at once per schedd (a hub restart: each attach is a
+    # condor_ssh_to_job, a question to the schedd and an sshd in the job); the others'
+    # pages say "being re-established" until their turn
+    reattach_concurrency: int = 10
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,7 @@ def _notebook(raw: Any) -> Notebook:
             "submit_token",
             "shared_job_accounts",
             "reattach_timeout",
+            "reattach_concurrency",
         },
     )
     durations = {}
@@ -302,8 +307,16 @@ def _notebook(raw: Any) -> Notebook:
         shared_job_accounts=_check_type(
             "notebook.shared_job_accounts", t.get("shared_job_accounts", False), _BOOL
         ),
+        reattach_concurrency=_positive("notebook.reattach_concurrency", t, 10),
         **durations,
     )
+
+
+def _positive(key: str, table: dict[str, Any], default: int) -> int:
+    value = _check_type(key, table.get(key.rsplit(".", 1)[1], default), _INT)
+    if value < 1:
+        raise SiteError(f"{key}: expected at least 1, got {value}")
+    return value
 
 
 _BUILTIN_CATALOGUE = {

@@ -7,7 +7,8 @@ the standby page, against the contract JupyterHub's own code defines
 (``User.stop`` calls ``stop()`` only when ``poll()`` says the server runs, then
 clears the state; ``User.spawn`` saves the state only after ``start()``
 returns). The traits are in :mod:`~condorspawner.spawner_config`; what a job's
-state means for ``poll`` in :mod:`~condorspawner.health`.
+state means for ``poll`` in :mod:`~condorspawner.health`; how poll keeps a running
+job's tunnel (and its page meanwhile) in :mod:`~condorspawner.session_tunnel`.
 """
 
 from __future__ import annotations
@@ -19,21 +20,20 @@ import uuid
 from typing import Any
 
 from condorspawner.accounts import AccountRefused, check_account
-from condorspawner.attach import AttachError, TunnelSettings, hub_address
+from condorspawner.attach import TunnelSettings, hub_address
 from condorspawner.condor import Condor
 from condorspawner.errors import SpawnError
 from condorspawner.finish import JobNotFinished
 from condorspawner.health import Case, gone_why, judge
-from condorspawner.jobad import run_dated
 from condorspawner.jobfiles import JobPaths, job_site_text, notebook_job, write_job_files
 from condorspawner.leftovers import adopt_submitted, settle_leftovers
 from condorspawner.notebook_job import JobRecord, NotebookJob
 from condorspawner.progress import SpawnProgress
-from condorspawner.protocol import JobSecret, job_start
+from condorspawner.protocol import JobSecret
 from condorspawner.request import JobRequest, RequestError
+from condorspawner.session_tunnel import SessionTunnel
 from condorspawner.site import Site, cached_site
 from condorspawner.spawner_config import SpawnerConfig
-from condorspawner.standby import Standby, StandbyPort
 from condorspawner.userfiles import UserFiles, UserFilesError
 
 
@@ -46,7 +46,7 @@ class CondorSpawner(SpawnerConfig):
         self.record = JobRecord()
         self.last_end: str | None = None
         self._job: NotebookJob | None = None
-        self._standby = StandbyPort()  # the page while its schedd or tunnel does not answer
+        self._tunnel: SessionTunnel | None = None
         self.spawn_progress = SpawnProgress(self.log, self._log_name, self.queue_poll_interval)
 
     # --- collaborators --------------------------------------------------------------------
@@ -75,6 +75,21 @@ class CondorSpawner(SpawnerConfig):
             )
         return self._job
 
+    @property
+    def tunnel(self) -> SessionTunnel:
+        """The running job's tunnel as poll keeps it, and its port's page meanwhile."""
+        if self._tunnel is None:
+            self._tunnel = SessionTunnel(
+                self.job,
+                self.record,
+                notebook=lambda: self.site.notebook,
+                end=lambda why: self._end(why),
+                move_route=self._move_route,
+                log=self.log,
+                name=self._log_name,
+            )
+        return self._tunnel
+
     def _job_settings(self) -> dict[str, Any]:
         """The traits the job runs with, read now: JupyterHub's group overrides and
         ``pre_spawn_hook`` may change them up to the start."""
@@ -89,7 +104,7 @@ class CondorSpawner(SpawnerConfig):
                 hub_api=hub_address(self.hub.api_url) if tunnel_mode else None,
                 max_restarts=self.tunnel_max_restarts,
                 ready_timeout=float(self.http_timeout),
-                on_give_up=self._tunnel_gave_up,
+                on_give_up=lambda why: self.tunnel.gave_up(why),
             ),
             "stop_timeout": self.stop_timeout,
             "intervals": (self.queue_poll_interval, self.queue_poll_interval_pending),
@@ -278,17 +293,18 @@ class CondorSpawner(SpawnerConfig):
         if verdict.case is Case.MISSING:
             return await self._settle_missing(time.monotonic() - state.missing_since)
         if verdict.case is Case.UNKNOWN:  # never "gone" on a failed or empty look
-            await self._stand_in()
+            if self.server is not None:
+                await self.tunnel.stand_in()
             return None
         if verdict.case is not Case.RUNNING:
-            await self._stand_down()  # the schedd answers: the standby page is no longer true
+            await self.tunnel.stand_down()  # the schedd answers: the page is no longer true
         if verdict.case is Case.GONE:
             await self._close_tunnel()
             return verdict.code
         if verdict.case is Case.END:
             return await self._end(verdict.why)
         if verdict.case is Case.RUNNING:
-            return await self._check_tunnel(state.ad)
+            return await self.tunnel.check(state.ad)
         return None  # evicted or suspended: HTCondor runs it again, a later poll re-attaches
 
     async def _settle_missing(self, missing_for: float) -> int | None:
@@ -300,102 +316,6 @@ class CondorSpawner(SpawnerConfig):
         self.last_end = why
         self.log.warning("%s: %s", self._log_name, why)
         return 1
-
-    async def _stand_in(self) -> None:
-        """No tunnel yet in this hub (it was restarted) and the schedd does not answer:
-        the server's port answers for it, or JupyterHub's start-up check ends it."""
-        if self._standby.page is not None or not self.record.local_port or self.server is None:
-            return
-        if self.job.attachment.tunnel is not None:
-            return  # a tunnel of this hub's: its failures have their own course
-        await self._show(Standby(self.record.job_id, self.record.schedd))
-        self.log.warning(
-            "%s: the schedd of job %s does not answer; 127.0.0.1:%s answers for the "
-            "server until it does",
-            self._log_name,
-            self.record.job_id,
-            self.record.local_port,
-        )
-
-    async def _show(self, standby: Standby) -> None:
-        self.record.local_port = await self._standby.show(self.job.attachment, standby)
-
-    async def _stand_down(self) -> None:
-        await self._standby.hide(self.job.tunnel_opened)
-
-    async def _check_tunnel(self, ad: dict[str, Any]) -> int | None:
-        """Running job: the tunnel must reach this run, or be made to (restart, eviction)."""
-        job = self.job
-        attachment, run = job.attachment, job_start(ad)
-        if attachment.busy or not run_dated(ad):
-            return None  # another call is attaching; the schedd has not dated the run yet
-        if job.reaches(ad):
-            return None
-        if attachment.tunnel is not None and attachment.run == run:
-            self.log.warning(
-                "%s: tunnel to job %s failed (%s); attaching again",
-                self._log_name,
-                self.record.job_id,
-                attachment.failure,
-            )
-        before = attachment.local_port
-        try:
-            self.record.local_port = await attachment.open(run)
-        except AttachError as err:
-            return await self._without_tunnel(str(err))
-        await self._stand_down()
-        self._standby.found()
-        self.log.info(
-            "%s: tunnel to job %s (run %s) on 127.0.0.1:%s",
-            self._log_name,
-            self.record.job_id,
-            run,
-            self.record.local_port,
-        )
-        if before and self.record.local_port != before:
-            await self._move_route()
-        return None
-
-    async def _without_tunnel(self, why: str) -> int | None:
-        """The job runs but no tunnel reaches it (a CCB hiccup, a slow sshd in the job, a
-        partitioned execute point): the job and its kernels are kept and the port gives a
-        page, for ``notebook.reattach_timeout``; only then is the job ended, saying why."""
-        lost_for = self._standby.lost_for()
-        limit = self.site.notebook.reattach_timeout
-        if lost_for >= limit:
-            return await self._end(f"{why} (no tunnel for {lost_for:.0f} s)")
-        if self._standby.page is None or not self._standby.page.tunnel:
-            await self._show(Standby(self.record.job_id, self.record.schedd, tunnel=True))
-        self.log.warning(
-            "%s: %s; the job is kept, its port answers with a page (%.0f of %d s)",
-            self._log_name,
-            why,
-            lost_for,
-            limit,
-        )
-        return None
-
-    async def _move_route(self) -> None:
-        """The session had to take another local port: the proxy's route follows it."""
-        if self.server is None:
-            return
-        self.server.port = self.record.local_port
-        self._commit()
-        proxy = self.user.settings.get("proxy")
-        if proxy is None or self.pending:  # JupyterHub's start-up check routes it itself
-            self.log.info("%s: server moved to port %s", self._log_name, self.record.local_port)
-        else:
-            await proxy.add_user(self.user, self.name)
-            self.log.info(
-                "%s: proxy route moved to port %s", self._log_name, self.record.local_port
-            )
-
-    async def _tunnel_gave_up(self, why: str) -> None:
-        """The tunnel's supervisor gave up: until the next poll attaches again, its held
-        port says so (the route stays: no other account can have the port)."""
-        self._standby.lost_for()  # the clock starts, if it has not
-        await self._show(Standby(self.record.job_id, self.record.schedd, tunnel=True))
-        self.log.warning("%s: tunnel gave up (%s); reconnecting", self._log_name, why)
 
     async def _end(self, why: str) -> int | None:
         """poll() found the server dead: end its job safely first, then report it (1)."""
@@ -414,8 +334,22 @@ class CondorSpawner(SpawnerConfig):
     # --- stop -----------------------------------------------------------------------------
 
     async def _close_tunnel(self) -> None:
-        await self._stand_down()
-        await self.job.close_tunnel()
+        await self.tunnel.close()
+
+    async def _move_route(self) -> None:
+        """The session had to take another local port: the proxy's route follows it."""
+        if self.server is None:
+            return
+        self.server.port = self.record.local_port
+        self._commit()
+        proxy = self.user.settings.get("proxy")
+        if proxy is None or self.pending:  # JupyterHub's start-up check routes it itself
+            self.log.info("%s: server moved to port %s", self._log_name, self.record.local_port)
+        else:
+            await proxy.add_user(self.user, self.name)
+            self.log.info(
+                "%s: proxy route moved to port %s", self._log_name, self.record.local_port
+            )
 
     async def stop(self, now: bool = False) -> None:
         await self._close_tunnel()

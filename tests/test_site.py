@@ -71,6 +71,8 @@ def test_path_from_environment(monkeypatch, tmp_path):
         ),
         ("[notebook]\nhub_api = 'carrier pigeon'\n", r"notebook\.hub_api: expected 'tunnel'"),
         ("[notebook]\ngrace_period = 'a while'\n", r"notebook\.grace_period: 'a while' is not"),
+        ("[notebook]\nreattach_concurrency = 0\n", r"reattach_concurrency: expected at least 1"),
+        ("[notebook]\nreattach_concurrency = 2.5\n", r"reattach_concurrency: expected an integer"),
         ("[jobs]\nrequirements = '((('\n", r"jobs\.requirements: '\(\(\(' is not a single ClassAd"),
         ("[jobs]\ntemplate_dir = '/no/such/dir'\n", r"jobs\.template_dir: '/no/such/dir' is not"),
         ("[pool\n", r"not valid TOML"),

@@ -4,6 +4,7 @@ ending a job safely, a site file checked at once, poll that never raises."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import tomllib
 from pathlib import Path
@@ -17,6 +18,7 @@ from condorspawner.jobfiles import JobPathError, JobPaths, job_site_text
 from condorspawner.joblog import ended_in_log
 from condorspawner.site import SiteError, load_site
 from tests.harness import REFERENCE
+from tests.waiting import wait_until_async
 
 # --- accounts -------------------------------------------------------------------------
 
@@ -401,7 +403,7 @@ async def test_a_held_job_this_hub_ended_is_not_a_silent_schedd(monkeypatch, cap
     assert "disk quota" in spawner.last_end
     spawner.state.ad = None  # forgotten by the watcher
     await spawner.poll()
-    assert spawner._standby.page is None
+    assert spawner.tunnel.standby.page is None
     assert "does not answer" not in caplog.text
     assert "disk quota" in spawner.last_end  # the reason is kept for the next start
     await spawner._close_tunnel()
@@ -432,7 +434,7 @@ async def test_a_running_job_no_tunnel_reaches_is_kept_until_the_reattach_timeou
     assert await spawner.poll() is None and ended == []
     status, page = await fetch_local(port)
     assert status == 424 and "re-established" in page
-    spawner._standby.lost_at -= spawner.site.notebook.reattach_timeout
+    spawner.tunnel.standby.lost_at -= spawner.site.notebook.reattach_timeout
     assert await spawner.poll() == 1
     assert "refused" in ended[0] and "no tunnel for" in ended[0]
     await spawner._close_tunnel()
@@ -664,3 +666,61 @@ async def test_a_spawn_saved_before_its_submit_answer_finds_its_job(monkeypatch)
         again.user = SimpleNamespace(name="ann")
         again.load_state({"spawn_id": "spawn-1"})
         assert await again.poll() == expected
+
+
+async def test_sessions_reattach_a_few_at_a_time_per_schedd_and_answer_meanwhile(monkeypatch):
+    """Issue 27: after a hub restart every session's poll wants its tunnel at once. At most
+    ``notebook.reattach_concurrency`` attach per schedd; every other poll returns at once,
+    its port giving the "re-established" page (JupyterHub's start-up check passes) until
+    a slot frees and its tunnel is made; a failed attach counts toward the page's clock."""
+    from types import SimpleNamespace
+
+    from condorspawner.attach import AttachError, Attachment
+    from condorspawner.jobad import RUNNING
+
+    release, opening, most = asyncio.Event(), set(), [0]
+
+    async def slow_open(self, run, on_listening=None) -> int:
+        opening.add(self.job_id)
+        most[0] = max(most[0], len(opening))
+        await release.wait()
+        opening.discard(self.job_id)
+        if self.job_id == "7.4":
+            raise AttachError("Could not reach the notebook in job 7.4: refused")
+        self.tunnel, self.run = SimpleNamespace(failed=False, failure=None, close=nothing), run
+        return self.local_port
+
+    async def nothing() -> None:
+        pass
+
+    monkeypatch.setattr(Attachment, "open", slow_open)
+    spawners, started = [], int(time.time()) - 60
+    for i in range(5):
+        spawner = silent_schedd_spawner(monkeypatch, free_local_port())
+        spawner.record.job_id = f"7.{i}"
+        spawner.site = dataclasses.replace(
+            spawner.site,
+            notebook=dataclasses.replace(spawner.site.notebook, reattach_concurrency=2),
+        )
+        spawner.state.ad = {"JobStatus": RUNNING, "JobCurrentStartDate": started}
+        spawners.append(spawner)
+    polls = [asyncio.create_task(s.poll()) for s in spawners]
+    done, _ = await asyncio.wait(polls, timeout=5)
+    assert len(done) == 3 and all(p.result() is None for p in done)  # 2 wait in their slots
+    assert most[0] == 2 and len(opening) == 2
+    for spawner in spawners[2:]:
+        status, page = await fetch_local(spawner.record.local_port)
+        assert status == 424 and "re-established" in page
+    release.set()
+    assert await asyncio.gather(*polls) == [None] * 5
+    await wait_until_async(
+        lambda: all(s.job.reaches(s.state.ad) for s in spawners[:4]), 5, "four attached", 0.05
+    )
+    await wait_until_async(lambda: not spawners[4].tunnel.reattach.pending, 5, "the fifth", 0.05)
+    assert most[0] == 2
+    assert [await s.poll() for s in spawners] == [None] * 5
+    assert spawners[4].tunnel.standby.lost_at is not None  # the failure started the page's clock
+    status, page = await fetch_local(spawners[4].record.local_port)
+    assert status == 424 and "re-established" in page
+    for spawner in spawners:
+        await spawner._close_tunnel()
