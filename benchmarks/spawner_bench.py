@@ -152,7 +152,7 @@ def main() -> int:
     print(
         f"hub-side tunnel processes ({len(tunnel)}, {len(tunnel) / n:.1f} per session): "
         f"RSS {tunnel_rss / 1024 / n:.1f} MB, PSS {tunnel_pss / 1024 / n:.1f} MB per session; "
-        f"per session: {parts} (python: the one keeper, shared; condor_ssh_to_j: localpool's Python "
+        f"per session: {parts} (python: the keeper, shared; condor_ssh_to_j: localpool's Python "
         "stand-ins for condor_ssh_to_job and its -proxy helper)"
     )
     return 0

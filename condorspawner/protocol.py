@@ -83,8 +83,8 @@ class Rendezvous:
 
     @property
     def tag(self) -> str:
-        """What this spawn's tunnel processes carry on their command lines (the keeper's
-        mark, an ssh ``SetEnv``): found again after a hub restart; it reveals no directory."""
+        """What this spawn's tunnel processes carry on their command lines (an ssh
+        ``SetEnv``): found again after a hub restart; it reveals no directory."""
         return f"condorspawner-tunnel-{_digest(self.nonce)[:16]}"
 
 

@@ -24,7 +24,8 @@ _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.S
 
 
 def slots(schedd: str | None, limit: int) -> asyncio.Semaphore:
-    """The re-attach slots of this hub for ``schedd`` (``limit`` of them)."""
+    """The re-attach slots of this hub for ``schedd`` (``limit`` of them, as the first
+    caller saw it: a hub reads the site file's number once)."""
     per_schedd = _SLOTS.setdefault(asyncio.get_running_loop(), {})
     return per_schedd.setdefault(schedd or "", asyncio.Semaphore(limit))
 

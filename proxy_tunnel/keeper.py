@@ -12,10 +12,18 @@ process of every tunnel stays below it whatever user or session it runs in.
 One keeper for all tunnels: a session costs the hub ``condor_ssh_to_job``, ``ssh``
 and the run-as prefix, not a Python process each (issue 27).
 
+The tunnels' processes run as their users, who are not trusted. So the keeper
+signals a process only while it is below the keeper and is the very process it
+saw in that tree (same pid and start time: a reused pid is somebody else); a
+process that comes back to it from no tree it knows (its command is gone, or it
+daemonized before a look) is killed at once; its writes to the parent never
+block (a slow reader stalls no tunnel); one tree's trouble is that tree's.
+
 The parent speaks JSON lines. In: ``{"run": ID, "argv": [...], "env": {...}}``,
-``{"end": ID}``. Out: ``{"started": ID, "pid": PID}``, then ``{"exited": ID,
-"code": CODE, "stderr": TAIL}`` once the command's whole tree is gone. End of
-input, SIGTERM, SIGHUP or SIGINT: every tree is ended, then the keeper exits.
+``{"end": ID}``. Out: ``{"started": ID, "pid": PID, "start": TICKS}``, then
+``{"exited": ID, "code": CODE, "stderr": TAIL}`` once the command's whole tree is
+gone. End of input, SIGTERM, SIGHUP or SIGINT: every tree is ended, then the
+keeper exits (after ``STOP_LIMIT`` whatever is left below it is killed).
 """
 
 from __future__ import annotations
@@ -33,12 +41,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proxy_tunnel.procs import alive, become_subreaper, descendants, die_with_parent, parents
+from proxy_tunnel.procs import Snapshot, become_subreaper, die_with_parent, start_time
 
 SSH_GRACE = 3.0  # for condor_ssh_to_job to notice its ssh is gone and clean up
 TERM_GRACE = 2.0
-STDERR_TAIL = 65536  # what is kept of a command's error output
-CHECK_EVERY = 5.0  # seconds between looks for orphans while nothing happens
+STOP_LIMIT = SSH_GRACE + 2 * TERM_GRACE + 3.0  # the parent is gone: then nothing stays
+STDERR_TAIL = 8192  # what is kept of a command's error output (the caller reads its end)
+LOOK_EVERY = 10.0  # seconds between notes of who is in each tree while nothing happens
 
 
 @dataclass
@@ -47,11 +56,26 @@ class Kept:
 
     ident: str
     process: subprocess.Popen[bytes]
+    start: int | None
     stderr: bytearray = field(default_factory=bytearray)
-    code: int | None = None
+    code: int | None = None  # the command's exit, once reaped
+    asked: bool = False  # to end
     phase: str = "running"  # running, ssh, term, kill
     until: float = 0.0
-    members: set[int] = field(default_factory=set)  # every process seen in its tree
+    members: dict[int, int] = field(default_factory=dict)  # pid -> start: seen in its tree
+
+    def note(self, snap: Snapshot) -> None:
+        """Who is in the tree now (the command's, while it runs, and its descendants)."""
+        top = self.process.pid
+        if self.code is None and self.start is not None and snap.living(top, self.start):
+            for pid in [top, *snap.below(top)]:
+                start = snap.start(pid)
+                if start is not None:
+                    self.members.setdefault(pid, start)
+        self.members = {p: s for p, s in self.members.items() if snap.start(p) == s}
+
+    def living(self, snap: Snapshot) -> list[int]:
+        return [p for p, s in self.members.items() if snap.living(p, s)]
 
 
 def _is_ssh(pid: int) -> bool:
@@ -61,29 +85,49 @@ def _is_ssh(pid: int) -> bool:
     return False
 
 
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 class Keeper:
     """The loop: commands in, trees out, every orphan reaped."""
 
     def __init__(self, out: int) -> None:
-        self.out = out
+        self.out, self.outbox = out, bytearray()
         self.kept: dict[str, Kept] = {}
         self.by_pid: dict[int, Kept] = {}
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = socket.socketpair()
-        self.stopping = False
-        self.buffer = b""
+        self.stopping: float | None = None  # since when
+        self.inbox = b""
         self.parent_gone = False
-        self.orphans: dict[int, float] = {}  # pid -> when first seen
+        self.last_look = 0.0
+        self.busy = False  # something to follow closely (a tree ending, an orphan)
 
     # --- the parent's side -----------------------------------------------
 
     def _say(self, **message: object) -> None:
-        if self.parent_gone:
-            return
-        try:
-            os.write(self.out, json.dumps(message).encode() + b"\n")
-        except OSError:  # the parent is gone: end everything
-            self.parent_gone = self.stopping = True
+        if not self.parent_gone:
+            self.outbox += json.dumps(message, ensure_ascii=False).encode() + b"\n"
+
+    def _flush(self) -> None:
+        """As much of the outbox as the pipe takes now; the rest when it is writable."""
+        while self.outbox and not self.parent_gone:
+            try:
+                del self.outbox[: os.write(self.out, self.outbox)]
+            except BlockingIOError:
+                break
+            except OSError:  # the parent is gone: end everything
+                self.parent_gone = True
+                self.outbox.clear()
+                self._stop()
+        wants = self.out in self.selector.get_map()
+        if self.outbox and not wants:
+            self.selector.register(self.out, selectors.EVENT_WRITE, "out")
+        elif not self.outbox and wants:
+            self.selector.unregister(self.out)
 
     def _read_commands(self) -> None:
         try:
@@ -92,22 +136,24 @@ class Keeper:
             chunk = b""
         if not chunk:
             self.selector.unregister(0)
-            self.stopping = True
+            self._stop()
             return
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
+        self.inbox += chunk
+        *lines, self.inbox = self.inbox.split(b"\n")
         for line in lines:
-            if line.strip():
+            try:
                 self._command(json.loads(line))
+            except Exception as err:  # one bad command is that command's
+                print(f"proxy_tunnel.keeper: {err!r} in {line[:200]!r}", file=sys.stderr)
 
     def _command(self, message: dict) -> None:
         if "run" in message:
             self._run(str(message["run"]), message["argv"], message.get("env"))
         elif "end" in message and str(message["end"]) in self.kept:
-            self._begin_end(self.kept[str(message["end"])], time.monotonic())
+            self.kept[str(message["end"])].asked = True
 
     def _run(self, ident: str, argv: list[str], env: dict[str, str] | None) -> None:
-        if self.stopping:
+        if self.stopping is not None:
             self._say(exited=ident, code=143, stderr="the keeper is ending")
             return
         try:
@@ -119,14 +165,18 @@ class Keeper:
                 start_new_session=True,
                 env=env,
             )
-        except OSError as err:
-            self._say(exited=ident, code=127, stderr=f"cannot run {argv[0]}: {err}")
+        except (OSError, ValueError, TypeError) as err:
+            self._say(exited=ident, code=127, stderr=f"cannot run {argv[:1]}: {err}")
             return
-        kept = Kept(ident, process)
+        kept = Kept(ident, process, start_time(process.pid))
         self.kept[ident], self.by_pid[process.pid] = kept, kept
         os.set_blocking(process.stderr.fileno(), False)
         self.selector.register(process.stderr, selectors.EVENT_READ, kept)
-        self._say(started=ident, pid=process.pid)
+        self._say(started=ident, pid=process.pid, start=kept.start)
+
+    def _stop(self) -> None:
+        if self.stopping is None:
+            self.stopping = time.monotonic()
 
     # --- trees -----------------------------------------------------------
 
@@ -156,57 +206,50 @@ class Keeper:
                 return
             if pid == 0:
                 return
-            for each in self.kept.values():  # a pid reaped may be reused: never signal it
-                each.members.discard(pid)
-            self.orphans.pop(pid, None)
             kept = self.by_pid.get(pid)
             if kept is not None:
                 kept.code = os.waitstatus_to_exitcode(status)
                 kept.process.returncode = kept.code
-                if kept.phase == "running":  # it ended by itself: the rest of its tree goes
-                    self._begin_end(kept, time.monotonic(), ssh_first=False)
 
-    def _begin_end(self, kept: Kept, now: float, ssh_first: bool = True) -> None:
-        if kept.phase != "running":
+    def _look(self, snap: Snapshot) -> None:
+        """Note who is in each tree; kill at once what came back to us from none."""
+        known = set(self.by_pid)
+        for kept in self.kept.values():
+            kept.note(snap)
+            known |= set(kept.members)
+        me = os.getpid()
+        strays = [p for p in snap.children.get(me, []) if p not in known]
+        for pid in strays:  # below us now, so ours: a pid reused is not possible here
+            _signal([pid, *snap.below(pid)], signal.SIGKILL)
+        self.busy = self.busy or bool(strays)
+
+    def _step(self, kept: Kept, snap: Snapshot, now: float) -> None:
+        """One tree's next move while it ends: ssh first, the rest, SIGKILL, report."""
+        living = kept.living(snap)
+        if kept.phase == "running":
+            if not kept.asked and kept.code is None:
+                return
+            ssh = [p for p in living if _is_ssh(p)] if kept.code is None else []
+            if ssh:
+                _signal(ssh, signal.SIGTERM)
+                kept.phase, kept.until = "ssh", now + SSH_GRACE
+            else:
+                _signal(living, signal.SIGTERM)
+                kept.phase, kept.until = "term", now + TERM_GRACE
+        elif kept.phase == "ssh" and (kept.code is not None or now >= kept.until):
+            _signal(living, signal.SIGTERM)
+            kept.phase, kept.until = "term", now + TERM_GRACE
+        elif kept.phase == "term" and living and now >= kept.until:
+            _signal(living, signal.SIGKILL)
+            kept.phase, kept.until = "kill", now + TERM_GRACE
+        elif kept.phase in ("term", "kill") and (not living or now >= kept.until):
+            self._report(kept)
             return
-        tree = parents()
-        kept.members |= set(descendants(kept.process.pid, tree))
-        ssh = [p for p in kept.members if _is_ssh(p) and alive(p)] if ssh_first else []
-        if ssh and kept.code is None:
-            _signal(ssh, signal.SIGTERM)
-            kept.phase, kept.until = "ssh", now + SSH_GRACE
-        else:
-            self._terminate(kept, now, tree)
-
-    def _living(self, kept: Kept, tree: dict[int, int]) -> list[int]:
-        if kept.code is None:
-            kept.members |= {kept.process.pid, *descendants(kept.process.pid, tree)}
-        return [p for p in kept.members if alive(p)]
-
-    def _terminate(self, kept: Kept, now: float, tree: dict[int, int]) -> None:
-        _signal(self._living(kept, tree), signal.SIGTERM)
-        kept.phase, kept.until = "term", now + TERM_GRACE
-
-    def _advance(self, now: float) -> None:
-        """Move every tree being ended on: the next signal, or its report once it is gone."""
-        ending = [k for k in self.kept.values() if k.phase != "running"]
-        if not ending:
-            return
-        tree = parents()
-        for kept in ending:
-            living = self._living(kept, tree)
-            if kept.phase == "ssh" and (kept.code is not None or now >= kept.until):
-                self._terminate(kept, now, tree)
-            elif kept.phase == "term" and living and now >= kept.until:
-                _signal(living, signal.SIGKILL)
-                kept.phase, kept.until = "kill", now + TERM_GRACE
-            elif kept.phase != "ssh" and (not living or now >= kept.until):
-                self._report(kept)
+        self.busy = True
 
     def _report(self, kept: Kept) -> None:
-        self._reap()
         stream = kept.process.stderr
-        for _ in range(64):  # what is still in the pipe, bounded
+        for _ in range(16):  # what is still in the pipe, bounded
             if stream.closed or not self._read_stderr(kept):
                 break
         if not stream.closed:
@@ -217,39 +260,44 @@ class Keeper:
         code = kept.code if kept.code is not None else -signal.SIGKILL
         self._say(exited=kept.ident, code=code, stderr=kept.stderr.decode(errors="replace"))
 
-    def _look(self, now: float) -> None:
-        """Note who is in each running tree; end a process that came back to us from no
-        tree still running (its command is gone, or it left its tree): SIGTERM when
-        first seen, SIGKILL after the grace. Nothing of a tunnel outlives it."""
-        me, tree = os.getpid(), parents()
-        known = set()
-        for kept in self.kept.values():
-            if kept.phase == "running":
-                kept.members = {p for p in kept.members if p in tree}
-                kept.members |= set(descendants(kept.process.pid, tree))
-                known |= kept.members
-        found = {p for p, parent in tree.items() if parent == me and p not in self.by_pid}
-        found = (found - known) | {p for p in self.orphans if alive(p)}
-        for pid in found - set(self.orphans):
-            self.orphans[pid] = now
-            _signal([pid, *descendants(pid, tree)], signal.SIGTERM)
-        for pid, seen in list(self.orphans.items()):
-            if pid not in found:
-                del self.orphans[pid]
-            elif now - seen >= TERM_GRACE:
-                _signal([pid, *descendants(pid, tree)], signal.SIGKILL)
-
     # --- the loop --------------------------------------------------------
+
+    def _turn(self, now: float) -> bool:
+        """Everything that is due; False once the keeper may exit."""
+        self._reap()
+        if self.stopping is not None:
+            for kept in self.kept.values():
+                kept.asked = True
+        due = now - self.last_look >= LOOK_EVERY
+        moving = any(k.asked or k.code is not None for k in self.kept.values())
+        if not (due or moving or self.busy or self.stopping is not None):
+            return True
+        snap, self.busy = Snapshot(), False
+        if due or moving or self.stopping is not None:
+            self._look(snap)
+            self.last_look = now
+        for kept in list(self.kept.values()):
+            kept.note(snap)
+            self._step(kept, snap, now)
+        if self.stopping is None:
+            return True
+        if not self.kept and not snap.children.get(os.getpid()):
+            return False
+        if now - self.stopping >= STOP_LIMIT:  # nothing of any tunnel outlives the keeper
+            _signal(snap.below(os.getpid()), signal.SIGKILL)
+            return False
+        return True
 
     def run(self) -> int:
         def wake(*_: object) -> None:
             pass
 
         def stop(*_: object) -> None:
-            self.stopping = True
+            self._stop()
 
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
+        os.set_blocking(self.out, False)
         signal.set_wakeup_fd(self.wake_w.fileno())
         signal.signal(signal.SIGCHLD, wake)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -257,36 +305,20 @@ class Keeper:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(0, selectors.EVENT_READ, "commands")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
-        last_check = time.monotonic()
         while True:
-            now = time.monotonic()
-            if self.stopping:
-                for kept in list(self.kept.values()):
-                    self._begin_end(kept, now)
-                self._look(now)
-                if not self.kept and not self.orphans:
-                    return 0
-            busy = self.orphans or any(k.phase != "running" for k in self.kept.values())
-            for key, _ in self.selector.select(0.05 if busy else CHECK_EVERY):
+            quick = self.busy or self.stopping is not None
+            for key, _ in self.selector.select(0.05 if quick else LOOK_EVERY):
                 if key.data == "commands":
                     self._read_commands()
                 elif key.data == "wake":
                     with contextlib.suppress(OSError):
                         self.wake_r.recv(4096)
-                else:
+                elif isinstance(key.data, Kept):
                     self._read_stderr(key.data)
-            self._reap()
-            now = time.monotonic()
-            if busy or now - last_check >= CHECK_EVERY:
-                self._look(now)
-                last_check = now
-            self._advance(now)
-
-
-def _signal(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+            more = self._turn(time.monotonic())
+            self._flush()
+            if not more:
+                return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,12 @@ import signal
 import subprocess
 import sys
 
-from proxy_tunnel.procs import alive, descendants, signal_all
+from proxy_tunnel.procs import Snapshot, signal_all
 
 log = logging.getLogger("proxy_tunnel")
 
 _numbers = itertools.count(1)
+STARTED_WITHIN = 30.0  # seconds: the keeper starts a command at once
 
 
 class KeptProcess:
@@ -33,6 +34,7 @@ class KeptProcess:
     def __init__(self, keeper: _Keeper, ident: str) -> None:
         self.keeper, self.ident = keeper, ident
         self.pid: int | None = None
+        self.start: int | None = None  # the command's start time: with pid, who it is
         self.returncode: int | None = None
         self.stderr = ""  # the tail of what its tree wrote, once it has ended
         loop = asyncio.get_running_loop()
@@ -52,8 +54,8 @@ class KeptProcess:
             with contextlib.suppress(RuntimeError):  # a test's event loop may be closed
                 future.set_result(value)
 
-    def _on_started(self, pid: int) -> None:
-        self.pid = pid
+    def _on_started(self, pid: int, start: int | None) -> None:
+        self.pid, self.start = pid, start
         self._settle(self._started, pid)
 
     def _on_exited(self, code: int, stderr: str) -> None:
@@ -70,6 +72,7 @@ class _Keeper:
             [sys.executable, "-I", "-m", "proxy_tunnel.keeper", "--parent", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            start_new_session=True,  # a terminal's ^C or hang-up is not the hub's death
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.out, self.into = self.process.stdout.fileno(), self.process.stdin.fileno()
@@ -90,12 +93,15 @@ class _Keeper:
             self.loop = loop
 
     def send(self, message: dict) -> None:
-        if self.lost:
-            return
-        try:
-            os.write(self.into, json.dumps(message).encode() + b"\n")
-        except OSError:
-            self._lose()
+        """One line to the keeper, whole (the keeper reads at once: this never waits long)."""
+        data = memoryview(json.dumps(message).encode() + b"\n")
+        while data and not self.lost:
+            try:
+                data = data[os.write(self.into, data) :]
+            except InterruptedError:
+                continue
+            except OSError:
+                self._lose()
 
     def _readable(self) -> None:
         try:
@@ -110,15 +116,22 @@ class _Keeper:
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                log.error("the tunnel keeper said something unreadable: %r", line[:200])
+                continue
             if "started" in message and message["started"] in self.kept:
-                self.kept[message["started"]]._on_started(int(message["pid"]))
+                kept = self.kept[message["started"]]
+                kept._on_started(int(message["pid"]), message.get("start"))
             elif "exited" in message and message["exited"] in self.kept:
                 kept = self.kept.pop(message["exited"])
                 kept._on_exited(int(message["code"]), str(message.get("stderr", "")))
 
     def _lose(self) -> None:
-        """The keeper died: nobody ends its trees now but us."""
+        """The keeper died: nobody ends its trees now but us. Its commands are init's now,
+        still running: each is killed with what is below it, if it is still the very
+        process it was (same start time: a pid may be reused)."""
         global _KEEPER
         self.lost = True
         if _KEEPER is self:
@@ -126,12 +139,13 @@ class _Keeper:
         if self.loop is not None and not self.loop.is_closed():
             with contextlib.suppress(Exception):
                 self.loop.remove_reader(self.out)
-        tops = [k.pid for k in self.kept.values() if k.pid is not None]
-        if tops:
+        snap = Snapshot()
+        tops = [
+            k.pid for k in self.kept.values() if k.pid and k.start and snap.living(k.pid, k.start)
+        ]
+        if self.kept:
             log.error("the tunnel keeper ended; killing the %d tunnels it kept", len(tops))
-            signal_all(
-                [p for top in tops for p in [top, *descendants(top)] if alive(p)], signal.SIGKILL
-            )
+        signal_all([p for top in tops for p in [top, *snap.below(top)]], signal.SIGKILL)
         for kept in list(self.kept.values()):
             kept._on_exited(-signal.SIGKILL, "the tunnel keeper ended")
         self.kept.clear()
@@ -158,7 +172,12 @@ async def run_kept(argv: list[str], env: dict[str, str] | None = None) -> KeptPr
     keeper.kept[kept.ident] = kept
     keeper.send({"run": kept.ident, "argv": list(argv), "env": env})
     try:
-        await asyncio.shield(kept._started)
+        await asyncio.wait_for(asyncio.shield(kept._started), STARTED_WITHIN)
+    except TimeoutError:  # the keeper is stuck: the caller sees a command that ended
+        keeper.send({"end": kept.ident})
+        kept._on_exited(
+            -signal.SIGKILL, f"the tunnel keeper did not start it in {STARTED_WITHIN} s"
+        )
     except asyncio.CancelledError:  # it may start all the same: it must not stay
         keeper.send({"end": kept.ident})
         raise

@@ -37,34 +37,63 @@ def become_subreaper() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def parents() -> dict[int, int]:
-    """pid -> parent pid for every process we can see."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name may hold spaces and parentheses: fields start after the last ')'
-        fields = stat[stat.rfind(")") + 2 :].split()
-        found[int(entry.name)] = int(fields[1])
-    return found
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat's fields from the state on (the name may hold spaces and ')')."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return stat[stat.rfind(b")") + 2 :].decode().split()
 
 
-def descendants(pid: int, tree: dict[int, int] | None = None) -> list[int]:
-    """Every process below ``pid`` (children first), as /proc shows them now (or as
-    ``tree``, a :func:`parents` taken once for many looks, showed them)."""
-    children: dict[int, list[int]] = {}
-    for child, parent in (parents() if tree is None else tree).items():
-        children.setdefault(parent, []).append(child)
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        current = todo.pop(0)
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot): with the pid, who a process is; a
+    pid that is reused gets another start time."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+class Snapshot:
+    """The process table at one moment: each process's parent, start time and state."""
+
+    def __init__(self) -> None:
+        self.table: dict[int, tuple[int, int, str]] = {}  # pid -> (parent, start, state)
+        self.children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            fields = _stat_fields(entry.name) if entry.name.isdigit() else None
+            if fields:
+                pid, parent = int(entry.name), int(fields[1])
+                self.table[pid] = (parent, int(fields[19]), fields[0])
+                self.children.setdefault(parent, []).append(pid)
+
+    def below(self, pid: int) -> list[int]:
+        """Every process below ``pid`` (children first)."""
+        found, todo = [], list(self.children.get(pid, []))
+        while todo:
+            current = todo.pop(0)
+            found.append(current)
+            todo.extend(self.children.get(current, []))
+        return found
+
+    def start(self, pid: int) -> int | None:
+        entry = self.table.get(pid)
+        return entry[1] if entry else None
+
+    def living(self, pid: int, start: int) -> bool:
+        """Is this the very process (same start time), and not a zombie?"""
+        entry = self.table.get(pid)
+        return entry is not None and entry[1] == start and entry[2] != "Z"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first), as /proc shows them now."""
+    return Snapshot().below(pid)
 
 
 def command_line(pid: int) -> list[str]:
@@ -99,11 +128,8 @@ def signal_all(pids: Iterable[int], sig: int) -> None:
 
 def alive(pid: int) -> bool:
     """Is ``pid`` a live process (not a zombie)?"""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def _tcp_address(text: str) -> tuple[str, int]:

@@ -23,14 +23,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from proxy_tunnel.kept import KeptProcess, run_kept
-from proxy_tunnel.procs import alive, descendants, signal_all
 from proxy_tunnel.relay import SocketRelay, open_socket
 from proxy_tunnel.sockets import socket_directory
 
@@ -41,6 +39,7 @@ RETRY_MARK = "Use -auto-retry"
 # asked again at this steady pace, the tunnel starts within it of the moment it can,
 # where a backoff would overshoot (condor_ssh_to_job's own -auto-retry waits 5 s)
 RETRY_EVERY = 0.5
+ENDED_WITHIN = 15.0  # the keeper ends a tree within 7 s (proxy_tunnel.keeper)
 HOLD_WHILE_DOWN = 15.0  # seconds a request waits for a dropped forward to come back
 
 
@@ -353,20 +352,16 @@ class Tunnel:
         return self.failure is not None
 
     async def _terminate(self) -> None:
-        """Ask the keeper to end the tree; if it cannot, kill the tree ourselves."""
+        """Ask the keeper to end the tree (it alone signals the tunnel's processes: it
+        knows who they are) and wait for it, a bounded time."""
         proc = self._process
         if proc is None or proc.returncode is not None:
             return
         proc.end()
         try:
-            await asyncio.wait_for(proc.wait(), 10.0)
-            return
+            await asyncio.wait_for(proc.wait(), ENDED_WITHIN)
         except TimeoutError:
-            pass
-        if proc.pid is not None:
-            signal_all([p for p in [proc.pid, *descendants(proc.pid)] if alive(p)], signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 3.0)
+            log.error("tunnel to %s: the keeper did not end it in %g s", self.job_id, ENDED_WITHIN)
 
     async def _let_go(self) -> None:
         """No more traffic through this tunnel; the port goes too when it is ours alone."""

@@ -8,6 +8,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from proxy_tunnel.kept import keeper_pid, run_kept
@@ -33,29 +34,39 @@ import asyncio, sys
 from proxy_tunnel.kept import keeper_pid, run_kept
 from tests.test_keeper import tree_of
 
-async def main(mark, count):
+async def main(mark, count, script=None):
     for _ in range(count):
-        await run_kept(["bash", "-c", tree_of(mark)])
+        await run_kept([sys.executable, script, mark] if script else ["bash", "-c", tree_of(mark)])
     print(keeper_pid(), flush=True)
     await asyncio.sleep(600)
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:]))
 """
 
 
-def test_one_keeper_keeps_twenty_tunnels_and_ends_them_all_when_the_hub_is_killed(tmp_path):
-    """A SIGKILLed hub with 20 tunnels leaves no tunnel process behind after a minute;
-    while it ran, one keeper (not one per tunnel) held them all."""
-    mark, err = a_mark(), tmp_path / "hub.err"
+def start_hub(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    """A stand-in hub (its own process) that keeps tunnels, and its keeper's pid."""
+    err = tmp_path / "hub.err"
     hub = subprocess.Popen(
-        [sys.executable, "-c", HUB, mark, "20"],
+        [sys.executable, "-c", HUB, *args],
         stdout=subprocess.PIPE,
         stderr=err.open("w"),
         text=True,
         cwd=Path(__file__).parents[1],
     )
     try:
-        keeper = int(read_line(hub, r"^\d+$", 60, err))
+        return hub, int(read_line(hub, r"^\d+$", 60, err))
+    except BaseException:
+        hub.kill()
+        raise
+
+
+def test_one_keeper_keeps_twenty_tunnels_and_ends_them_all_when_the_hub_is_killed(tmp_path):
+    """A SIGKILLed hub with 20 tunnels leaves no tunnel process behind after a minute;
+    while it ran, one keeper (not one per tunnel) held them all."""
+    mark = a_mark()
+    hub, keeper = start_hub(tmp_path, mark, "20")
+    try:
 
         def tunnels() -> list[int]:
             return [p for p in processes_carrying(mark) if p != hub.pid]
@@ -114,3 +125,74 @@ async def test_a_killed_keeper_takes_its_tunnels_and_a_new_one_takes_over():
     again = await run_kept(["true"])
     assert await asyncio.wait_for(again.wait(), 10) == 0
     assert keeper_pid() not in (None, first)
+
+
+CHAIN = """\
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork():
+    time.sleep(300)  # the tunnel's command stays
+for _ in range(3000):  # bounded: five minutes at most
+    if os.fork():
+        os._exit(0)  # the parent goes: its child is an orphan, the keeper's
+    time.sleep(0.1)
+"""
+
+
+def test_a_process_that_keeps_leaving_its_tree_dies_with_the_hub(tmp_path):
+    """Review of issue 27: each generation ignores SIGTERM, forks and exits, so each is a
+    new orphan of the keeper; the keeper still ends, and the chain with it."""
+    mark, script = a_mark(), tmp_path / "chain.py"
+    script.write_text(CHAIN)
+    hub, keeper = start_hub(tmp_path, mark, "1", str(script))
+
+    def chain() -> list[int]:
+        return [p for p in processes_carrying(mark) if p != hub.pid]
+
+    try:
+        wait_until(lambda: len(chain()) > 1, 10, "the chain runs", 0.05)
+        time.sleep(1)  # generations, each an orphan of the keeper
+    finally:
+        hub.kill()
+        hub.wait(timeout=10)
+    wait_until(lambda: not alive(keeper), 60, "the keeper ended", 0.2)
+    wait_until(lambda: not chain(), 10, "no generation of the chain is left", 0.2)
+
+
+async def test_a_command_that_cannot_be_run_is_that_commands_failure_alone():
+    """Review of issue 27: an argument the kernel refuses (a NUL byte) fails that command;
+    the keeper goes on for every other."""
+    await (await run_kept(["true"])).wait()
+    keeper = keeper_pid()
+    bad = await run_kept(["sh", "-c", "a\0b"])
+    assert await asyncio.wait_for(bad.wait(), 10) == 127 and "cannot run" in bad.stderr
+    fine = await run_kept(["true"])
+    assert await asyncio.wait_for(fine.wait(), 10) == 0 and keeper_pid() == keeper
+
+
+async def test_many_large_error_outputs_at_once_reach_the_hub_whole():
+    """Review of issue 27: twenty commands each writing 64 KB of bytes that are not UTF-8
+    and ending at once (every end a SIGCHLD during the keeper's writes): every exit is
+    told, with the end of what was written."""
+    script = "head -c 65536 /dev/zero | tr '\\0' '\\377' >&2; echo 'the last line' >&2; exit 7"
+    kept = [await run_kept(["sh", "-c", script]) for _ in range(20)]
+    codes = await asyncio.wait_for(asyncio.gather(*(k.wait() for k in kept)), 30)
+    assert codes == [7] * 20
+    assert all(k.stderr.rstrip().endswith("the last line") for k in kept)
+    assert all(len(k.stderr) <= 3 * 8192 for k in kept)  # a bounded tail
+
+
+def test_a_process_is_signalled_only_while_it_is_the_one_seen():
+    """Review of issue 27: a pid noted in a tree and later reused by another process is
+    not that tree's: the keeper asks for the same start time."""
+    from proxy_tunnel.keeper import Kept
+    from proxy_tunnel.procs import Snapshot
+
+    me = os.getpid()
+    kept = Kept("1", subprocess.Popen(["true"]), start=None)
+    kept.process.wait()
+    snap = Snapshot()
+    kept.members = {me: snap.start(me)}
+    assert kept.living(snap) == [me]
+    kept.members = {me: snap.start(me) - 1}  # the same pid, another process
+    assert kept.living(snap) == []
