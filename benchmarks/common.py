@@ -145,16 +145,17 @@ def site_hub(
     extra_config: str = "",
     cycle_seconds: float = 0.1,
     backend: str = "localpool",
+    start_timeout: str = "30s",
 ) -> Iterator[tuple[Hub, SitePool | RealPool, list[str]]]:
     """A running sudo hub on a system pool (``backend``, as :func:`site_pool`) with
-    ``sessions`` real accounts."""
+    ``sessions`` real accounts; ``start_timeout`` is the site's queue wait limit."""
     with (
         site_pool(sessions, network=network, cycle_seconds=cycle_seconds, backend=backend) as (
             base,
             pool,
             names,
         ),
-        running(sudo_hub(base / "hub", pool, extra_config)) as hub,
+        running(sudo_hub(base / "hub", pool, extra_config, start_timeout)) as hub,
     ):
         yield hub, pool, names
 

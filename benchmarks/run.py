@@ -34,6 +34,52 @@ from benchmarks.common import SPLIT
 from benchmarks.compare import SERVERS
 from tests.realpool import HTCONDOR_DEFAULTS, RECOMMENDED, release_dir
 
+SCALE_TARGETS = {
+    "of it beyond condor_ssh_to_job and ssh, MB": "<= 2",
+    "hub RSS per session, MB": "<= 1",
+    "storm: failed spawns": "0",
+    "restart: all answering again, s": "<= 60 at 100",
+    "restart: most tunnels connecting at once": "<= 10",
+    "SIGKILL: most tunnels connecting at once": "<= 10",
+}
+SCALE_SLOPES = {  # figure -> what grows with N: a time for all of them, or a total
+    "storm: last ready, s": "storm: last ready, s",
+    "restart: all answering again, s": "restart: all answering again, s",
+    "hub RSS per session, MB": "hub RSS above an idle hub's, MB",
+}
+
+
+def scale_rows(quick: bool) -> list[dict]:
+    """benchmarks.scale at each N, on localpool and (full run) the real pool; and, for the
+    figures that grow with N, the slope per session between the smallest and largest N
+    and what it gives at 1000 sessions (an extrapolation anyone can check)."""
+    rows = []
+    pools = [("localpool", (5,) if quick else (25, 50, 100))]
+    if not quick and release_dir() is not None:
+        pools.append(("htcondor", (25, 50)))
+    for backend, counts in pools:
+        where = "" if backend == "localpool" else " (real)"
+        found = {
+            n: scale.run(sessions=n, window=10 if quick else 60, backend=backend) for n in counts
+        }
+        for n, figures in found.items():
+            for name, value in figures.items():
+                if name != "sessions":
+                    target = SCALE_TARGETS.get(name.strip(), "")
+                    rows.append(row(f"scale{where}, {n} sessions: {name}", value, target))
+        if len(counts) > 1:
+            low, high = min(counts), max(counts)
+            for name, grows in SCALE_SLOPES.items():
+                per_session = "per session" in name
+                at = {n: found[n][name] * (n if per_session else 1) for n in (low, high)}
+                slope = (at[high] - at[low]) / (high - low)
+                rows.append(row(f"scale{where}: {grows}, per added session", slope, ""))
+                at_1000 = at[high] + slope * (1000 - high)
+                rows.append(
+                    row(f"scale{where}: {grows}, 1000 sessions (extrapolated)", at_1000, "")
+                )
+    return rows
+
 
 def row(name: str, values: list[float] | float, target: str, unit: str = "") -> dict:
     values = values if isinstance(values, list) else [values]
@@ -189,10 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in ssh_window.run(jobs=4).items():
             rows.append(row(f"P1 condor_ssh_to_job refused (real), {name}", value, "", "s"))
     # scale: N sessions on one hub, a spawn storm, idle costs, a restart and a SIGKILL
-    for n in (5,) if q else (25, 50):
-        for name, value in scale.run(sessions=n, window=10 if q else 60).items():
-            if name != "sessions":
-                rows.append(row(f"scale, {n} sessions: {name}", value, ""))
+    rows += scale_rows(q)
     # P2 with several schedds: one condor_q per schedd per interval, however many sessions
     w = watcher_bench.run(sessions=20 if q else 100, window=8 if q else 20, interval=1 if q else 2)
     rows += [

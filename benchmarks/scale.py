@@ -116,8 +116,9 @@ def _all_answer(hub: Hub, users: list[str]) -> bool:
     return all(answers(hub, user) for user in users)
 
 
-def storm(hub: Hub, users: list[str]) -> dict[str, float]:
-    """Every spawn requested at once; the last one's ready time and what went wrong."""
+def storm(hub: Hub, users: list[str]) -> tuple[dict[str, float], list[str]]:
+    """Every spawn requested at once; the last one's ready time and what went wrong, and
+    the users whose server is ready (the later figures are theirs)."""
     started = time.monotonic()
     for user in users:
         hub.request_spawn(user, {})
@@ -134,11 +135,12 @@ def storm(hub: Hub, users: list[str]) -> dict[str, float]:
         return ready + len(failed) == len(users)
 
     seconds_until(settled, 600, lambda: f"every spawn settles\n{hub.log_tail()}", 0.5)
-    return {
+    figures = {
         "storm: last ready, s": time.monotonic() - started,
         "storm: failed spawns": len(failed),
         "storm: condor_submit calls": hub.count_calls(("condor_submit",))["condor_submit"],
     }
+    return figures, [user for user in users if user not in failed]
 
 
 def idle(hub: Hub, sessions: int, window: float, idle_rss_kb: int) -> dict[str, float]:
@@ -174,11 +176,14 @@ def idle(hub: Hub, sessions: int, window: float, idle_rss_kb: int) -> dict[str, 
 
 def run(sessions: int = 25, window: float = 60.0, backend: str = "localpool") -> dict[str, float]:
     figures: dict[str, float] = {"sessions": sessions}
-    with site_hub(sessions, extra_config=_config(sessions), backend=backend) as (hub, _, users):
+    with site_hub(
+        sessions, extra_config=_config(sessions), backend=backend, start_timeout="10m"
+    ) as (hub, _, users):
         time.sleep(2)
         idle_rss = rss_kb(hub_pid(hub))
-        figures |= storm(hub, users)
-        figures |= idle(hub, sessions, window, idle_rss)
+        spawned, users = storm(hub, users)
+        figures |= spawned
+        figures |= idle(hub, len(users), window, idle_rss)
         nonces = [nonce(user) for user in users]
         for how in ("restart", "SIGKILL"):
             if how == "restart":
