@@ -35,7 +35,7 @@ from benchmarks.compare import SERVERS
 from tests.realpool import HTCONDOR_DEFAULTS, RECOMMENDED, release_dir
 
 SCALE_TARGETS = {
-    "of it beyond condor_ssh_to_job and ssh, MB": "<= 2",
+    "of it beyond condor_ssh_to_job and ssh, MB": "<= 2 (the keeper shared by 25+)",
     "hub RSS per session, MB": "<= 1",
     "storm: failed spawns": "0",
     "restart: all answering again, s": "<= 60 at 100",

@@ -103,10 +103,12 @@ async def test_a_command_ends_ssh_first_and_tells_its_code_and_errors():
 
 
 async def test_what_leaves_a_tunnel_tree_is_ended_and_so_is_what_is_left_of_it():
+    """A process that daemonizes comes back to the keeper from no tree: it is killed at
+    the keeper's next look (every 10 s, and whenever a tree ends: one does here)."""
     mark = a_mark()
     kept = await run_kept(["bash", "-c", f"setsid -f sleep {mark}; exec sleep {mark}"])
     await wait_until_async(lambda: len(processes_carrying(mark)) == 2, 5, "both sleep", 0.05)
-    # the daemonized sleep came back to the keeper, below no running tunnel: ended
+    assert await asyncio.wait_for((await run_kept(["true"])).wait(), 10) == 0
     await wait_until_async(
         lambda: processes_carrying(mark) == [kept.pid], 15, "the stray process ended", 0.1
     )
