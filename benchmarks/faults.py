@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import report, site_hub
+from proxy_tunnel.procs import parent_of
 from tests.harness import Hub
 from tests.realpool import HOW_TO_RUN, release_dir
 from tests.sessions import answers, nonce, program, server_gone, tunnel_pids, tunnel_tops
@@ -42,11 +43,8 @@ def _standby(hub: Hub, user: str) -> bool:
 
 def _parent(pid: int) -> str:
     """``pid<-parent (its program)``, for a report of what a look saw."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        return f"{pid}<-{parent} ({program(parent)})"
-    return f"{pid} (gone)"
+    parent = parent_of(pid)
+    return f"{pid} (gone)" if parent is None else f"{pid}<-{parent} ({program(parent)})"
 
 
 def _jobs(pool) -> list[str]:

@@ -27,7 +27,9 @@ def slots(schedd: str | None, limit: int) -> asyncio.Semaphore:
     """The re-attach slots of this hub for ``schedd`` (``limit`` of them, as the first
     caller saw it: a hub reads the site file's number once)."""
     per_schedd = _SLOTS.setdefault(asyncio.get_running_loop(), {})
-    return per_schedd.setdefault(schedd or "", asyncio.Semaphore(limit))
+    if (schedd or "") not in per_schedd:
+        per_schedd[schedd or ""] = asyncio.Semaphore(limit)
+    return per_schedd[schedd or ""]
 
 
 Attach = Callable[[], Awaitable[str | None]]  # None: attached; else why not

@@ -41,7 +41,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proxy_tunnel.procs import Snapshot, become_subreaper, die_with_parent, start_time
+from proxy_tunnel.procs import (
+    Snapshot,
+    become_subreaper,
+    command_line,
+    die_with_parent,
+    signal_all,
+    start_time,
+)
 
 SSH_GRACE = 3.0  # for condor_ssh_to_job to notice its ssh is gone and clean up
 TERM_GRACE = 2.0
@@ -79,16 +86,7 @@ class Kept:
 
 
 def _is_ssh(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        first = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-        return Path(first.decode(errors="replace")).name == "ssh"
-    return False
-
-
-def _signal(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+    return Path((command_line(pid) or [""])[0]).name == "ssh"
 
 
 class Keeper:
@@ -220,7 +218,7 @@ class Keeper:
         me = os.getpid()
         strays = [p for p in snap.children.get(me, []) if p not in known]
         for pid in strays:  # below us now, so ours: a pid reused is not possible here
-            _signal([pid, *snap.below(pid)], signal.SIGKILL)
+            signal_all([pid, *snap.below(pid)], signal.SIGKILL)
         self.busy = self.busy or bool(strays)
 
     def _step(self, kept: Kept, snap: Snapshot, now: float) -> None:
@@ -231,16 +229,16 @@ class Keeper:
                 return
             ssh = [p for p in living if _is_ssh(p)] if kept.code is None else []
             if ssh:
-                _signal(ssh, signal.SIGTERM)
+                signal_all(ssh, signal.SIGTERM)
                 kept.phase, kept.until = "ssh", now + SSH_GRACE
             else:
-                _signal(living, signal.SIGTERM)
+                signal_all(living, signal.SIGTERM)
                 kept.phase, kept.until = "term", now + TERM_GRACE
         elif kept.phase == "ssh" and (kept.code is not None or now >= kept.until):
-            _signal(living, signal.SIGTERM)
+            signal_all(living, signal.SIGTERM)
             kept.phase, kept.until = "term", now + TERM_GRACE
         elif kept.phase == "term" and living and now >= kept.until:
-            _signal(living, signal.SIGKILL)
+            signal_all(living, signal.SIGKILL)
             kept.phase, kept.until = "kill", now + TERM_GRACE
         elif kept.phase in ("term", "kill") and (not living or now >= kept.until):
             self._report(kept)
@@ -273,18 +271,16 @@ class Keeper:
         if not (due or moving or self.busy or self.stopping is not None):
             return True
         snap, self.busy = Snapshot(), False
-        if due or moving or self.stopping is not None:
-            self._look(snap)
-            self.last_look = now
+        self._look(snap)  # every tree noted, strays killed
+        self.last_look = now
         for kept in list(self.kept.values()):
-            kept.note(snap)
             self._step(kept, snap, now)
         if self.stopping is None:
             return True
         if not self.kept and not snap.children.get(os.getpid()):
             return False
         if now - self.stopping >= STOP_LIMIT:  # nothing of any tunnel outlives the keeper
-            _signal(snap.below(os.getpid()), signal.SIGKILL)
+            signal_all(snap.below(os.getpid()), signal.SIGKILL)
             return False
         return True
 

@@ -52,6 +52,12 @@ def _stat_fields(pid: int | str) -> list[str] | None:
     return stat[stat.rfind(b")") + 2 :].decode().split()
 
 
+def parent_of(pid: int) -> int | None:
+    """``pid``'s parent now (None: it is gone)."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
 def start_time(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot): with the pid, who a process is; a
     pid that is reused gets another start time."""

@@ -15,7 +15,7 @@ import re
 import uuid
 from pathlib import Path
 
-from proxy_tunnel.procs import alive, command_line, processes_carrying
+from proxy_tunnel.procs import alive, command_line, parent_of, processes_carrying
 from tests.harness import HUB_TOKEN
 from tests.waiting import seconds_until
 
@@ -46,7 +46,7 @@ def kept_tops(tag: str) -> list[int]:
     """The tunnels carrying ``tag`` now: the commands a keeper runs (one per tunnel; a
     command's child between fork and exec still shows the command's line, below it)."""
     found = processes_carrying(tag)
-    return [p for p in found if alive(p) and "proxy_tunnel.keeper" in cmdline(parent_of(p))]
+    return [p for p in found if alive(p) and "proxy_tunnel.keeper" in cmdline(parent_of(p) or 0)]
 
 
 def tunnel_tops(session_nonce: str) -> list[int]:
@@ -54,13 +54,6 @@ def tunnel_tops(session_nonce: str) -> list[int]:
     from condorspawner.protocol import Rendezvous
 
     return kept_tops(Rendezvous(session_nonce).tag)
-
-
-def parent_of(pid: int) -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2 :].split()[1])
-    return 0
 
 
 def cmdline(pid: int) -> str:
